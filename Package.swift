@@ -1,0 +1,72 @@
+// swift-tools-version: 6.1
+//
+// GoMalloc: Go's memory allocator (mheap / mcentral / per-P mcache) rebuilt in Swift.
+//
+// One core, two builds:
+//   * `GoMallocCore` (Sources/GoMallocCore) compiles as Embedded Swift with
+//     `-no-allocations`; with the C shims in `GoMallocExports` it becomes the
+//     drop-in `libgomalloc-preload.so` that depends on libc alone.
+//   * `GoMallocCoreHosted` is the same directory (a symlink) built as ordinary
+//     Swift; the `GoMalloc` library, the CLI and the tests use it.
+//
+// Compile-time flags (all our own, never `DEBUG`):
+//   GOMALLOC_INTERNAL_CHECKS   cheap O(1) invariant checks; on in debug builds.
+//   GOMALLOC_EXPENSIVE_CHECKS  heap walks after mutations; opt-in only
+//                              (`-Xswiftc -DGOMALLOC_EXPENSIVE_CHECKS`).
+//   GOMALLOC_HOSTED            defined for the hosted (non-Embedded) build.
+import PackageDescription
+
+let coreSettings: [SwiftSetting] = [
+    .define("GOMALLOC_INTERNAL_CHECKS", .when(configuration: .debug)),
+]
+
+let package = Package(
+    name: "GoMalloc",
+    products: [
+        .library(name: "GoMalloc", targets: ["GoMalloc"]),
+        .library(name: "gomalloc-preload", type: .dynamic, targets: ["GoMallocExports", "GoMallocCore"]),
+        .executable(name: "gomalloc", targets: ["gomalloc"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // libc, syscalls, thread-locals and the CPU id: the only C the core sees.
+        .target(name: "CGoMallocSys"),
+
+        // The allocator core, Embedded build (the drop-in library).
+        .target(
+            name: "GoMallocCore",
+            dependencies: ["CGoMallocSys"],
+            path: "Sources/GoMallocCore",
+            swiftSettings: coreSettings + [
+                .enableExperimentalFeature("Embedded"),
+                .unsafeFlags(["-no-allocations"]),
+            ]
+        ),
+        // The C names (malloc, free, ...) forwarding to the core's gm_* entry points.
+        .target(
+            name: "GoMallocExports",
+            dependencies: ["GoMallocCore"],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=Sources/GoMallocExports/exports.map"])]
+        ),
+
+        // The same core sources, hosted build (library, CLI, tests).
+        .target(
+            name: "GoMallocCoreHosted",
+            dependencies: ["CGoMallocSys"],
+            path: "Sources/GoMallocCoreHosted",
+            swiftSettings: coreSettings + [.define("GOMALLOC_HOSTED")]
+        ),
+        .target(name: "GoMalloc", dependencies: ["GoMallocCoreHosted"]),
+        .executableTarget(
+            name: "gomalloc",
+            dependencies: ["GoMalloc", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(
+            name: "GoMallocTests",
+            dependencies: ["GoMalloc", "GoMallocCoreHosted"],
+            resources: [.copy("Fixtures")]
+        ),
+    ]
+)

@@ -1,0 +1,147 @@
+// sys.c — system calls for the GoMalloc core. See gomalloc_sys.h for the contract.
+#define _GNU_SOURCE
+#include "gomalloc_sys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+__thread uintptr_t gm_tls_preferred_p __attribute__((tls_model("initial-exec"))) = 0;
+
+void *gm_sys_reserve(void *hint, size_t size) {
+    void *p = mmap(hint, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void *gm_sys_map_anon(size_t size) {
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+int gm_sys_commit(void *addr, size_t size) { return mprotect(addr, size, PROT_READ | PROT_WRITE); }
+
+int gm_sys_release(void *addr, size_t size) { return madvise(addr, size, MADV_DONTNEED); }
+
+int gm_sys_unmap(void *addr, size_t size) { return munmap(addr, size); }
+
+void *gm_sys_remap(void *old, size_t old_size, size_t new_size, int may_move) {
+    void *p = mremap(old, old_size, new_size, may_move ? MREMAP_MAYMOVE : 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void gm_sys_write(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+_Noreturn void gm_sys_abort(void) { abort(); }
+void gm_sys_set_errno(int e) { errno = e; }
+int gm_sys_errno(void) { return errno; }
+const char *gm_sys_getenv(const char *name) { return getenv(name); }
+void gm_sys_yield(void) { sched_yield(); }
+long gm_sys_gettid(void) { return syscall(SYS_gettid); }
+
+int gm_sys_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
+    return pthread_atfork(prepare, parent, child);
+}
+
+int gm_sys_atexit(void (*fn)(void)) { return atexit(fn); }
+
+void gm_sys_futex_wait(uint32_t *addr, uint32_t expected) {
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+}
+
+void gm_sys_futex_wake(uint32_t *addr, int count) {
+    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+}
+
+// MARK: - CPU count
+
+// Read a small file into buf (NUL-terminated) with open/read: no stdio, no allocation.
+static int read_small_file(const char *path, char *buf, size_t cap) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    return (int)n;
+}
+
+static long parse_long(const char **s) {
+    long v = 0;
+    int any = 0;
+    while (**s >= '0' && **s <= '9') { v = v * 10 + (**s - '0'); (*s)++; any = 1; }
+    return any ? v : -1;
+}
+
+// cgroup v2 `cpu.max` is "max PERIOD" or "QUOTA PERIOD"; v1 splits them over two files.
+// Returns the quota in CPUs rounded up, or 0 when there is no limit.
+static int cgroup_cpu_limit(void) {
+    char buf[512], path[640];
+    // Find our cgroup v2 path from /proc/self/cgroup ("0::/some/path").
+    const char *rel = "";
+    if (read_small_file("/proc/self/cgroup", buf, sizeof buf) > 0) {
+        char *line = strstr(buf, "0::");
+        if (line) {
+            rel = line + 3;
+            char *nl = strchr(rel, '\n');
+            if (nl) *nl = 0;
+        }
+    }
+    const char *candidates[2] = {rel, ""};
+    for (int i = 0; i < 2; i++) {
+        size_t rl = strlen(candidates[i]);
+        if (rl + 40 > sizeof path) continue;
+        memcpy(path, "/sys/fs/cgroup", 14);
+        memcpy(path + 14, candidates[i], rl);
+        memcpy(path + 14 + rl, "/cpu.max", 9);
+        char v[128];
+        if (read_small_file(path, v, sizeof v) > 0) {
+            if (strncmp(v, "max", 3) == 0) return 0;
+            const char *s = v;
+            long quota = parse_long(&s);
+            while (*s == ' ') s++;
+            long period = parse_long(&s);
+            if (quota > 0 && period > 0) return (int)((quota + period - 1) / period);
+            return 0;
+        }
+    }
+    char q[64], p[64];
+    if (read_small_file("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", q, sizeof q) > 0 &&
+        read_small_file("/sys/fs/cgroup/cpu/cpu.cfs_period_us", p, sizeof p) > 0) {
+        const char *qs = q, *ps = p;
+        if (*qs == '-') return 0;
+        long quota = parse_long(&qs), period = parse_long(&ps);
+        if (quota > 0 && period > 0) return (int)((quota + period - 1) / period);
+    }
+    return 0;
+}
+
+int gm_sys_ncpu(void) {
+    cpu_set_t set;
+    int n = 0;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+    if (n <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (int)c : 1;
+    }
+    int limit = cgroup_cpu_limit();
+    if (limit > 0 && limit < n) n = limit;
+    return n;
+}

@@ -1,0 +1,65 @@
+// Constants.swift — the numbers the whole allocator is built from.
+//
+// Role: one place for every size, shift and count; each says how it relates to the others.
+// Go counterpart: malloc.go (constants), sizeclasses.go (_MaxSmallSize, _NumSizeClasses),
+//   mpagealloc.go / mpagealloc_64bit.go (chunk and summary constants).
+// Invariants:
+//   I1. pageSize == 1 << pageShift; heapArenaBytes == pagesPerArena * pageSize.
+//   I2. pallocChunkPages == 512 == 8 words of 64 bits; an arena holds arenaChunks whole chunks.
+//   I3. summary level l covers 2^(pallocChunkPages log2 + 3 * (levels-1-l)) pages per entry.
+// Concurrency: immutable.
+// Failure: none.
+
+/// Go's `_PageShift`: the allocator's page is 8 KiB, whatever the OS page is.
+let pageShift = 13
+let pageSize = 1 << pageShift
+let pageMask = pageSize - 1
+
+/// Objects up to `maxSmallSize` come from size classes; larger ones are large spans.
+let maxSmallSize = 32768
+/// 67 size classes + class 0 (large objects).
+let numSizeClasses = 68
+/// `spanClass = sizeclass << 1 | noscan`.
+let numSpanClasses = numSizeClasses << 1
+/// Lookup tables: `sizeToClass8[(size + 7) / 8]` up to 1024 bytes, then 128-byte steps.
+let smallSizeDiv = 8
+let smallSizeMax = 1024
+let largeSizeDiv = 128
+let sizeToClass8Count = smallSizeMax / smallSizeDiv + 1            // 129
+let sizeToClass128Count = (maxSmallSize - smallSizeMax) / largeSizeDiv + 1  // 249
+
+/// Go's tiny allocator block (reserved for the tiny allocator; see DESIGN.md).
+let tinySize = 16
+
+/// User addresses we manage fit in 48 bits (x86-64 and AArch64 with 4-level tables).
+let heapAddrBits = 48
+/// Go's `heapArenaBytes`: the unit in which address space is reserved from the OS.
+let logHeapArenaBytes = 26
+let heapArenaBytes = 1 << logHeapArenaBytes                     // 64 MiB
+let pagesPerArena = heapArenaBytes / pageSize                   // 8192
+/// Two-level arena map: arena index = addr >> 26 (22 bits) = L1 (10 bits) | L2 (12 bits).
+let arenaBits = heapAddrBits - logHeapArenaBytes                // 22
+let arenaL1Bits = 10
+let arenaL2Bits = arenaBits - arenaL1Bits                       // 12
+
+/// Page allocator: a chunk is 512 pages (4 MiB), one 512-bit bitmap.
+let logPallocChunkPages = 9
+let pallocChunkPages = 1 << logPallocChunkPages                 // 512
+let pallocChunkBytes = pallocChunkPages * pageSize              // 4 MiB
+let logPallocChunkBytes = logPallocChunkPages + pageShift       // 22
+let pallocChunkWords = pallocChunkPages / 64                    // 8
+let arenaChunks = heapArenaBytes / pallocChunkBytes             // 16
+
+/// Radix tree of summaries: 5 levels; level 0 has 2^14 entries, each next level 8x more.
+let summaryLevels = 5
+let summaryLevelBits = 3
+let summaryL0Bits = heapAddrBits - logPallocChunkBytes - (summaryLevels - 1) * summaryLevelBits  // 14
+
+/// The P count never exceeds this (GOMALLOC_MAXPROCS is clamped to it).
+let maxProcs = 256
+
+/// fixalloc carves metadata out of chunks this big (Go's _FixAllocChunk).
+let fixAllocChunk = 16 << 10
+
+/// Cache line (x86-64 and most AArch64): mcentrals and Ps are padded to it.
+let cacheLineSize = 64

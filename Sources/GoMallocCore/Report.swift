@@ -1,0 +1,123 @@
+// Report.swift — fatal reports without allocating: a fixed buffer, write(2), abort().
+//
+// Role: every message the core prints (bad free, broken invariant, statistics lines) is
+//   formatted here into a stack buffer and written to a file descriptor in one write.
+// Go counterpart: print.go, panic.go (`throw`).
+// Invariants:
+//   I1. Nothing here allocates: no String, no interpolation, no print; StaticString and
+//       integers only, formatted into a fixed 256-byte buffer.
+// Concurrency: reentrant; each report uses its own stack buffer.
+// Failure: output that does not fit is truncated; the abort still happens.
+import CGoMallocSys
+
+/// A line being formatted on the stack. Append pieces, then `write(to:)`.
+struct ReportLine: ~Copyable {
+    private var buffer: InlineArray<256, UInt8> = InlineArray(repeating: 0)
+    private var count = 0
+
+    init() {}
+
+    mutating func append(_ s: StaticString) {
+        s.withUTF8Buffer { bytes in
+            for b in bytes { appendByte(b) }
+        }
+    }
+
+    /// Append raw C-string bytes (e.g. an option name from the environment).
+    mutating func append(cString p: UnsafePointer<CChar>) {
+        var i = 0
+        while p[i] != 0 && i < 200 { appendByte(UInt8(bitPattern: p[i])); i += 1 }
+    }
+
+    mutating func appendByte(_ b: UInt8) {
+        if count < 256 { buffer[count] = b; count += 1 }
+    }
+
+    mutating func append(decimal v: Int) {
+        if v < 0 { appendByte(0x2D); append(decimal: UInt(v.magnitude)) } else { append(decimal: UInt(v)) }
+    }
+
+    mutating func append(decimal v: UInt) {
+        var digits: InlineArray<20, UInt8> = InlineArray(repeating: 0)
+        var n = 0
+        var x = v
+        repeat { digits[n] = UInt8(x % 10) &+ 0x30; n += 1; x /= 10 } while x != 0
+        while n > 0 { n -= 1; appendByte(digits[n]) }
+    }
+
+    mutating func append(hex v: UInt) {
+        append("0x")
+        var started = false
+        var shift = 60
+        while shift >= 0 {
+            let d = UInt8((v >> UInt(shift)) & 0xF)
+            if d != 0 || started || shift == 0 {
+                started = true
+                appendByte(d < 10 ? d &+ 0x30 : d &+ 0x57)
+            }
+            shift -= 4
+        }
+    }
+
+    /// Append `value` with `places` decimals of `value / scale` (e.g. percentages).
+    mutating func append(fixed value: UInt, scale: UInt, places: Int) {
+        append(decimal: value / scale)
+        if places > 0 {
+            appendByte(0x2E)
+            var rem = value % scale
+            for _ in 0..<places { rem *= 10; appendByte(UInt8(rem / scale) &+ 0x30); rem %= scale }
+        }
+    }
+
+    /// Pad with spaces on the left so that `text` ends at column `width` (right alignment).
+    mutating func padTo(_ width: Int) { while count < width { appendByte(0x20) } }
+    var length: Int { count }
+
+    consuming func write(to fd: Int32) {
+        var line = self
+        line.appendByte(0x0A)
+        let n = line.count
+        withUnsafeBytes(of: line.buffer) { raw in
+            gm_sys_write(fd, raw.baseAddress, n)
+        }
+    }
+}
+
+/// Go's `throw`: report a broken internal invariant and abort.
+@inline(never)
+func throwFatal(_ message: StaticString) -> Never {
+    var line = ReportLine()
+    line.append("gomalloc: fatal error: ")
+    line.append(message)
+    line.write(to: 2)
+    gm_sys_abort()
+}
+
+/// Report a caller's misuse (`free(): double free 0x...`) and abort.
+@inline(never)
+func reportBadPointer(function: StaticString, problem: StaticString, address: UInt) -> Never {
+    var line = ReportLine()
+    line.append("gomalloc: ")
+    line.append(function)
+    line.append("(): ")
+    line.append(problem)
+    line.append(" ")
+    line.append(hex: address)
+    line.write(to: 2)
+    gm_sys_abort()
+}
+
+/// Cheap invariant (mimalloc's first tier): compiled in with GOMALLOC_INTERNAL_CHECKS.
+@inline(__always)
+func internalCheck(_ condition: @autoclosure () -> Bool, _ message: StaticString) {
+    #if GOMALLOC_INTERNAL_CHECKS
+    if !condition() { throwFatal(message) }
+    #endif
+}
+
+/// Whether the cheap invariant checks are compiled into this build (tests read it).
+#if GOMALLOC_INTERNAL_CHECKS
+package let internalChecksEnabled = true
+#else
+package let internalChecksEnabled = false
+#endif

@@ -1,0 +1,75 @@
+// Sys.swift — Go's sys* memory-state transitions over mmap, mprotect and madvise.
+//
+// Role: the only Swift file that asks the OS for memory. Memory moves between Go's states:
+//   None --sysReserve--> Reserved --sysMap--> Ready --sysUnused--> Scavenged --(touch)--> Ready
+//   and any state --sysFree--> None. Metadata comes Ready at once from sysAlloc.
+// Go counterpart: mem_linux.go, mem.go.
+// Invariants:
+//   I1. A hint is only a hint: no call uses MAP_FIXED, so sanitizers' ranges are never clobbered.
+//   I2. Scavenged memory reads as zero when touched again (MADV_DONTNEED on private anonymous).
+// Concurrency: stateless; safe from any thread.
+// Failure: every function returns nil / false on failure and never traps. In hosted test
+//   builds a fault injector can make the next N reservations or commits fail.
+import CGoMallocSys
+import Synchronization
+
+#if GOMALLOC_HOSTED
+/// Test seam: the number of upcoming sysReserve/sysMap/sysAlloc calls that should fail.
+package let sysFaultsPending = Atomic<Int>(0)
+/// Test seam: how many sys* calls failed because of injection.
+package let sysFaultsInjected = Atomic<Int>(0)
+
+@inline(__always)
+private func injectFault() -> Bool {
+    var pending = sysFaultsPending.load(ordering: .relaxed)
+    while pending > 0 {
+        let (exchanged, original) = sysFaultsPending.compareExchange(
+            expected: pending, desired: pending - 1, ordering: .relaxed)
+        if exchanged { sysFaultsInjected.add(1, ordering: .relaxed); return true }
+        pending = original
+    }
+    return false
+}
+#else
+@inline(__always)
+private func injectFault() -> Bool { false }
+#endif
+
+/// Reserve address space (PROT_NONE) near `hint`; nil if the OS refuses.
+func sysReserve(hint: UInt, size: Int) -> UnsafeMutableRawPointer? {
+    if injectFault() { return nil }
+    return gm_sys_reserve(UnsafeMutableRawPointer(bitPattern: hint), size)
+}
+
+/// Reserved -> Ready: make a reserved range readable and writable.
+func sysMap(_ base: UnsafeMutableRawPointer, size: Int) -> Bool {
+    if injectFault() { return false }
+    return gm_sys_commit(base, size) == 0
+}
+
+/// Ready -> Scavenged: return the physical pages; the range stays mapped and reads as zero.
+@discardableResult
+func sysUnused(_ base: UnsafeMutableRawPointer, size: Int) -> Bool {
+    gm_sys_release(base, size) == 0
+}
+
+/// Scavenged -> Ready. On Linux touching the pages is enough; kept to name the transition.
+@inline(__always)
+func sysUsed(_ base: UnsafeMutableRawPointer, size: Int) {}
+
+/// Any -> None.
+@discardableResult
+func sysFree(_ base: UnsafeMutableRawPointer, size: Int) -> Bool {
+    gm_sys_unmap(base, size) == 0
+}
+
+/// Fresh zeroed read-write memory for metadata (never user objects); nil on failure.
+func sysAlloc(size: Int) -> UnsafeMutableRawPointer? {
+    if injectFault() { return nil }
+    return gm_sys_map_anon(size)
+}
+
+/// Resize a mapping (used for huge reallocations that own whole mappings); nil on failure.
+func sysRemap(_ old: UnsafeMutableRawPointer, oldSize: Int, newSize: Int, mayMove: Bool) -> UnsafeMutableRawPointer? {
+    gm_sys_remap(old, oldSize, newSize, mayMove ? 1 : 0)
+}

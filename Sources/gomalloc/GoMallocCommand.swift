@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct GoMallocCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gomalloc",
+        abstract: "Go's memory allocator as a malloc for Linux: run programs under it, inspect it, benchmark it.",
+        subcommands: []
+    )
+}
