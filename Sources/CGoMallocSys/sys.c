@@ -52,7 +52,37 @@ void gm_sys_write(int fd, const void *buf, size_t len) {
 _Noreturn void gm_sys_abort(void) { abort(); }
 void gm_sys_set_errno(int e) { errno = e; }
 int gm_sys_errno(void) { return errno; }
-const char *gm_sys_getenv(const char *name) { return getenv(name); }
+// Early in process start-up (glibc's __libc_early_init, ld.so's own allocations) malloc can
+// run before libc has set `environ`; then read the kernel's copy from /proc/self/environ
+// into a static buffer (no allocation). Later calls use getenv, which does not allocate.
+extern char **environ;
+static char early_env[32768];
+static size_t early_env_len;
+static int early_env_read;
+
+const char *gm_sys_getenv(const char *name) {
+    if (environ != NULL) return getenv(name);
+    if (!early_env_read) {
+        early_env_read = 1;
+        int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t n;
+            while (early_env_len < sizeof early_env - 1 &&
+                   (n = read(fd, early_env + early_env_len, sizeof early_env - 1 - early_env_len)) > 0)
+                early_env_len += (size_t)n;
+            close(fd);
+        }
+        early_env[early_env_len] = 0;
+    }
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < early_env_len;) {
+        const char *entry = early_env + i;
+        size_t el = strlen(entry);
+        if (el > nl && memcmp(entry, name, nl) == 0 && entry[nl] == '=') return entry + nl + 1;
+        i += el + 1;
+    }
+    return NULL;
+}
 void gm_sys_yield(void) { sched_yield(); }
 long gm_sys_gettid(void) { return syscall(SYS_gettid); }
 

@@ -1,0 +1,94 @@
+// MemStats.swift — the heap's statistics, with the names of Go's runtime.MemStats.
+import GoMallocCoreHosted
+
+/// A snapshot of the allocator's statistics. Byte counts use Go's definitions.
+public struct MemStats: Sendable, Equatable {
+    /// Bytes of allocated heap objects (small objects at their size-class size, large
+    /// objects at their page-rounded size).
+    public var heapAlloc: UInt64
+    /// Bytes of heap memory obtained from the OS (committed arenas, minus stacks).
+    public var heapSys: UInt64
+    /// Bytes in idle (unused) spans: `heapSys - heapInuse`.
+    public var heapIdle: UInt64
+    /// Bytes in in-use spans.
+    public var heapInuse: UInt64
+    /// Bytes of idle spans returned to the OS (or never touched).
+    public var heapReleased: UInt64
+    /// Live objects.
+    public var heapObjects: UInt64
+    /// Bytes in manual (stack) spans.
+    public var stackInuse: UInt64
+    /// Bytes of allocator metadata obtained from the OS.
+    public var metadataSys: UInt64
+    /// Cumulative count of objects allocated.
+    public var mallocs: UInt64
+    /// Cumulative count of objects freed.
+    public var frees: UInt64
+    /// Number of Ps (GOMALLOC_MAXPROCS).
+    public var processors: Int
+    /// mcaches created so far (never more than `processors`).
+    public var mcaches: Int
+    /// Heap arenas (64 MiB) reserved.
+    public var arenas: Int
+    /// Per size class (index = class; class 0 counts large objects).
+    public var bySize: [SizeClassStats]
+
+    init(_ m: MemStatsSnapshot) {
+        heapAlloc = m.heapAlloc
+        heapSys = m.heapSys
+        heapIdle = m.heapIdle
+        heapInuse = m.heapInuse
+        heapReleased = m.heapReleased
+        heapObjects = m.heapObjects
+        stackInuse = m.stackInuse
+        metadataSys = m.metadataSys
+        mallocs = m.mallocs
+        frees = m.frees
+        processors = m.nprocs
+        mcaches = m.mcaches
+        arenas = m.arenas
+        var rows: [SizeClassStats] = []
+        for c in 0..<68 {
+            rows.append(SizeClassStats(sizeClass: c, size: Int(m.classSize[c]),
+                                       mallocs: m.classMallocs[c], frees: m.classFrees[c]))
+        }
+        bySize = rows
+    }
+}
+
+/// Allocation counts of one size class (Go's MemStats.BySize).
+public struct SizeClassStats: Sendable, Equatable {
+    public var sizeClass: Int
+    /// Object size (0 for class 0, large objects).
+    public var size: Int
+    public var mallocs: UInt64
+    public var frees: UInt64
+}
+
+/// One row of the generated size-class table (the columns of Go's sizeclasses.go).
+public struct SizeClass: Sendable, Equatable {
+    public var sizeClass: Int
+    public var bytesPerObject: Int
+    public var bytesPerSpan: Int
+    public var objects: Int
+    public var tailWaste: Int
+    /// Worst-case fraction of a span wasted (rounding up + tail), as in Go's table.
+    public var maxWaste: Double
+    public var minAlign: Int
+
+    static let table: [SizeClass] = {
+        var rows = [SizeClassRow](repeating: SizeClassRow(size: 0, npages: 0), count: 72)
+        let n = rows.withUnsafeMutableBufferPointer { generateSizeClasses(into: $0.baseAddress!, capacity: 72) }
+        var out: [SizeClass] = []
+        var prev = 0
+        for c in 1..<n {
+            let r = rows[c]
+            let waste = Double((r.size - prev - 1) * r.objects + r.tailWaste) / Double(r.spanBytes)
+            out.append(SizeClass(sizeClass: c, bytesPerObject: r.size, bytesPerSpan: r.spanBytes,
+                                 objects: r.objects, tailWaste: r.tailWaste, maxWaste: waste,
+                                 minAlign: r.minAlign))
+            prev = r.size
+        }
+        return out
+    }()
+}

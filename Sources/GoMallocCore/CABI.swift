@@ -1,0 +1,188 @@
+// CABI.swift — the C allocation family with glibc 2.36's semantics, as gm_* entry points.
+//
+// Role: what the drop-in library exports. The C layer (Sources/GoMallocExports) defines
+//   malloc, free, ... with default visibility and jumps here; this file owns the C rules:
+//   errno, NULL and zero cases, overflow checks, alignment validation, and the alignment
+//   promise (a block of more than 8 bytes is 16-byte aligned; 1-8 bytes get the largest
+//   power of two not above their size, which the 8-byte class gives).
+// Go counterpart: none (Go has no C allocator API).
+// Invariants:
+//   I1. Every failure returns NULL (or an error code) with errno as glibc sets it; nothing
+//       traps on bad sizes or alignments.
+//   I2. free / realloc of anything that is not a live block of ours aborts with one line.
+// Concurrency: as Malloc.swift.
+// Failure: ENOMEM for sizes the heap cannot hold or that overflow; EINVAL for bad alignments.
+import CGoMallocSys
+
+private let ENOMEM: Int32 = 12
+private let EINVAL: Int32 = 22
+/// glibc refuses requests above PTRDIFF_MAX; we cannot map more than our address bits anyway.
+private let maxRequest = 1 << heapAddrBits
+
+@inline(__always)
+private func failENOMEM() -> UnsafeMutableRawPointer? {
+    gm_sys_set_errno(ENOMEM)
+    return nil
+}
+
+@c(gm_malloc)
+public func gmMalloc(_ size: Int) -> UnsafeMutableRawPointer? {
+    if size <= maxSmallSize, let h = theHeap() {
+        if let p = mallocSmall(h, sizeClass: h.pointee.sizeClass(for: size, cABI: true), size: size, zero: false) {
+            return p
+        }
+        return failENOMEM()
+    }
+    return gmMallocSlow(size)
+}
+
+@inline(never)
+private func gmMallocSlow(_ size: Int) -> UnsafeMutableRawPointer? {
+    if size < 0 || size > maxRequest { return failENOMEM() }
+    return mallocgc(size, cABI: true, zero: false) ?? failENOMEM()
+}
+
+@c(gm_free)
+public func gmFree(_ ptr: UnsafeMutableRawPointer?) {
+    guard let ptr else { return }
+    freeObject(ptr, function: "free")
+}
+
+@c(gm_calloc)
+public func gmCalloc(_ n: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+    let (total, overflow) = n.multipliedReportingOverflow(by: size)
+    if overflow || n < 0 || size < 0 || total > maxRequest { return failENOMEM() }
+    return mallocgc(total, cABI: true, zero: true) ?? failENOMEM()
+}
+
+@c(gm_realloc)
+public func gmRealloc(_ ptr: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
+    guard let ptr else { return gmMalloc(size) }
+    if size == 0 {
+        // glibc: realloc(p, 0) frees p and returns NULL.
+        freeObject(ptr, function: "realloc")
+        return nil
+    }
+    if size < 0 || size > maxRequest { return failENOMEM() }
+    return reallocObject(ptr, size: size, cABI: true) ?? failENOMEM()
+}
+
+@c(gm_reallocarray)
+public func gmReallocarray(_ ptr: UnsafeMutableRawPointer?, _ n: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+    let (total, overflow) = n.multipliedReportingOverflow(by: size)
+    if overflow || n < 0 || size < 0 { return failENOMEM() }
+    return gmRealloc(ptr, total)
+}
+
+/// The aligned family's common core: `alignment` is a power of two.
+private func alignedAlloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+    if size < 0 || size > maxRequest { return nil }
+    if alignment <= 16 {
+        // Size classes give 16 bytes for anything over 8 bytes; 8 for the rest.
+        return mallocgc(alignment > 8 ? Swift.max(size, 9) : size, cABI: true, zero: false)
+    }
+    return mallocAligned(size, alignment: alignment, zero: false)
+}
+
+@inline(__always)
+private func isPowerOfTwo(_ x: Int) -> Bool { x > 0 && x & (x &- 1) == 0 }
+
+@c(gm_posix_memalign)
+public func gmPosixMemalign(_ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ alignment: Int, _ size: Int) -> Int32 {
+    if !isPowerOfTwo(alignment) || alignment % MemoryLayout<UnsafeRawPointer>.size != 0 { return EINVAL }
+    guard let p = alignedAlloc(alignment, size) else { return ENOMEM }
+    out?.pointee = p
+    return 0
+}
+
+@c(gm_aligned_alloc)
+public func gmAlignedAlloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+    if !isPowerOfTwo(alignment) {
+        gm_sys_set_errno(EINVAL)
+        return nil
+    }
+    return alignedAlloc(alignment, size) ?? failENOMEM()
+}
+
+@c(gm_memalign)
+public func gmMemalign(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+    // glibc: alignments above SIZE_MAX/2 + 1 are EINVAL; others round up to a power of two.
+    if alignment < 0 || alignment > Int.max / 2 + 1 {
+        gm_sys_set_errno(EINVAL)
+        return nil
+    }
+    var a = Swift.max(alignment, 1)
+    if !isPowerOfTwo(a) { a = 1 << (Int.bitWidth - (a - 1).leadingZeroBitCount) }
+    return alignedAlloc(a, size) ?? failENOMEM()
+}
+
+/// The OS page size glibc uses for valloc/pvalloc on x86-64 and most AArch64 systems.
+private let osPageSize = 4096
+
+@c(gm_valloc)
+public func gmValloc(_ size: Int) -> UnsafeMutableRawPointer? {
+    alignedAlloc(osPageSize, size) ?? failENOMEM()
+}
+
+@c(gm_pvalloc)
+public func gmPvalloc(_ size: Int) -> UnsafeMutableRawPointer? {
+    if size < 0 || size > maxRequest { return failENOMEM() }
+    let rounded = Swift.max((size + osPageSize - 1) & ~(osPageSize - 1), osPageSize)
+    return alignedAlloc(osPageSize, rounded) ?? failENOMEM()
+}
+
+@c(gm_malloc_usable_size)
+public func gmMallocUsableSize(_ ptr: UnsafeMutableRawPointer?) -> Int {
+    guard let ptr else { return 0 }
+    return usableSize(ptr, function: "malloc_usable_size")
+}
+
+@c(gm_free_sized)
+public func gmFreeSized(_ ptr: UnsafeMutableRawPointer?, _ size: Int) {
+    gmFree(ptr)
+}
+
+@c(gm_free_aligned_sized)
+public func gmFreeAlignedSized(_ ptr: UnsafeMutableRawPointer?, _ alignment: Int, _ size: Int) {
+    gmFree(ptr)
+}
+
+@c(gm_malloc_trim)
+public func gmMallocTrim(_ pad: Int) -> Int32 {
+    trimHeap() > 0 ? 1 : 0
+}
+
+@c(gm_malloc_stats)
+public func gmMallocStats() {
+    printMemStats(fd: 2)
+}
+
+@c(gm_stats_print)
+public func gmStatsPrint(_ fd: Int32) {
+    printMemStats(fd: fd)
+}
+
+@c(gm_mallopt)
+public func gmMallopt(_ param: Int32, _ value: Int32) -> Int32 {
+    // glibc's parameters (M_MXFAST 1, M_TRIM_THRESHOLD -1 ... M_ARENA_MAX -8) are accepted
+    // and have no effect here: our heap has no arenas, top pad or mmap threshold to tune.
+    (param == 1 || (param >= -8 && param <= -1)) ? 1 : 0
+}
+
+/// mallinfo2's fields in order: arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks,
+/// uordblks, fordblks, keepcost.
+@c(gm_mallinfo_fill)
+public func gmMallinfoFill(_ out: UnsafeMutablePointer<Int>?) {
+    guard let out else { return }
+    let m = readMemStats()
+    out[0] = Int(m.heapSys)                                   // arena: bytes from the OS
+    out[1] = 0                                                // ordblks
+    out[2] = 0                                                // smblks
+    out[3] = Int(m.largeMallocs &- m.largeFrees)              // hblks: live large blocks
+    out[4] = Int(m.largeAllocBytes)                           // hblkhd: their bytes
+    out[5] = 0                                                // usmblks
+    out[6] = 0                                                // fsmblks
+    out[7] = Int(m.heapAlloc)                                 // uordblks: in use
+    out[8] = Int(m.heapSys &- Swift.min(m.heapSys, m.heapAlloc)) // fordblks: free
+    out[9] = Int(m.heapReleased)                              // keepcost: releasable
+}

@@ -1,0 +1,125 @@
+// HeapArena.swift — 64 MiB heap arenas: reserved at Go's hint addresses, mapped page -> span.
+//
+// Role: reserve address space from the OS in 64 MiB-aligned arenas, trying Go's hint
+//   addresses first (0x00c0 << 32, then 0x01c0 << 32, ... as hints only, never MAP_FIXED),
+//   and register each arena in the two-level arena map with its page table (8192 span
+//   pointers, one per 8 KiB page).
+// Go counterpart: malloc.go (arena hints, sysAlloc), mheap.go (heapArena, arenaIndex).
+// Invariants:
+//   I1. Every registered arena is 64 MiB-aligned, lies below 2^48, and has a page table.
+//   I2. Arena map entries go from nil to non-nil only, never back.
+//   I3. [currentBase, currentEnd) is reserved, registered and not yet committed.
+// Concurrency: Guarded by the heap lock; the map is read lock-free (I2).
+// Failure: reserve returns nil when the OS refuses address space or metadata.
+import CGoMallocSys
+
+/// Per-arena metadata: the page -> span table (Go's heapArena.spans), 8192 entries.
+typealias ArenaPageTable = UnsafeMutablePointer<UnsafeMutablePointer<MSpan>?>
+/// Second level of the arena map: 4096 page tables.
+typealias ArenaL2 = UnsafeMutablePointer<ArenaPageTable?>
+
+/// Address space bookkeeping: hints, the current reservation, the registered arenas.
+struct ArenaSet {
+    /// Next hint index (Go's arenaHints list, walked in order). Guarded by: heap lock.
+    var hintIndex: Int = 0
+    /// Where the next reservation is tried for the current hint. Guarded by: heap lock.
+    var hintAddr: UInt = 0
+    /// Reserved but uncommitted address space at the end of the last reservation.
+    var currentBase: UInt = 0
+    var currentEnd: UInt = 0
+    /// Number of arenas registered. Guarded by: heap lock.
+    var count: Int = 0
+    /// Lowest and highest registered arena (for walks and the heap view).
+    var lowest: UInt = UInt.max
+    var highest: UInt = 0
+    /// Bytes of metadata (arena map and page tables). Guarded by: heap lock.
+    var metadataBytes: Int = 0
+
+    /// Go's hints on amd64 and arm64 Linux: i << 40 | 0x00c0 << 32 for i = 0...0x7f.
+    static func hint(_ i: Int) -> UInt {
+        UInt(i) << 40 | (0x00c0 << 32)
+    }
+}
+
+extension MHeap {
+    /// Reserve at least `size` bytes (rounded to whole arenas), arena-aligned, and register
+    /// the arenas. Returns the range, or nil. Caller holds the heap lock.
+    mutating func reserveArenas(atLeast size: UInt) -> (UInt, UInt)? {
+        let n = (size &+ UInt(heapArenaBytes) &- 1) & ~(UInt(heapArenaBytes) &- 1)
+        var base: UInt = 0
+        while arenas.hintIndex < 0x80 && base == 0 {
+            if arenas.hintAddr == 0 { arenas.hintAddr = ArenaSet.hint(arenas.hintIndex) }
+            let h = arenas.hintAddr
+            if h &+ n > (UInt(1) << UInt(heapAddrBits)) || h &+ n < h {
+                arenas.hintIndex &+= 1; arenas.hintAddr = 0; continue
+            }
+            if let p = sysReserve(hint: h, size: Int(n)) {
+                if UInt(bitPattern: p) == h {
+                    base = h
+                    arenas.hintAddr = h &+ n
+                    break
+                }
+                sysFree(p, size: Int(n))
+            }
+            // Taken (or refused): move to the next hint.
+            arenas.hintIndex &+= 1
+            arenas.hintAddr = 0
+        }
+        if base == 0 {
+            // No hint worked: anywhere, over-reserving to align by hand.
+            guard let p = sysReserve(hint: 0, size: Int(n) &+ heapArenaBytes) else { return nil }
+            let raw = UInt(bitPattern: p)
+            let aligned = (raw &+ UInt(heapArenaBytes) &- 1) & ~(UInt(heapArenaBytes) &- 1)
+            if aligned > raw { sysFree(p, size: Int(aligned &- raw)) }
+            let tail = (raw &+ n &+ UInt(heapArenaBytes)) &- (aligned &+ n)
+            if tail > 0 { sysFree(UnsafeMutableRawPointer(bitPattern: aligned &+ n)!, size: Int(tail)) }
+            if aligned &+ n > (UInt(1) << UInt(heapAddrBits)) {
+                sysFree(UnsafeMutableRawPointer(bitPattern: aligned)!, size: Int(n))
+                return nil
+            }
+            base = aligned
+        }
+        // Register every arena of the range.
+        var a = base
+        while a < base &+ n {
+            if !registerArena(a) {
+                // Keep what was registered; give back the rest.
+                sysFree(UnsafeMutableRawPointer(bitPattern: a)!, size: Int(base &+ n &- a))
+                return a > base ? (base, a &- base) : nil
+            }
+            a &+= UInt(heapArenaBytes)
+        }
+        return (base, n)
+    }
+
+    private mutating func registerArena(_ a: UInt) -> Bool {
+        let ai = Int(a >> UInt(logHeapArenaBytes))
+        let i1 = ai >> arenaL2Bits
+        if arenasL1[i1] == nil {
+            let bytes = (1 << arenaL2Bits) * MemoryLayout<UInt>.stride
+            guard let m = sysAlloc(size: bytes) else { return false }
+            arenas.metadataBytes &+= bytes
+            arenasL1[i1] = m.bindMemory(to: ArenaPageTable?.self, capacity: 1 << arenaL2Bits)
+        }
+        let l2 = arenasL1[i1].unsafelyUnwrapped
+        let i2 = ai & ((1 << arenaL2Bits) - 1)
+        if l2[i2] == nil {
+            let bytes = pagesPerArena * MemoryLayout<UInt>.stride
+            guard let m = sysAlloc(size: bytes) else { return false }
+            arenas.metadataBytes &+= bytes
+            // Zero-filled memory is a table of nil spans.
+            l2[i2] = m.bindMemory(to: UnsafeMutablePointer<MSpan>?.self, capacity: pagesPerArena)
+            arenas.count &+= 1
+            arenas.lowest = Swift.min(arenas.lowest, a)
+            arenas.highest = Swift.max(arenas.highest, a)
+        }
+        return true
+    }
+
+    /// The page table of the arena holding `addr`, if registered.
+    func pageTable(_ addr: UInt) -> ArenaPageTable? {
+        if addr >> UInt(heapAddrBits) != 0 { return nil }
+        let ai = Int(addr >> UInt(logHeapArenaBytes))
+        return arenasL1[ai >> arenaL2Bits]?[ai & ((1 << arenaL2Bits) - 1)]
+    }
+}

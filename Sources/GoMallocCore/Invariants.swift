@@ -1,0 +1,209 @@
+// Invariants.swift — checkInvariants(): the whole heap walked and recounted the slow way.
+//
+// Role: the expensive tier of checks (mimalloc's "expensive", Go's doubleCheck and
+//   ReadMemStatsSlow). Stops the world (takes every P, every mcentral and the heap lock, in
+//   lock order), then checks span states, bitmaps against counts, the page map against the
+//   spans, the page allocator's bitmaps against its summaries, the central lists against
+//   span locations, the mcaches, and the statistics against a recount.
+// Go counterpart: mstats.go (ReadMemStatsSlow), mgcsweep.go / mheap.go (debug checks).
+// Invariants: those of every other file, referenced as File.In in the messages.
+// Concurrency: stops the world; safe to call while other threads allocate.
+// Failure: returns the first violation found (nil when all hold); never modifies the heap.
+import Synchronization
+
+/// A violated invariant: what, and where.
+package struct InvariantViolation {
+    package let message: StaticString
+    package let address: UInt
+}
+
+/// Walk the heap; nil when every invariant holds. Tests and debug builds call this; it is
+/// never on a release fast path.
+package func checkInvariants() -> InvariantViolation? {
+    guard let h = theHeap() else { return nil }
+    stopTheWorld(h)
+    defer { startTheWorld(h) }
+    return checkHeapLocked(h)
+}
+
+private func stopTheWorld(_ h: UnsafeMutablePointer<MHeap>) {
+    for i in 0..<h.pointee.nprocs {
+        let slot = h.pointee.proc(i)
+        while !slot.pointee.owner.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
+            spinLoopHint()
+        }
+    }
+    for i in 0..<numSpanClasses { h.pointee.central(SpanClass(raw: UInt8(i))).pointee.lock.lock() }
+    h.pointee.lock.lock()
+}
+
+private func startTheWorld(_ h: UnsafeMutablePointer<MHeap>) {
+    h.pointee.lock.unlock()
+    for i in 0..<numSpanClasses { h.pointee.central(SpanClass(raw: UInt8(i))).pointee.lock.unlock() }
+    for i in 0..<h.pointee.nprocs { h.pointee.releaseP(i) }
+}
+
+private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViolation? {
+    var spanPages = 0
+    var manualPages = 0
+    var liveSmallBytes: UInt64 = 0
+    var liveLargeBytes: UInt64 = 0
+    var listed = 0
+    // Walk every registered arena's page table.
+    for i1 in 0..<(1 << arenaL1Bits) {
+        guard let l2 = h.pointee.arenasL1[i1] else { continue }
+        for i2 in 0..<(1 << arenaL2Bits) {
+            guard let table = l2[i2] else { continue }
+            let arenaBase = UInt((i1 << arenaL2Bits) | i2) << UInt(logHeapArenaBytes)
+            for pg in 0..<pagesPerArena {
+                guard let s = table[pg] else { continue }
+                let addr = arenaBase &+ UInt(pg &* pageSize)
+                let state = s.pointee.state.load(ordering: .relaxed)
+                if state == SpanState.free.rawValue {
+                    return InvariantViolation(message: "MHeap.I1: page maps to a free span", address: addr)
+                }
+                if addr < s.pointee.startAddr || addr >= s.pointee.limit {
+                    return InvariantViolation(message: "MHeap.I1: page maps to a span not covering it", address: addr)
+                }
+                if !h.pointee.pages.isAllocated(addr) {
+                    return InvariantViolation(message: "MHeap.I1: page of a span is free in the page allocator", address: addr)
+                }
+                if addr != s.pointee.startAddr { continue }
+                // First page: check the span once.
+                if let v = checkSpan(h, s) { return v }
+                spanPages &+= s.pointee.npages
+                if state == SpanState.manual.rawValue {
+                    manualPages &+= s.pointee.npages
+                } else if s.pointee.spanClass.sizeClass == 0 {
+                    liveLargeBytes &+= UInt64(s.pointee.npages &* pageSize)
+                } else {
+                    liveSmallBytes &+= UInt64(s.pointee.liveObjectsSlow() &* s.pointee.elemSize)
+                    let loc = s.pointee.location.load(ordering: .relaxed)
+                    if loc == SpanLocation.partial || loc == SpanLocation.full { listed &+= 1 }
+                }
+            }
+        }
+    }
+    if spanPages != h.pointee.pagesInUse {
+        return InvariantViolation(message: "MHeap.I2: pagesInUse differs from the pages of in-use spans", address: UInt(spanPages))
+    }
+    if spanPages != h.pointee.pages.inUsePages {
+        return InvariantViolation(message: "MHeap.I2: page allocator in-use count differs from the spans", address: UInt(spanPages))
+    }
+    if manualPages != h.pointee.pagesManual {
+        return InvariantViolation(message: "MHeap: manual page count differs", address: UInt(manualPages))
+    }
+    if h.pointee.heapSys != h.pointee.pages.totalPages &* pageSize {
+        return InvariantViolation(message: "MHeap.I3: heapSys differs from the page allocator's pages", address: UInt(h.pointee.heapSys))
+    }
+    // Central lists: every listed span has the right class and location.
+    var onLists = 0
+    for i in 0..<numSpanClasses {
+        let c = h.pointee.central(SpanClass(raw: UInt8(i)))
+        for which in 0..<2 {
+            var s = which == 0 ? c.pointee.partial.first : c.pointee.full.first
+            var n = 0
+            let want = which == 0 ? SpanLocation.partial : SpanLocation.full
+            while let span = s {
+                if span.pointee.spanClass.raw != UInt8(i) {
+                    return InvariantViolation(message: "MCentral.I1: span on the wrong central", address: span.pointee.startAddr)
+                }
+                if span.pointee.location.load(ordering: .relaxed) != want {
+                    return InvariantViolation(message: "MCentral.I1: span location does not match its list", address: span.pointee.startAddr)
+                }
+                if which == 1 && span.pointee.allocCount < span.pointee.nelems {
+                    return InvariantViolation(message: "MCentral.I2: span on the full list has a free object", address: span.pointee.startAddr)
+                }
+                if span.pointee.liveObjectsSlow() == 0 {
+                    return InvariantViolation(message: "MCentral.I3: empty span left on a central list", address: span.pointee.startAddr)
+                }
+                n &+= 1
+                s = span.pointee.next
+            }
+            let count = which == 0 ? c.pointee.partial.count : c.pointee.full.count
+            if n != count {
+                return InvariantViolation(message: "MCentral: list count differs from its length", address: UInt(n))
+            }
+            onLists &+= n
+        }
+    }
+    if onLists != listed {
+        return InvariantViolation(message: "MCentral.I1: spans with a central location not on a list", address: UInt(listed))
+    }
+    // mcaches: each slot holds the empty span or a span of that class cached by this P.
+    var mcaches = 0
+    for p in 0..<h.pointee.nprocs {
+        guard let cache = h.pointee.proc(p).pointee.mcache else { continue }
+        mcaches &+= 1
+        for spc in 0..<numSpanClasses {
+            let s = cache.pointee.alloc[spc]
+            if s == h.pointee.emptySpan { continue }
+            if s.pointee.spanClass.raw != UInt8(spc)
+                || s.pointee.location.load(ordering: .relaxed) != SpanLocation.cached(p)
+                || s.pointee.state.load(ordering: .relaxed) != SpanState.inUse.rawValue {
+                return InvariantViolation(message: "MCache.I1: cached span has the wrong class, location or state", address: s.pointee.startAddr)
+            }
+        }
+    }
+    if mcaches != h.pointee.mcachesCreated || mcaches > h.pointee.nprocs {
+        return InvariantViolation(message: "Proc.I2: mcache count", address: UInt(mcaches))
+    }
+    // Statistics recounted the slow way (the world is stopped: the counters are exact).
+    var counted: UInt64 = h.pointee.largeAllocBytes &- h.pointee.largeFreeBytes
+    for p in 0..<h.pointee.nprocs {
+        guard let cache = h.pointee.proc(p).pointee.mcache else { continue }
+        for c in 1..<numSizeClasses {
+            counted &+= (cache.pointee.nmalloc[c] &- cache.pointee.nfree[c]) &* UInt64(h.pointee.sizeClasses.classToSize[c])
+        }
+    }
+    if liveLargeBytes != h.pointee.largeAllocBytes &- h.pointee.largeFreeBytes {
+        return InvariantViolation(message: "MemStats: large bytes differ from the large spans", address: UInt(liveLargeBytes))
+    }
+    if counted != liveSmallBytes &+ liveLargeBytes {
+        return InvariantViolation(message: "MemStats.I3: HeapAlloc differs from the live objects recounted", address: UInt(liveSmallBytes &+ liveLargeBytes))
+    }
+    // The page allocator checks its own summaries against its bitmaps (aborts on failure).
+    h.pointee.pages.checkInvariants()
+    return nil
+}
+
+private func checkSpan(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan>) -> InvariantViolation? {
+    if s.pointee.startAddr & UInt(pageMask) != 0 {
+        return InvariantViolation(message: "MSpan.I1: span start not page-aligned", address: s.pointee.startAddr)
+    }
+    let c = s.pointee.spanClass.sizeClass
+    if c == 0 { return nil }
+    let size = Int(h.pointee.sizeClasses.classToSize[c])
+    if s.pointee.elemSize != size || s.pointee.nelems != s.pointee.npages &* pageSize / size {
+        return InvariantViolation(message: "MSpan.I2: nelems or elemSize disagree with the class", address: s.pointee.startAddr)
+    }
+    if s.pointee.freeIndex < 0 || s.pointee.freeIndex > s.pointee.nelems {
+        return InvariantViolation(message: "MSpan.I2: freeIndex out of range", address: s.pointee.startAddr)
+    }
+    // allocCount == objects below freeIndex or marked in allocBits.
+    var allocated = 0
+    for i in 0..<s.pointee.nelems {
+        let bit = UInt64(1) << UInt64(i & 63)
+        if i < s.pointee.freeIndex || s.pointee.allocBits[i >> 6] & bit != 0 { allocated &+= 1 }
+        let inFree = s.pointee.freeBits[i >> 6] & bit != 0
+        let inRemote = s.pointee.remoteWord(i >> 6).pointee.load(ordering: .relaxed) & bit != 0
+        if inFree && inRemote {
+            return InvariantViolation(message: "MSpan.I5: object freed both locally and remotely", address: s.pointee.startAddr)
+        }
+    }
+    if allocated != s.pointee.allocCount {
+        return InvariantViolation(message: "MSpan: allocCount differs from the bitmap", address: s.pointee.startAddr)
+    }
+    // allocCache mirrors allocBits from freeIndex on (within its word).
+    let fi = s.pointee.freeIndex
+    if fi < s.pointee.nelems {
+        let word = ~s.pointee.allocBits[fi >> 6] >> UInt64(fi & 63)
+        let cache = s.pointee.allocCache
+        let valid = 64 - (fi & 63)
+        let mask: UInt64 = valid >= 64 ? ~0 : (UInt64(1) << UInt64(valid)) &- 1
+        if word & mask != cache & mask {
+            return InvariantViolation(message: "MSpan.I3: allocCache differs from allocBits", address: s.pointee.startAddr)
+        }
+    }
+    return nil
+}

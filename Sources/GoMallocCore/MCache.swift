@@ -1,0 +1,82 @@
+// MCache.swift — the per-P cache: one span per span class, filled from mcentral.
+//
+// Role: serve small allocations without locks. A P's mcache holds, for each of the 136 span
+//   classes, the span it is allocating from (or the empty dummy span); refill swaps an
+//   exhausted span for one with free objects. It also keeps the P's allocation counters.
+// Go counterpart: mcache.go (mcache, refill, releaseAll), mstats.go (per-P stats).
+// Invariants:
+//   I1. alloc[c] is the dummy empty span or a span of span class c with location cached(P).
+//   I2. A span is in at most one mcache.
+//   I3. nmalloc[c] - nfree[c], summed over all Ps, is the number of live objects of class c.
+// Concurrency: Owner: the thread holding the P (one at a time, see Proc.swift). Other threads
+//   only read the counters (racy reads for statistics).
+// Failure: refill returns false when the heap is exhausted.
+
+struct MCache {
+    /// Spans to allocate from, indexed by span class. Owner: P.
+    var alloc: InlineArray<136, UnsafeMutablePointer<MSpan>>
+    /// Objects of each size class allocated / freed through this P. Owner: P (racy reads).
+    var nmalloc: InlineArray<68, UInt64>
+    var nfree: InlineArray<68, UInt64>
+    /// Index of the P that owns this cache. Immutable.
+    var p: Int
+
+    init(p: Int, emptySpan: UnsafeMutablePointer<MSpan>) {
+        alloc = InlineArray(repeating: emptySpan)
+        nmalloc = InlineArray(repeating: 0)
+        nfree = InlineArray(repeating: 0)
+        self.p = p
+    }
+
+    // MARK: - Slow path (partner of MSpan.nextFreeFast)
+
+    /// Go's mcache.nextFree: the next object of span class `spc`, refilling as needed.
+    /// Returns 0 when memory is exhausted.
+    @inline(never)
+    mutating func nextFree(_ spc: SpanClass, heap: UnsafeMutablePointer<MHeap>) -> UInt {
+        let s = alloc[spc.index]
+        var idx = s.pointee.nextFreeIndex()
+        if idx != s.pointee.nelems {
+            s.pointee.allocCount &+= 1
+            return s.pointee.startAddr &+ UInt(idx &* s.pointee.elemSize)
+        }
+        guard refill(spc, heap: heap) else { return 0 }
+        let t = alloc[spc.index]
+        let v = t.pointee.nextFreeFast()
+        if v != 0 { return v }
+        idx = t.pointee.nextFreeIndex()
+        if idx == t.pointee.nelems { throwFatal("refill returned a full span") }
+        t.pointee.allocCount &+= 1
+        return t.pointee.startAddr &+ UInt(idx &* t.pointee.elemSize)
+    }
+
+    /// Go's mcache.refill: make alloc[spc] a span with a free object. The exhausted span is
+    /// swept first (our explicit-free counterpart of Go's sweep); if enough came back it
+    /// stays, otherwise it goes back to mcentral and another comes from there.
+    mutating func refill(_ spc: SpanClass, heap: UnsafeMutablePointer<MHeap>) -> Bool {
+        let s = alloc[spc.index]
+        let empty = heap.pointee.emptySpan
+        let central = heap.pointee.central(spc)
+        if s != empty {
+            _ = s.pointee.sweep()
+            let free = s.pointee.nelems &- s.pointee.allocCount
+            if free > 0 && free >= s.pointee.nelems / 8 { return true }
+            alloc[spc.index] = empty
+            central.pointee.uncacheSpan(s, heap: heap)
+        }
+        guard let t = central.pointee.cacheSpan(heap: heap, p: p) else { return false }
+        alloc[spc.index] = t
+        return true
+    }
+
+    /// Give every cached span back to mcentral (malloc_trim, tests). Caller holds the P.
+    mutating func releaseAll(heap: UnsafeMutablePointer<MHeap>) {
+        let empty = heap.pointee.emptySpan
+        for i in 0..<numSpanClasses {
+            let s = alloc[i]
+            if s == empty { continue }
+            alloc[i] = empty
+            heap.pointee.central(SpanClass(raw: UInt8(i))).pointee.uncacheSpan(s, heap: heap)
+        }
+    }
+}

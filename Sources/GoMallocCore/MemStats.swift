@@ -1,0 +1,130 @@
+// MemStats.swift — statistics with Go's MemStats names, gathered without allocating.
+//
+// Role: a snapshot of the heap (HeapAlloc, HeapSys, HeapIdle, HeapInuse, HeapReleased,
+//   Mallocs, Frees, per-class counts, Ps and mcaches) for the Swift API, malloc_stats,
+//   mallinfo2 and GOMALLOC_STATS, and its one-figure-per-line text form.
+// Go counterpart: mstats.go (MemStats, readmemstats_m, updatememstats).
+// Invariants:
+//   I1. HeapIdle == HeapSys - HeapInuse; HeapReleased <= HeapIdle.
+//   I2. Mallocs - Frees == live objects, summed over size classes and large objects.
+//   I3. With no thread inside malloc/free, HeapAlloc == the bytes of all live objects
+//       (their size-class or page-rounded sizes), as recounted by checkInvariants.
+// Concurrency: heap figures are read under the heap lock; per-P counters are racy reads of
+//   words their owners write (exact once the threads are quiet).
+// Failure: none; before the first allocation every figure is zero.
+import CGoMallocSys
+
+package struct MemStatsSnapshot {
+    package var heapAlloc: UInt64 = 0
+    package var heapSys: UInt64 = 0
+    package var heapIdle: UInt64 = 0
+    package var heapInuse: UInt64 = 0
+    package var heapReleased: UInt64 = 0
+    package var heapObjects: UInt64 = 0
+    package var stackInuse: UInt64 = 0
+    /// Metadata obtained from the OS (spans, caches, bitmaps, arena map, page tables, summaries).
+    package var metadataSys: UInt64 = 0
+    package var mallocs: UInt64 = 0
+    package var frees: UInt64 = 0
+    package var largeMallocs: UInt64 = 0
+    package var largeFrees: UInt64 = 0
+    package var largeAllocBytes: UInt64 = 0
+    package var nprocs: Int = 0
+    package var mcaches: Int = 0
+    package var arenas: Int = 0
+    package var classMallocs: InlineArray<68, UInt64> = InlineArray(repeating: 0)
+    package var classFrees: InlineArray<68, UInt64> = InlineArray(repeating: 0)
+    package var classSize: InlineArray<68, UInt32> = InlineArray(repeating: 0)
+
+    package init() {}
+}
+
+/// Gather the statistics. Takes the heap lock briefly; holds no P.
+package func readMemStats() -> MemStatsSnapshot {
+    var m = MemStatsSnapshot()
+    guard let h = theHeap() else { return m }
+    h.pointee.lock.lock()
+    let heapSys = UInt64(h.pointee.heapSys)
+    let inUse = UInt64(h.pointee.pagesInUse &* pageSize)
+    let manual = UInt64(h.pointee.pagesManual &* pageSize)
+    m.heapReleased = UInt64(h.pointee.pages.scavengedPages &* pageSize)
+    m.largeMallocs = h.pointee.largeAllocCount
+    m.largeFrees = h.pointee.largeFreeCount
+    m.largeAllocBytes = h.pointee.largeAllocBytes &- h.pointee.largeFreeBytes
+    m.mcaches = h.pointee.mcachesCreated
+    m.arenas = h.pointee.arenas.count
+    var meta = h.pointee.persistent.sys &+ h.pointee.arenas.metadataBytes
+    meta &+= (1 << arenaL1Bits) &* 8
+    m.metadataSys = UInt64(meta)
+    h.pointee.lock.unlock()
+
+    m.nprocs = h.pointee.nprocs
+    m.stackInuse = manual
+    m.heapSys = heapSys &- manual
+    m.heapInuse = inUse &- manual
+    m.heapIdle = m.heapSys &- m.heapInuse
+    for c in 0..<numSizeClasses { m.classSize[c] = h.pointee.sizeClasses.classToSize[c] }
+    for i in 0..<h.pointee.nprocs {
+        guard let cache = h.pointee.proc(i).pointee.mcache else { continue }
+        for c in 1..<numSizeClasses {
+            m.classMallocs[c] &+= cache.pointee.nmalloc[c]
+            m.classFrees[c] &+= cache.pointee.nfree[c]
+        }
+    }
+    m.classMallocs[0] = m.largeMallocs
+    m.classFrees[0] = m.largeFrees
+    var alloc = m.largeAllocBytes
+    for c in 0..<numSizeClasses {
+        m.mallocs &+= m.classMallocs[c]
+        m.frees &+= m.classFrees[c]
+        if c > 0 { alloc &+= (m.classMallocs[c] &- m.classFrees[c]) &* UInt64(m.classSize[c]) }
+    }
+    m.heapAlloc = alloc
+    m.heapObjects = m.mallocs &- m.frees
+    return m
+}
+
+private func statLine(_ fd: Int32, _ name: StaticString, _ value: UInt64) {
+    var line = ReportLine()
+    line.append(name)
+    line.append(": ")
+    line.append(decimal: UInt(value))
+    line.write(to: fd)
+}
+
+/// The text form: one figure per line, Go's names; then per-class counts for classes used.
+package func printMemStats(fd: Int32) {
+    let m = readMemStats()
+    var head = ReportLine()
+    head.append("gomalloc: statistics")
+    head.write(to: fd)
+    statLine(fd, "HeapAlloc", m.heapAlloc)
+    statLine(fd, "HeapSys", m.heapSys)
+    statLine(fd, "HeapIdle", m.heapIdle)
+    statLine(fd, "HeapInuse", m.heapInuse)
+    statLine(fd, "HeapReleased", m.heapReleased)
+    statLine(fd, "HeapObjects", m.heapObjects)
+    statLine(fd, "StackInuse", m.stackInuse)
+    statLine(fd, "MetadataSys", m.metadataSys)
+    statLine(fd, "Mallocs", m.mallocs)
+    statLine(fd, "Frees", m.frees)
+    statLine(fd, "Ps", UInt64(m.nprocs))
+    statLine(fd, "mcaches", UInt64(m.mcaches))
+    for c in 0..<numSizeClasses where m.classMallocs[c] != 0 {
+        var line = ReportLine()
+        line.append("class ")
+        line.append(decimal: c)
+        if c == 0 {
+            line.append(" (large)")
+        } else {
+            line.append(" (")
+            line.append(decimal: UInt(m.classSize[c]))
+            line.append(" B)")
+        }
+        line.append(": Mallocs ")
+        line.append(decimal: UInt(m.classMallocs[c]))
+        line.append(" Frees ")
+        line.append(decimal: UInt(m.classFrees[c]))
+        line.write(to: fd)
+    }
+}

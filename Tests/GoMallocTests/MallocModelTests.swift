@@ -1,0 +1,148 @@
+// Model-based randomized test of the Swift API: a million operations, every live object
+// filled with its own byte and checked before it is freed, no overlaps, sizes and alignment.
+import Foundation
+import XCTest
+@testable import GoMalloc
+
+final class MallocModelTests: XCTestCase {
+    struct Live {
+        var pointer: UnsafeMutableRawPointer
+        var size: Int
+        var usable: Int
+        var fill: UInt8
+    }
+
+    func randomSize(_ rng: inout SplitMix64) -> Int {
+        let r = rng.next() % 1000
+        switch r {
+        case 0..<5: return 0
+        case 5..<500: return Int(rng.next() % 128) + 1                 // tiny and small
+        case 500..<850: return Int(rng.next() % 1024) + 1
+        case 850..<985: return Int(rng.next() % 32768) + 1             // up to the largest class
+        case 985..<998: return 32769 + Int(rng.next() % (256 << 10))   // large
+        default: return (1 << 20) + Int(rng.next() % (4 << 20))        // big large
+        }
+    }
+
+    func randomAlignment(_ rng: inout SplitMix64) -> Int {
+        let r = rng.next() % 100
+        if r < 80 { return 1 << Int(rng.next() % 4) }          // 1...8
+        if r < 95 { return 16 }
+        return 1 << (5 + Int(rng.next() % 13))                 // 32 ... 128 KiB
+    }
+
+    func check(_ o: Live, _ scratch: UnsafeMutableRawPointer) {
+        memset(scratch, Int32(o.fill), o.usable)
+        if memcmp(scratch, o.pointer, o.usable) != 0 {
+            XCTFail("object \(o.pointer) (\(o.size) bytes) was overwritten")
+        }
+    }
+
+    func testMillionRandomOperations() throws {
+        let start = GoAllocator.statistics().heapAlloc
+        var rng = SplitMix64(seed: 0x60_3A_11_0C)
+        var live: [Live] = []
+        live.reserveCapacity(20000)
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: 8 << 20, alignment: 16)
+        defer { scratch.deallocate() }
+        let operations = 1_000_000
+        var fill: UInt8 = 1
+        for op in 0..<operations {
+            let r = rng.next() % 100
+            if live.isEmpty || (r < 52 && live.count < 20000) {
+                let size = randomSize(&rng)
+                let align = randomAlignment(&rng)
+                let zeroed = rng.next() % 8 == 0
+                let p = try XCTUnwrap(zeroed ? GoAllocator.allocateZeroed(byteCount: size, alignment: align)
+                                             : GoAllocator.allocate(byteCount: size, alignment: align))
+                XCTAssertEqual(Int(bitPattern: p) % align, 0, "alignment \(align) for \(size) bytes")
+                let usable = GoAllocator.usableSize(of: p)
+                XCTAssertGreaterThanOrEqual(usable, size)
+                if zeroed && size > 0 {
+                    memset(scratch, 0, size)
+                    XCTAssertEqual(memcmp(scratch, p, size), 0, "allocateZeroed returned dirty memory")
+                }
+                fill = fill == 255 ? 1 : fill + 1
+                memset(p, Int32(fill), usable)
+                live.append(Live(pointer: p, size: size, usable: usable, fill: fill))
+            } else if r < 90 {
+                let i = Int(rng.next() % UInt64(live.count))
+                check(live[i], scratch)
+                GoAllocator.deallocate(live[i].pointer)
+                live.swapAt(i, live.count - 1)
+                live.removeLast()
+            } else {
+                // realloc: contents up to min(old, new) survive.
+                let i = Int(rng.next() % UInt64(live.count))
+                var o = live[i]
+                check(o, scratch)
+                let newSize = max(1, randomSize(&rng))
+                let p = try XCTUnwrap(GoAllocator.reallocate(o.pointer, byteCount: newSize, alignment: 8))
+                let kept = min(o.size, newSize)
+                memset(scratch, Int32(o.fill), kept)
+                XCTAssertEqual(memcmp(scratch, p, kept), 0, "realloc lost contents")
+                o.pointer = p
+                o.size = newSize
+                o.usable = GoAllocator.usableSize(of: p)
+                XCTAssertGreaterThanOrEqual(o.usable, newSize)
+                memset(p, Int32(o.fill), o.usable)
+                live[i] = o
+            }
+            if op % 100_000 == 99_999 {
+                // No two live objects overlap.
+                let sorted = live.sorted { UInt(bitPattern: $0.pointer) < UInt(bitPattern: $1.pointer) }
+                for k in 1..<max(1, sorted.count) where sorted.count > 1 {
+                    let prevEnd = UInt(bitPattern: sorted[k - 1].pointer) + UInt(sorted[k - 1].usable)
+                    XCTAssertLessThanOrEqual(prevEnd, UInt(bitPattern: sorted[k].pointer), "objects overlap")
+                }
+                assertHeapInvariants()
+            }
+        }
+        for o in live {
+            check(o, scratch)
+            GoAllocator.deallocate(o.pointer)
+        }
+        assertHeapInvariants()
+        XCTAssertEqual(GoAllocator.statistics().heapAlloc, start)
+        let stats = GoAllocator.statistics()
+        XCTAssertEqual(stats.heapIdle, stats.heapSys - stats.heapInuse)
+        XCTAssertLessThanOrEqual(stats.heapReleased, stats.heapIdle)
+    }
+
+    func testZeroBytesGivesUniqueFreeablePointers() throws {
+        let a = try XCTUnwrap(GoAllocator.allocate(byteCount: 0, alignment: 1))
+        let b = try XCTUnwrap(GoAllocator.allocate(byteCount: 0, alignment: 1))
+        XCTAssertNotEqual(a, b)
+        GoAllocator.deallocate(a)
+        GoAllocator.deallocate(b)
+    }
+
+    func testTooLargeReturnsNil() {
+        XCTAssertNil(GoAllocator.allocate(byteCount: Int.max / 2, alignment: 8))
+        XCTAssertNil(GoAllocator.allocate(byteCount: 1 << 50, alignment: 8))
+    }
+
+    func testLargeAlignmentsComeFromAlignedSpans() throws {
+        for shift in 13...21 {
+            let align = 1 << shift
+            let p = try XCTUnwrap(GoAllocator.allocate(byteCount: 100, alignment: align))
+            XCTAssertEqual(Int(bitPattern: p) % align, 0)
+            memset(p, 0xAB, 100)
+            GoAllocator.deallocate(p)
+        }
+        assertHeapInvariants()
+    }
+
+    func testFreedLargeMemoryIsReusedAndTrimReleasesIt() throws {
+        var ps: [UnsafeMutableRawPointer] = []
+        for _ in 0..<64 { ps.append(try XCTUnwrap(GoAllocator.allocate(byteCount: 1 << 20, alignment: 8))) }
+        for p in ps { memset(p, 1, 1 << 20); GoAllocator.deallocate(p) }
+        let before = GoAllocator.statistics()
+        XCTAssertGreaterThan(before.heapIdle, 0)
+        GoAllocator.trim()
+        let after = GoAllocator.statistics()
+        XCTAssertGreaterThanOrEqual(after.heapReleased, before.heapReleased)
+        XCTAssertEqual(after.heapReleased, after.heapIdle, "trim releases every idle page")
+        assertHeapInvariants()
+    }
+}

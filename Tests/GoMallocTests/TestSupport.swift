@@ -1,0 +1,58 @@
+// Shared helpers for the GoMalloc tests.
+import Foundation
+import XCTest
+@testable import GoMalloc
+
+/// A small deterministic PRNG (SplitMix64) so that failures reproduce.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Directory holding the built products (the test bundle sits next to them).
+func productsDirectory() -> URL {
+    for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
+        return bundle.bundleURL.deletingLastPathComponent()
+    }
+    return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+}
+
+func assertHeapInvariants(file: StaticString = #filePath, line: UInt = #line) {
+    if let violation = GoAllocator.checkInvariants() {
+        XCTFail("heap invariant violated: \(violation)", file: file, line: line)
+    }
+}
+
+/// Run `body` in a forked child with stderr captured; returns (terminating signal or 0,
+/// exit status, stderr text).
+func runInChild(_ body: () -> Void) -> (signal: Int32, status: Int32, stderr: String) {
+    var fds: [Int32] = [0, 0]
+    precondition(pipe(&fds) == 0)
+    let pid = fork()
+    if pid == 0 {
+        close(fds[0])
+        dup2(fds[1], 2)
+        body()
+        _exit(0)
+    }
+    close(fds[1])
+    var data = Data()
+    var buf = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = read(fds[0], &buf, buf.count)
+        if n <= 0 { break }
+        data.append(buf, count: n)
+    }
+    close(fds[0])
+    var status: Int32 = 0
+    waitpid(pid, &status, 0)
+    let signaled = (status & 0x7f) != 0 && (status & 0x7f) != 0x7f
+    return (signaled ? status & 0x7f : 0, (status >> 8) & 0xff, String(decoding: data, as: UTF8.self))
+}
