@@ -56,7 +56,7 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
             guard let table = l2[i2] else { continue }
             let arenaBase = UInt((i1 << arenaL2Bits) | i2) << UInt(logHeapArenaBytes)
             for pg in 0..<pagesPerArena {
-                guard let s = table[pg] else { continue }
+                guard let s = table[pg], UInt(bitPattern: s) != MHeap.tombstoneBits else { continue }
                 let addr = arenaBase &+ UInt(pg &* pageSize)
                 let state = s.pointee.state.load(ordering: .relaxed)
                 if state == SpanState.free.rawValue {

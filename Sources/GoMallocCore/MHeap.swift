@@ -8,7 +8,9 @@
 // Go counterpart: mheap.go (mheap, allocSpan, freeSpan, grow, spanOf), malloc.go (mallocinit).
 // Invariants:
 //   I1. The page map sends each page of an in-use small span, and the first page of an in-use
-//       large or manual span, to that span; every other page of ours maps to nil.
+//       large or manual span, to that span; every other page of ours maps to nil or to the
+//       tombstone left where a large object was freed (so a second free of it can be named a
+//       double free rather than an invalid pointer).
 //   I2. pagesInUse == sum of npages over in-use spans == pages.inUsePages.
 //   I3. heapSys == pages.totalPages * pageSize (bytes committed for the heap).
 //   I4. Each span's metadata is owned by exactly one of: spanAlloc's free list, the heap
@@ -87,6 +89,9 @@ struct MHeap: ~Copyable {
 
     static let centralStride = 128
 
+    /// Page map entry left on the first page of a freed large object (never a real span).
+    static let tombstoneBits: UInt = 8
+
     @inline(__always)
     func central(_ spc: SpanClass) -> UnsafeMutablePointer<MCentral> {
         (centrals + spc.index &* MHeap.centralStride).assumingMemoryBound(to: MCentral.self)
@@ -123,7 +128,7 @@ struct MHeap: ~Copyable {
     // MARK: - Page map
 
     /// The span whose page map entry covers `addr`, or nil if the address is not ours or
-    /// its page is free. Lock-free (see Concurrency).
+    /// its page is free, or `freedLargeTombstone`. Lock-free (see Concurrency).
     @inline(__always)
     func spanOf(_ addr: UInt) -> UnsafeMutablePointer<MSpan>? {
         if addr >> UInt(heapAddrBits) != 0 { return nil }
@@ -242,7 +247,7 @@ struct MHeap: ~Copyable {
     private mutating func freeSpanLocked(_ s: UnsafeMutablePointer<MSpan>) {
         let n = s.pointee.npages
         let manual = s.pointee.state.load(ordering: .relaxed) == SpanState.manual.rawValue
-        mapSpanPages(s, to: nil)
+        mapSpanPages(s, to: s.pointee.spanClass.sizeClass == 0 && !manual ? freedLargeTombstone : nil)
         s.pointee.state.store(SpanState.free.rawValue, ordering: .releasing)
         pages.free(base: s.pointee.startAddr, npages: n)
         pagesInUse &-= n
@@ -323,3 +328,6 @@ struct MHeap: ~Copyable {
     /// Bytes in free pages that have not been returned to the OS.
     var freeUnscavengedPages: Int { pages.freePages &- pages.scavengedPages }
 }
+
+/// The page map's "a large object was freed here" marker (see MHeap I1).
+nonisolated(unsafe) let freedLargeTombstone = UnsafeMutablePointer<MSpan>(bitPattern: MHeap.tombstoneBits)

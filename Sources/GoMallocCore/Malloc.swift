@@ -226,9 +226,16 @@ func findObject(_ h: UnsafeMutablePointer<MHeap>, _ addr: UInt, function: Static
     guard let s = h.pointee.spanOf(addr) else {
         reportBadPointer(function: function, problem: "invalid pointer", address: addr)
     }
+    if UInt(bitPattern: s) == MHeap.tombstoneBits {
+        reportBadPointer(function: function, problem: "double free", address: addr)
+    }
     let off = addr &- s.pointee.startAddr
     if s.pointee.spanClass.sizeClass == 0 {
-        if off != 0 || s.pointee.state.load(ordering: .acquiring) != SpanState.inUse.rawValue {
+        let state = s.pointee.state.load(ordering: .acquiring)
+        if off == 0 && state == SpanState.free.rawValue {
+            reportBadPointer(function: function, problem: "double free", address: addr)
+        }
+        if off != 0 || state != SpanState.inUse.rawValue {
             reportBadPointer(function: function, problem: "invalid pointer", address: addr)
         }
         return (s, 0)

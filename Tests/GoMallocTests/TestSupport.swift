@@ -39,6 +39,9 @@ func runInChild(_ body: () -> Void) -> (signal: Int32, status: Int32, stderr: St
     if pid == 0 {
         close(fds[0])
         dup2(fds[1], 2)
+        // The Swift runtime's crash backtracer would add its report after ours.
+        signal(SIGABRT, SIG_DFL)
+        signal(SIGSEGV, SIG_DFL)
         body()
         _exit(0)
     }
