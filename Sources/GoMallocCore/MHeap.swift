@@ -285,7 +285,12 @@ struct MHeap: ~Copyable {
         let old = s.pointee.npages
         let extra = npages &- old
         let end = s.pointee.startAddr &+ UInt(old &* pageSize)
-        guard extra > 0, pages.allocAt(base: end, npages: extra) != nil else { return false }
+        if extra <= 0 { return false }
+        if pages.allocAt(base: end, npages: extra) == nil {
+            // At the end of the committed heap the next chunks may be ours to commit.
+            guard end == arenas.currentBase, grow(npages: extra),
+                  pages.allocAt(base: end, npages: extra) != nil else { return false }
+        }
         s.pointee.npages = npages
         s.pointee.elemSize = npages &* pageSize
         pagesInUse &+= extra

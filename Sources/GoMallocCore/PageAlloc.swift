@@ -595,6 +595,28 @@ package struct PageAlloc: ~Copyable {
         return (base &+ UInt(truncatingIfNeeded: j) &<< UInt(pageShift), firstFree)
     }
 
+    /// Allocate exactly [base, base + npages pages) if every page of it is grown and free: a
+    /// large span growing in place (realloc). Returns the scavenged count, or nil (state
+    /// unchanged). searchAddr stays valid: allocation only removes free pages.
+    package mutating func allocAt(base: UInt, npages: Int) -> Int? {
+        if npages <= 0 || base & UInt(pageMask) != 0 { return nil }
+        let limit = base &+ UInt(truncatingIfNeeded: npages) &<< UInt(pageShift)
+        if limit <= base || limit > maxSearchAddr { return nil }
+        let sc = Self.chunkIndex(base)
+        let ec = Self.chunkIndex(limit &- 1)
+        var c = sc
+        while c <= ec {
+            guard isGrown(c), let d = chunkIfMapped(c) else { return nil }
+            let first = c == sc ? Self.chunkPageIndex(base) : 0
+            let last = c == ec ? Self.chunkPageIndex(limit &- 1) : pallocChunkPages &- 1
+            if !d.pointee.pallocBits.isRangeClear(first, last &+ 1 &- first) { return nil }
+            c &+= 1
+        }
+        let scavenged = allocRange(base: base, npages: npages)
+        checkInvariantsIfExpensive()
+        return scavenged
+    }
+
     /// Go's `allocRange`: mark [base, base+npages pages) allocated; returns the scavenged count.
     private mutating func allocRange(base: UInt, npages: Int) -> Int {
         let limit = base &+ UInt(truncatingIfNeeded: npages) &<< UInt(pageShift) &- 1

@@ -146,3 +146,39 @@ final class MallocModelTests: XCTestCase {
         assertHeapInvariants()
     }
 }
+
+final class ReallocTests: XCTestCase {
+    func testLargeBlocksGrowInPlaceWhenThePagesAfterThemAreFree() throws {
+        // Doubling a buffer at the end of the heap: the pages after it are free (or can be
+        // committed), so realloc must not move it.
+        var p = try XCTUnwrap(GoAllocator.allocate(byteCount: 64 << 10, alignment: 8))
+        memset(p, 7, 64 << 10)
+        var moved = 0
+        var size = 64 << 10
+        for _ in 0..<6 {
+            size *= 2
+            let q = try XCTUnwrap(GoAllocator.reallocate(p, byteCount: size, alignment: 8))
+            if q != p { moved += 1 }
+            XCTAssertEqual((q + (64 << 10) - 1).load(as: UInt8.self), 7)
+            p = q
+        }
+        XCTAssertLessThanOrEqual(moved, 1, "large realloc growth should be in place")
+        XCTAssertGreaterThanOrEqual(GoAllocator.usableSize(of: p), size)
+        // Shrinking returns the tail in place.
+        let r = try XCTUnwrap(GoAllocator.reallocate(p, byteCount: 100 << 10, alignment: 8))
+        XCTAssertEqual(r, p)
+        XCTAssertEqual(GoAllocator.usableSize(of: r), 104 << 10)
+        GoAllocator.deallocate(r)
+        assertHeapInvariants()
+    }
+
+    func testSmallReallocStaysInPlaceWithinItsClass() throws {
+        let p = try XCTUnwrap(GoAllocator.allocate(byteCount: 40, alignment: 8))
+        XCTAssertEqual(GoAllocator.usableSize(of: p), 48)
+        XCTAssertEqual(GoAllocator.reallocate(p, byteCount: 48, alignment: 8), p)
+        XCTAssertEqual(GoAllocator.reallocate(p, byteCount: 33, alignment: 8), p)
+        let q = try XCTUnwrap(GoAllocator.reallocate(p, byteCount: 49, alignment: 8))
+        XCTAssertNotEqual(q, p)
+        GoAllocator.deallocate(q)
+    }
+}
