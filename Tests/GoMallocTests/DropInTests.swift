@@ -1,0 +1,465 @@
+// DropInTests.swift — the drop-in library under real processes: the C programs in
+// Tests/CPrograms run with libgomalloc-preload.so in LD_PRELOAD, misuse that must abort with
+// one exact line, the library's exports and dependencies, and `gomalloc install` + linking.
+//
+// The library is the `gomalloc-preload` product, which `swift build` (and `swift test`)
+// builds next to this test bundle, in .build/<config>/. Building it is not this file's job:
+// if it is missing the tests fail and say so.
+//
+// Environment (for developing the tests themselves):
+//   GOMALLOC_TEST_PRELOAD=glibc   run the programs on glibc's malloc, no preload; the
+//                                 checks that need GoMalloc are skipped.
+//   GOMALLOC_TEST_PRELOAD=<path>  preload that library instead of the built one.
+import Foundation
+import XCTest
+
+// MARK: - Plumbing shared with RealProgramTests
+
+/// Where things are, how to compile a test program, and how to run a process.
+enum DropIn {
+    /// The package root: this file is Tests/GoMallocTests/DropInTests.swift.
+    static let packageRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let programsDir = packageRoot.appendingPathComponent("Tests/CPrograms")
+    static let exportsDir = packageRoot.appendingPathComponent("Sources/GoMallocExports")
+    static let headerDir = exportsDir.appendingPathComponent("include")
+
+    /// The build products directory: the one holding the running test executable
+    /// (.build/<triple>/<config>/GoMallocPackageTests.xctest on Linux).
+    static let productsDir: URL = {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments[0]
+        var dir = URL(fileURLWithPath: exe).resolvingSymlinksInPath().deletingLastPathComponent()
+        // A bundle-shaped .xctest (macOS layout) sits two levels deeper.
+        while dir.path.contains(".xctest") { dir = dir.deletingLastPathComponent() }
+        return dir
+    }()
+
+    /// A scratch directory for this test process, removed at exit.
+    static let workDir: URL = {
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("gomalloc-dropin-\(getpid())", isDirectory: true)
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        atexit { try? FileManager.default.removeItem(atPath: DropIn.workDirPath) }
+        return dir
+    }()
+    private static let workDirPath = FileManager.default.temporaryDirectory
+        .appendingPathComponent("gomalloc-dropin-\(getpid())").path
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    // MARK: Which allocator
+
+    enum Allocator {
+        /// Preload this library.
+        case gomalloc(library: String)
+        /// glibc's own malloc (GOMALLOC_TEST_PRELOAD=glibc): validates the programs.
+        case glibc
+    }
+
+    static func allocator() throws -> Allocator {
+        switch ProcessInfo.processInfo.environment["GOMALLOC_TEST_PRELOAD"] {
+        case "glibc":
+            return .glibc
+        case let path? where !path.isEmpty:
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw Failure("GOMALLOC_TEST_PRELOAD=\(path): no such file")
+            }
+            return .gomalloc(library: URL(fileURLWithPath: path).standardizedFileURL.path)
+        default:
+            let path = productsDir.appendingPathComponent("libgomalloc-preload.so").path
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw Failure("""
+                    \(path) is missing. The drop-in library is the `gomalloc-preload` product: build it \
+                    with `swift build` (or `swift build -c release` for release tests) before running these tests.
+                    """)
+            }
+            return .gomalloc(library: path)
+        }
+    }
+
+    /// The library path, or XCTSkip when running on glibc.
+    static func requireLibrary(_ why: String) throws -> String {
+        switch try allocator() {
+        case .gomalloc(let library): return library
+        case .glibc: throw XCTSkip("GOMALLOC_TEST_PRELOAD=glibc: \(why) needs the GoMalloc library")
+        }
+    }
+
+    /// The `gomalloc` CLI in the products directory.
+    static func gomallocExecutable() throws -> String {
+        let path = productsDir.appendingPathComponent("gomalloc").path
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw Failure("\(path) is missing: build the `gomalloc` executable with `swift build`.")
+        }
+        return path
+    }
+
+    // MARK: Finding tools
+
+    /// The first executable called `name` in PATH (or `name` itself if it is a path).
+    static func which(_ name: String) -> String? {
+        if name.contains("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for dir in path.split(separator: ":") {
+            let candidate = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    // MARK: Compiling the C programs
+
+    private final class Cache: @unchecked Sendable {
+        let lock = NSLock()
+        var binaries: [String: String] = [:]
+    }
+    private static let cache = Cache()
+
+    /// Compile Tests/CPrograms/<file> once per test process (`cc -O1 -g -pthread`, or `c++`
+    /// for .cc) and return the executable's path. Extra flags (e.g. link options) make a
+    /// separate binary.
+    static func compile(_ file: String, extraFlags: [String] = [], tag: String = "") throws -> String {
+        let key = file + "|" + tag + "|" + extraFlags.joined(separator: " ")
+        cache.lock.lock()
+        defer { cache.lock.unlock() }
+        if let done = cache.binaries[key] { return done }
+
+        let source = programsDir.appendingPathComponent(file)
+        guard FileManager.default.fileExists(atPath: source.path) else { throw Failure("no such program: \(source.path)") }
+        let isCxx = file.hasSuffix(".cc")
+        let base = (file as NSString).deletingPathExtension + (tag.isEmpty ? "" : "-" + tag)
+        let output = workDir.appendingPathComponent(base).path
+        let compiler = isCxx ? "c++" : "cc"
+        guard let cc = which(compiler) else { throw Failure("\(compiler) not found in PATH") }
+        var args = ["-O1", "-g", "-pthread"]
+        if isCxx { args.append("-std=c++17") }
+        args += ["-I", programsDir.path, "-I", headerDir.path, source.path, "-o", output] + extraFlags
+        // The compiler itself must not run under the preloaded library: a clean environment.
+        let r = try run(cc, args, environment: [:], timeout: 300)
+        guard r.exitedNormally && r.status == 0 else {
+            throw Failure("compiling \(file) failed: \(compiler) \(args.joined(separator: " "))\n\(r.stderr)")
+        }
+        cache.binaries[key] = output
+        return output
+    }
+
+    // MARK: Running processes
+
+    struct Result {
+        /// Exit status, or the signal number when `signaled`.
+        var status: Int32
+        var signaled: Bool
+        var timedOut: Bool
+        var stdout: String
+        var stderr: String
+
+        var exitedNormally: Bool { !signaled && !timedOut }
+        var summary: String {
+            let how = timedOut ? "timed out" : signaled ? "killed by signal \(status)" : "exit status \(status)"
+            return "\(how)\n--- stdout (last 2000 bytes) ---\n\(String(stdout.suffix(2000)))\n--- stderr (last 4000 bytes) ---\n\(String(stderr.suffix(4000)))"
+        }
+    }
+
+    /// Run `executable` with `arguments`, the test process's environment minus any
+    /// LD_PRELOAD, plus `environment` (a nil value removes a variable). stdout and stderr go
+    /// to files (no pipe can fill up); the process is killed after `timeout` seconds.
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String?] = [:],
+                    directory: URL? = nil, stdin: String? = nil, timeout: TimeInterval = 300) throws -> Result {
+        let id = UUID().uuidString
+        let outURL = workDir.appendingPathComponent("out-\(id)")
+        let errURL = workDir.appendingPathComponent("err-\(id)")
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(at: outURL)
+            try? FileManager.default.removeItem(at: errURL)
+        }
+        let out = try FileHandle(forWritingTo: outURL)
+        let err = try FileHandle(forWritingTo: errURL)
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["LD_PRELOAD"] = nil
+        for (k, v) in environment { env[k] = v }
+        p.environment = env
+        if let directory { p.currentDirectoryURL = directory }
+        p.standardOutput = out
+        p.standardError = err
+        let input = Pipe()
+        p.standardInput = stdin == nil ? FileHandle.nullDevice : input
+
+        let finished = DispatchSemaphore(value: 0)
+        p.terminationHandler = { _ in finished.signal() }
+        try p.run()
+        try? out.close()
+        try? err.close()
+        if let stdin {
+            input.fileHandleForWriting.write(Data(stdin.utf8))
+            try? input.fileHandleForWriting.close()
+        }
+        var timedOut = false
+        if finished.wait(timeout: .now() + timeout) == .timedOut {
+            timedOut = true
+            kill(p.processIdentifier, SIGKILL)
+            finished.wait()
+        }
+        p.waitUntilExit()
+        let stdoutText = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
+        let stderrText = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+        return Result(status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal,
+                      timedOut: timedOut, stdout: stdoutText, stderr: stderrText)
+    }
+
+    /// The environment that puts `allocator` under a process.
+    static func environment(for allocator: Allocator, _ extra: [String: String] = [:]) -> [String: String?] {
+        var env: [String: String?] = [:]
+        if case .gomalloc(let library) = allocator {
+            env["LD_PRELOAD"] = library
+            env["GOMALLOC_TEST_EXPECT_GOMALLOC"] = "1"
+        }
+        for (k, v) in extra { env[k] = v }
+        return env
+    }
+}
+
+// MARK: - The tests
+
+final class DropInTests: XCTestCase {
+    /// Every program in Tests/CPrograms, and the test that runs it.
+    static let programs: [String: String] = [
+        "api.c": "testAPI",
+        "fork.c": "testForkWhileThreadsAllocate",
+        "tls.c": "testThreadExitWithKeyDestructors",
+        "tls_cxx.cc": "testThreadExitWithCxxThreadLocals",
+        "threads.c": "testCrossThreadFrees",
+        "cxx.cc": "testCxxNewDeleteAndContainers",
+        "misuse.c": "testFreeOfStackAddressAborts",
+    ]
+
+    /// Compile and run a program under the allocator; it must exit 0, print `OK <name>` last
+    /// and write nothing to stderr (the dynamic loader's warnings would appear there).
+    private func runProgram(_ file: String, _ args: [String] = [], env extra: [String: String] = [:],
+                            timeout: TimeInterval = 300, file testFile: StaticString = #filePath, line: UInt = #line) throws {
+        let allocator = try DropIn.allocator()
+        let exe = try DropIn.compile(file)
+        let r = try DropIn.run(exe, args, environment: DropIn.environment(for: allocator, extra), timeout: timeout)
+        let name = (file as NSString).deletingPathExtension
+        XCTAssertTrue(r.exitedNormally && r.status == 0, "\(file) \(args): \(r.summary)", file: testFile, line: line)
+        XCTAssertEqual(r.stdout.split(separator: "\n").last.map(String.init), "OK \(name)",
+                       "\(file): \(r.summary)", file: testFile, line: line)
+        XCTAssertEqual(r.stderr, "", "\(file) wrote to stderr: \(r.summary)", file: testFile, line: line)
+    }
+
+    func testEveryProgramHasATest() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: DropIn.programsDir.path)
+            .filter { $0.hasSuffix(".c") || $0.hasSuffix(".cc") }
+        XCTAssertEqual(Set(files), Set(Self.programs.keys), "Tests/CPrograms and DropInTests.programs disagree")
+    }
+
+    // MARK: The library itself
+
+    /// `ldd` must show only the C library and the dynamic loader: no libswiftCore.
+    func testLibraryDependsOnlyOnLibc() throws {
+        let library = try DropIn.requireLibrary("inspecting the library")
+        guard let readelf = DropIn.which("readelf") else { throw XCTSkip("readelf not installed") }
+        let r = try DropIn.run(readelf, ["-d", library], timeout: 60)
+        XCTAssertEqual(r.status, 0, r.summary)
+        let needed = r.stdout.split(separator: "\n").filter { $0.contains("(NEEDED)") }
+            .compactMap { line in line.split(separator: "[").last?.split(separator: "]").first.map(String.init) }
+        // The C library and the dynamic loader (which defines __rseq_offset), nothing else.
+        let allowed: Set<String> = ["libc.so.6", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1"]
+        XCTAssertTrue(needed.contains("libc.so.6"), "NEEDED entries of \(library): \(needed)")
+        XCTAssertTrue(Set(needed).isSubset(of: allowed), "NEEDED entries of \(library): \(needed)")
+    }
+
+    /// The dynamic symbol table holds exactly the names in exports.map: the embedded Swift
+    /// runtime's symbols must stay hidden, or they replace libswiftCore's in Swift programs.
+    func testLibraryExportsExactlyTheVersionScript() throws {
+        let library = try DropIn.requireLibrary("inspecting the library")
+        guard let nm = DropIn.which("nm") else { throw XCTSkip("nm not installed") }
+        let r = try DropIn.run(nm, ["-D", "--defined-only", library], timeout: 60)
+        XCTAssertEqual(r.status, 0, r.summary)
+        // `nm` prints global symbols with an upper-case type letter; lower case is local (the
+        // TLS variable of CGoMallocSys has a local dynamic-symbol entry for its relocation).
+        let exported = Set(r.stdout.split(separator: "\n").compactMap { line -> String? in
+            let fields = line.split(separator: " ")
+            guard fields.count >= 2, let type = fields[fields.count - 2].first, type.isUppercase else { return nil }
+            return String(fields[fields.count - 1])
+        })
+        XCTAssertEqual(exported, try Self.versionScriptNames())
+    }
+
+    /// exports.map, the GM_EXPORT definitions in exports.c and gomalloc.h agree.
+    func testExportListsAgree() throws {
+        let mapNames = try Self.versionScriptNames()
+        let source = try String(contentsOf: DropIn.exportsDir.appendingPathComponent("exports.c"), encoding: .utf8)
+        var defined = Set<String>()
+        for line in source.split(separator: "\n") where line.hasPrefix("GM_EXPORT ") {
+            // GM_EXPORT <type> [*]name(
+            guard let paren = line.firstIndex(of: "(") else { continue }
+            let head = line[..<paren]
+            let name = head.split(whereSeparator: { $0 == " " || $0 == "*" }).last.map(String.init) ?? ""
+            defined.insert(name)
+        }
+        XCTAssertEqual(defined, mapNames, "exports.c defines vs exports.map lists")
+        let header = try String(contentsOf: DropIn.headerDir.appendingPathComponent("gomalloc.h"), encoding: .utf8)
+        for name in mapNames where name.hasPrefix("gomalloc_") || name.hasPrefix("free_") {
+            XCTAssertTrue(header.contains(" \(name)(") || header.contains("*\(name)("), "gomalloc.h does not declare \(name)")
+        }
+    }
+
+    /// The global names of exports.map.
+    static func versionScriptNames() throws -> Set<String> {
+        var text = try String(contentsOf: DropIn.exportsDir.appendingPathComponent("exports.map"), encoding: .utf8)
+        while let start = text.range(of: "/*"), let end = text.range(of: "*/", range: start.upperBound..<text.endIndex) {
+            text.removeSubrange(start.lowerBound..<end.upperBound)
+        }
+        guard let global = text.range(of: "global:"), let local = text.range(of: "local:") else {
+            throw DropIn.Failure("exports.map has no global:/local: sections")
+        }
+        return Set(text[global.upperBound..<local.lowerBound]
+            .split(whereSeparator: { $0 == ";" || $0.isWhitespace })
+            .map(String.init))
+    }
+
+    /// Preloading costs a process nothing visible: /bin/true and a shell pipeline work, silently.
+    func testTrivialProgramsStartAndExit() throws {
+        let allocator = try DropIn.allocator()
+        for argv in [["/bin/true"], ["/bin/sh", "-c", "ls / | sort | head -3 >/dev/null; echo done"]] {
+            let r = try DropIn.run(argv[0], Array(argv.dropFirst()), environment: DropIn.environment(for: allocator), timeout: 60)
+            XCTAssertTrue(r.exitedNormally && r.status == 0, "\(argv): \(r.summary)")
+            XCTAssertEqual(r.stderr, "", "\(argv): \(r.summary)")
+        }
+    }
+
+    // MARK: The C programs
+
+    func testAPI() throws { try runProgram("api.c") }
+
+    func testForkWhileThreadsAllocate() throws { try runProgram("fork.c") }
+
+    func testThreadExitWithKeyDestructors() throws { try runProgram("tls.c") }
+
+    func testThreadExitWithCxxThreadLocals() throws { try runProgram("tls_cxx.cc") }
+
+    func testCrossThreadFrees() throws { try runProgram("threads.c") }
+
+    /// One P: every thread shares a single mcache slot.
+    func testCrossThreadFreesWithOneP() throws {
+        try runProgram("threads.c", ["4", "4", "20000"], env: ["GOMALLOC_MAXPROCS": "1"])
+    }
+
+    func testCxxNewDeleteAndContainers() throws { try runProgram("cxx.cc") }
+
+    /// GOMALLOC_STATS=1: the summary at exit, on stderr, one line per figure.
+    func testStatsSummaryAtExit() throws {
+        let library = try DropIn.requireLibrary("GOMALLOC_STATS")
+        let exe = try DropIn.compile("threads.c")
+        let r = try DropIn.run(exe, ["2", "2", "5000"],
+                               environment: DropIn.environment(for: .gomalloc(library: library), ["GOMALLOC_STATS": "1"]),
+                               timeout: 120)
+        XCTAssertTrue(r.exitedNormally && r.status == 0, r.summary)
+        let lines = r.stderr.split(separator: "\n").map(String.init)
+        for figure in ["HeapAlloc", "HeapSys", "HeapIdle", "HeapInuse", "HeapReleased", "Mallocs", "Frees"] {
+            XCTAssertTrue(lines.contains { $0.hasPrefix(figure) || $0.contains(" \(figure)") || $0.contains("\(figure):") },
+                          "no \(figure) line in the summary:\n\(r.stderr)")
+        }
+        XCTAssertTrue(lines.contains { $0.hasPrefix("mcaches: ") }, "no `mcaches: N` line:\n\(r.stderr)")
+        // Without the variable, nothing is printed.
+        let quiet = try DropIn.run(exe, ["2", "2", "1000"], environment: DropIn.environment(for: .gomalloc(library: library)), timeout: 120)
+        XCTAssertEqual(quiet.stderr, "", quiet.summary)
+    }
+
+    // MARK: Misuse: one exact line, then SIGABRT
+
+    /// Run `misuse MODE`; it prints `addr 0x...` and then must die of SIGABRT after writing
+    /// exactly `gomalloc: <function>(): <problem> <that address>` to stderr.
+    private func expectAbort(mode: String, function: String, problem: String,
+                             file: StaticString = #filePath, line: UInt = #line) throws {
+        let library = try DropIn.requireLibrary("the misuse reports")
+        let exe = try DropIn.compile("misuse.c")
+        let r = try DropIn.run(exe, [mode], environment: DropIn.environment(for: .gomalloc(library: library)), timeout: 60)
+        XCTAssertTrue(r.signaled && r.status == SIGABRT, "misuse \(mode): want SIGABRT, got \(r.summary)", file: file, line: line)
+        guard let addrLine = r.stdout.split(separator: "\n").first(where: { $0.hasPrefix("addr ") }) else {
+            return XCTFail("misuse \(mode) printed no address: \(r.summary)", file: file, line: line)
+        }
+        let address = addrLine.dropFirst("addr ".count)
+        XCTAssertEqual(r.stderr, "gomalloc: \(function)(): \(problem) \(address)\n", "misuse \(mode)", file: file, line: line)
+    }
+
+    func testFreeOfStackAddressAborts() throws {
+        try expectAbort(mode: "free-stack", function: "free", problem: "invalid pointer")
+    }
+
+    func testFreeOfGlobalAborts() throws {
+        try expectAbort(mode: "free-global", function: "free", problem: "invalid pointer")
+    }
+
+    func testFreeOfMmapPageAborts() throws {
+        try expectAbort(mode: "free-mmap", function: "free", problem: "invalid pointer")
+    }
+
+    func testDoubleFreeAborts() throws {
+        try expectAbort(mode: "double-free", function: "free", problem: "double free")
+    }
+
+    func testDoubleFreeOfLargeBlockAborts() throws {
+        try expectAbort(mode: "double-free-large", function: "free", problem: "double free")
+    }
+
+    func testFreeOfInteriorPointerAborts() throws {
+        try expectAbort(mode: "free-interior", function: "free", problem: "invalid pointer")
+    }
+
+    func testReallocOfInvalidPointerAborts() throws {
+        try expectAbort(mode: "realloc-stack", function: "realloc", problem: "invalid pointer")
+    }
+
+    // MARK: Linking instead of preloading
+
+    /// `gomalloc install --prefix P`, then a C program built with pkg-config's flags links
+    /// libgomalloc.so and runs on it (the api program insists on GoMalloc answering).
+    func testInstallThenLinkWithLgomalloc() throws {
+        let library = try DropIn.requireLibrary("gomalloc install")
+        let gomalloc = try DropIn.gomallocExecutable()
+        let prefix = DropIn.workDir.appendingPathComponent("prefix-\(UUID().uuidString)")
+        let install = try DropIn.run(gomalloc, ["install", "--prefix", prefix.path, "--library", library, "--no-ldconfig"], timeout: 60)
+        XCTAssertEqual(install.status, 0, install.summary)
+
+        let lib = prefix.appendingPathComponent("lib/libgomalloc.so")
+        let header = prefix.appendingPathComponent("include/gomalloc.h")
+        let pc = prefix.appendingPathComponent("lib/pkgconfig/gomalloc.pc")
+        XCTAssertEqual(try Data(contentsOf: lib), try Data(contentsOf: URL(fileURLWithPath: library)), "installed library differs")
+        XCTAssertEqual(try Data(contentsOf: header), try Data(contentsOf: DropIn.headerDir.appendingPathComponent("gomalloc.h")),
+                       "installed header differs from the source tree's")
+        let pcText = try String(contentsOf: pc, encoding: .utf8)
+        XCTAssertTrue(pcText.contains("prefix=\(prefix.path)\n"), pcText)
+        XCTAssertTrue(pcText.contains("Libs: -L${libdir} -lgomalloc"), pcText)
+
+        var flags = ["-L\(prefix.path)/lib", "-lgomalloc"]
+        if let pkgConfig = DropIn.which("pkg-config") {
+            let r = try DropIn.run(pkgConfig, ["--libs", "gomalloc"], environment: ["PKG_CONFIG_PATH": "\(prefix.path)/lib/pkgconfig"], timeout: 60)
+            XCTAssertEqual(r.status, 0, r.summary)
+            XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "-L\(prefix.path)/lib -lgomalloc")
+            flags = r.stdout.split(whereSeparator: \.isWhitespace).map(String.init)
+        }
+        let exe = try DropIn.compile("api.c", extraFlags: flags, tag: "linked-\(UUID().uuidString.prefix(8))")
+        if let readelf = DropIn.which("readelf") {
+            let r = try DropIn.run(readelf, ["-d", exe], timeout: 60)
+            let needed = r.stdout.split(separator: "\n").filter { $0.contains("(NEEDED)") }
+            let gm = needed.firstIndex { $0.contains("[libgomalloc.so]") }
+            let libc = needed.firstIndex { $0.contains("[libc.so.6]") }
+            XCTAssertNotNil(gm, "the linked program does not need libgomalloc.so:\n\(r.stdout)")
+            if let gm, let libc { XCTAssertLessThan(gm, libc, "libgomalloc.so must come before libc.so.6 in the lookup order") }
+        }
+        let r = try DropIn.run(exe, [], environment: ["LD_LIBRARY_PATH": "\(prefix.path)/lib", "GOMALLOC_TEST_EXPECT_GOMALLOC": "1"], timeout: 300)
+        XCTAssertTrue(r.exitedNormally && r.status == 0, r.summary)
+        XCTAssertEqual(r.stdout.split(separator: "\n").last.map(String.init), "OK api", r.summary)
+    }
+}
