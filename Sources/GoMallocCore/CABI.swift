@@ -13,6 +13,7 @@
 // Concurrency: as Malloc.swift.
 // Failure: ENOMEM for sizes the heap cannot hold or that overflow; EINVAL for bad alignments.
 import CGoMallocSys
+import Synchronization
 
 private let ENOMEM: Int32 = 12
 private let EINVAL: Int32 = 22
@@ -25,14 +26,34 @@ private func failENOMEM() -> UnsafeMutableRawPointer? {
     return nil
 }
 
+// MARK: - Fast paths
+//
+// gm_malloc and gm_free are leaf functions: every case they do not finish themselves (no P
+// preferred yet or it is busy, no mcache yet, an empty span, a large or remote or bad free)
+// gives the P back and tail-calls the general path, which starts over. Keeping calls out of
+// the fast path keeps it free of register spills.
+
 @c(gm_malloc)
 public func gmMalloc(_ size: Int) -> UnsafeMutableRawPointer? {
-    if size <= maxSmallSize, let h = theHeap() {
-        if let p = mallocSmall(h, sizeClass: h.pointee.sizeClass(for: size, cABI: true), size: size, zero: false) {
-            return p
-        }
-        return failENOMEM()
+    guard size <= maxSmallSize, let h = theHeap(),
+          let slot = UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p) else {
+        return gmMallocSlow(size)
     }
+    let c = Int(size <= smallSizeMax &- 8
+        ? h.pointee.fastClassTable[(size &+ 7) &>> 3]
+        : h.pointee.fastClassTable[sizeToClass8Count &+ ((size &- smallSizeMax &+ largeSizeDiv &- 1) &>> 7)])
+    guard slot.pointee.owner.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged else {
+        return gmMallocSlow(size)
+    }
+    let cache = slot.pointee.mcache.unsafelyUnwrapped  // set before the slot reached the TLS
+    let s = MCache.allocSlot(cache, SpanClass(sizeClass: c, noscan: false)).pointee
+    let v = s.pointee.nextFreeFast()
+    if v != 0 {
+        MCache.countMalloc(cache, c)
+        h.pointee.releaseP(slot)
+        return UnsafeMutableRawPointer(bitPattern: v)
+    }
+    h.pointee.releaseP(slot)
     return gmMallocSlow(size)
 }
 
@@ -45,6 +66,48 @@ private func gmMallocSlow(_ size: Int) -> UnsafeMutableRawPointer? {
 @c(gm_free)
 public func gmFree(_ ptr: UnsafeMutableRawPointer?) {
     guard let ptr else { return }
+    let addr = UInt(bitPattern: ptr)
+    // The tombstone and the empty span have nelems 0 and fail the index check; large spans
+    // pass it (index 0) and leave below, at the location test.
+    guard let h = theHeap(), let s = h.pointee.spanOf(addr),
+          let slot = UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p) else {
+        return freeSlow(ptr)
+    }
+    let i = s.pointee.objIndex(addr)
+    guard i < s.pointee.nelems, UInt(bitPattern: i &* s.pointee.elemSize) == addr &- s.pointee.startAddr,
+          slot.pointee.owner.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged else {
+        return freeSlow(ptr)
+    }
+    let cache = slot.pointee.mcache.unsafelyUnwrapped  // set before the slot reached the TLS
+    let w = i &>> 6
+    let bit = UInt64(1) &<< UInt64(i & 63)
+    if s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(slot) {
+        // We hold the P whose mcache allocates from `s`: the span is ours (plain stores).
+        // A second local free of the same object is caught here; the rarer bad frees (a slot
+        // never handed out, an object already freed by another P) are caught by the sweep,
+        // before the slot can be reused.
+        let f = s.pointee.freeBits[w]
+        if f & bit == 0 {
+            s.pointee.freeBits[w] = f | bit
+            MCache.countFree(cache, s.pointee.spanClass.sizeClass)
+            h.pointee.releaseP(slot)
+            return
+        }
+        h.pointee.releaseP(slot)
+        return freeSlow(ptr)  // reports the double free
+    }
+    let c = s.pointee.spanClass.sizeClass
+    if c == 0 {
+        h.pointee.releaseP(slot)
+        return freeSlow(ptr)
+    }
+    MCache.countFree(cache, c)
+    h.pointee.releaseP(slot)
+    freeRemote(h, s, index: i, addr: addr, function: "free")
+}
+
+@inline(never)
+private func freeSlow(_ ptr: UnsafeMutableRawPointer) {
     freeObject(ptr, function: "free")
 }
 

@@ -27,12 +27,7 @@ package func checkInvariants() -> InvariantViolation? {
 }
 
 private func stopTheWorld(_ h: UnsafeMutablePointer<MHeap>) {
-    for i in 0..<h.pointee.nprocs {
-        let slot = h.pointee.proc(i)
-        while !slot.pointee.owner.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
-            spinLoopHint()
-        }
-    }
+    h.pointee.acquireAllPs()
     for i in 0..<numSpanClasses { h.pointee.central(SpanClass(raw: UInt8(i))).pointee.lock.lock() }
     h.pointee.lock.lock()
 }
@@ -40,7 +35,7 @@ private func stopTheWorld(_ h: UnsafeMutablePointer<MHeap>) {
 private func startTheWorld(_ h: UnsafeMutablePointer<MHeap>) {
     h.pointee.lock.unlock()
     for i in 0..<numSpanClasses { h.pointee.central(SpanClass(raw: UInt8(i))).pointee.lock.unlock() }
-    for i in 0..<h.pointee.nprocs { h.pointee.releaseP(i) }
+    h.pointee.releaseAllPs()
 }
 
 private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViolation? {
@@ -56,7 +51,7 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
             guard let table = l2[i2] else { continue }
             let arenaBase = UInt((i1 << arenaL2Bits) | i2) << UInt(logHeapArenaBytes)
             for pg in 0..<pagesPerArena {
-                guard let s = table[pg], UInt(bitPattern: s) != MHeap.tombstoneBits else { continue }
+                guard let s = table[pg], s != h.pointee.tombstone else { continue }
                 let addr = arenaBase &+ UInt(pg &* pageSize)
                 let state = s.pointee.state.load(ordering: .relaxed)
                 if state == SpanState.free.rawValue {
@@ -139,7 +134,7 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
             let s = cache.pointee.alloc[spc]
             if s == h.pointee.emptySpan { continue }
             if s.pointee.spanClass.raw != UInt8(spc)
-                || s.pointee.location.load(ordering: .relaxed) != SpanLocation.cached(p)
+                || s.pointee.location.load(ordering: .relaxed) != SpanLocation.cached(h.pointee.proc(p))
                 || s.pointee.state.load(ordering: .relaxed) != SpanState.inUse.rawValue {
                 return InvariantViolation(message: "MCache.I1: cached span has the wrong class, location or state", address: s.pointee.startAddr)
             }
@@ -182,6 +177,11 @@ private func checkSpan(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePoint
     }
     // allocCount == objects below freeIndex or marked in allocBits.
     var allocated = 0
+    for w in 0..<s.pointee.bitmapWords
+    where s.pointee.allocBits[w] & MSpan.tailMask(word: w, nelems: s.pointee.nelems)
+        != MSpan.tailMask(word: w, nelems: s.pointee.nelems) {
+        return InvariantViolation(message: "MSpan.I3b: allocBits past nelems not set", address: s.pointee.startAddr)
+    }
     for i in 0..<s.pointee.nelems {
         let bit = UInt64(1) << UInt64(i & 63)
         if i < s.pointee.freeIndex || s.pointee.allocBits[i >> 6] & bit != 0 { allocated &+= 1 }
@@ -196,7 +196,7 @@ private func checkSpan(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePoint
     }
     // allocCache mirrors allocBits from freeIndex on (within its word).
     let fi = s.pointee.freeIndex
-    if fi < s.pointee.nelems {
+    if fi < s.pointee.nelems && !(fi & 63 == 0 && s.pointee.allocCache == 0) {
         let word = ~s.pointee.allocBits[fi >> 6] >> UInt64(fi & 63)
         let cache = s.pointee.allocCache
         let valid = 64 - (fi & 63)

@@ -18,10 +18,33 @@ struct MCache {
     /// Objects of each size class allocated / freed through this P. Owner: P (racy reads).
     var nmalloc: InlineArray<68, UInt64>
     var nfree: InlineArray<68, UInt64>
-    /// Index of the P that owns this cache. Immutable.
-    var p: Int
+    /// The P that owns this cache. Immutable.
+    var p: UnsafeMutablePointer<PSlot>
 
-    init(p: Int, emptySpan: UnsafeMutablePointer<MSpan>) {
+    // MARK: - Unchecked access for the fast paths
+    //
+    // `alloc` is the first stored property, then `nmalloc`, then `nfree` (a test checks the
+    // offsets): the fast paths index them without the InlineArray bounds check.
+
+    static let nmallocOffset = MemoryLayout<InlineArray<136, UnsafeMutablePointer<MSpan>>>.size
+    static let nfreeOffset = nmallocOffset + MemoryLayout<InlineArray<68, UInt64>>.size
+
+    @inline(__always)
+    static func allocSlot(_ c: UnsafeMutablePointer<MCache>, _ spc: SpanClass) -> UnsafeMutablePointer<UnsafeMutablePointer<MSpan>> {
+        UnsafeMutableRawPointer(c).assumingMemoryBound(to: UnsafeMutablePointer<MSpan>.self) + spc.index
+    }
+
+    @inline(__always)
+    static func countMalloc(_ c: UnsafeMutablePointer<MCache>, _ sizeClass: Int) {
+        (UnsafeMutableRawPointer(c) + nmallocOffset).assumingMemoryBound(to: UInt64.self)[sizeClass] &+= 1
+    }
+
+    @inline(__always)
+    static func countFree(_ c: UnsafeMutablePointer<MCache>, _ sizeClass: Int) {
+        (UnsafeMutableRawPointer(c) + nfreeOffset).assumingMemoryBound(to: UInt64.self)[sizeClass] &+= 1
+    }
+
+    init(p: UnsafeMutablePointer<PSlot>, emptySpan: UnsafeMutablePointer<MSpan>) {
         alloc = InlineArray(repeating: emptySpan)
         nmalloc = InlineArray(repeating: 0)
         nfree = InlineArray(repeating: 0)
@@ -38,7 +61,7 @@ struct MCache {
         var idx = s.pointee.nextFreeIndex()
         if idx != s.pointee.nelems {
             s.pointee.allocCount &+= 1
-            return s.pointee.startAddr &+ UInt(idx &* s.pointee.elemSize)
+            return s.pointee.startAddr &+ UInt(bitPattern: idx &* s.pointee.elemSize)
         }
         guard refill(spc, heap: heap) else { return 0 }
         let t = alloc[spc.index]
@@ -47,7 +70,7 @@ struct MCache {
         idx = t.pointee.nextFreeIndex()
         if idx == t.pointee.nelems { throwFatal("refill returned a full span") }
         t.pointee.allocCount &+= 1
-        return t.pointee.startAddr &+ UInt(idx &* t.pointee.elemSize)
+        return t.pointee.startAddr &+ UInt(bitPattern: idx &* t.pointee.elemSize)
     }
 
     /// Go's mcache.refill: make alloc[spc] a span with a free object. The exhausted span is

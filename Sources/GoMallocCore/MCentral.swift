@@ -34,7 +34,7 @@ struct MCentral: ~Copyable {
 
     /// A span with free objects for P `p`'s cache, swept, with location cached(p); nil if
     /// the heap is exhausted. Caller holds P `p` and no lock.
-    mutating func cacheSpan(heap: UnsafeMutablePointer<MHeap>, p: Int) -> UnsafeMutablePointer<MSpan>? {
+    mutating func cacheSpan(heap: UnsafeMutablePointer<MHeap>, p: UnsafeMutablePointer<PSlot>) -> UnsafeMutablePointer<MSpan>? {
         lock.lock()
         while let s = partial.popFront() {
             _ = s.pointee.sweep()

@@ -31,11 +31,17 @@ struct MHeap: ~Copyable {
     var arenasL1: UnsafeMutablePointer<ArenaL2?>
     /// The dummy span every mcache slot starts with (nelems 0: nextFreeFast always misses).
     var emptySpan: UnsafeMutablePointer<MSpan>
+    /// The page map entry left on the first page of a freed large object (I1): a dummy span
+    /// with nelems 0, so the free fast path's index check sends it to the slow path.
+    var tombstone: UnsafeMutablePointer<MSpan>
     /// The Ps (pSlotStride bytes apart) and their count.
     var procs: UnsafeMutableRawPointer
     var nprocs: Int
     /// 136 mcentrals, centralStride bytes apart.
     var centrals: UnsafeMutableRawPointer
+    /// Flat copies of the lookup tables for the C fast path (no bounds checks):
+    /// cSizeToClass8 (129 bytes) then sizeToClass128 (249 bytes).
+    var fastClassTable: UnsafeMutablePointer<UInt8>
     var sizeClasses: SizeClassTable
 
     // MARK: - Guarded by lock
@@ -69,9 +75,11 @@ struct MHeap: ~Copyable {
     init(releasesMemory: Bool) {
         arenasL1 = UnsafeMutablePointer(bitPattern: 8)!
         emptySpan = UnsafeMutablePointer(bitPattern: 8)!
+        tombstone = UnsafeMutablePointer(bitPattern: 8)!
         procs = UnsafeMutableRawPointer(bitPattern: 8)!
         nprocs = 1
         centrals = UnsafeMutableRawPointer(bitPattern: 8)!
+        fastClassTable = UnsafeMutablePointer(bitPattern: 8)!
         sizeClasses = SizeClassTable()
         lock = RuntimeLock()
         pages = PageAlloc(releasesMemory: releasesMemory)
@@ -89,9 +97,6 @@ struct MHeap: ~Copyable {
 
     static let centralStride = 128
 
-    /// Page map entry left on the first page of a freed large object (never a real span).
-    static let tombstoneBits: UInt = 8
-
     @inline(__always)
     func central(_ spc: SpanClass) -> UnsafeMutablePointer<MCentral> {
         (centrals + spc.index &* MHeap.centralStride).assumingMemoryBound(to: MCentral.self)
@@ -107,12 +112,17 @@ struct MHeap: ~Copyable {
         guard let l1 = sysAlloc(size: l1Bytes),
               let pc = persistent.alloc(size: nprocs * pSlotStride, align: pSlotStride),
               let cc = persistent.alloc(size: numSpanClasses * MHeap.centralStride, align: MHeap.centralStride),
-              let es = persistent.alloc(size: MemoryLayout<MSpan>.stride, align: 64)
+              let es = persistent.alloc(size: MemoryLayout<MSpan>.stride, align: 64),
+              let ts = persistent.alloc(size: MemoryLayout<MSpan>.stride, align: 64),
+              let ft = persistent.alloc(size: sizeToClass8Count + sizeToClass128Count, align: 64)
         else { return false }
+        fastClassTable = ft.bindMemory(to: UInt8.self, capacity: sizeToClass8Count + sizeToClass128Count)
+        for i in 0..<sizeToClass8Count { fastClassTable[i] = sizeClasses.cSizeToClass8[i] }
+        for i in 0..<sizeToClass128Count { fastClassTable[sizeToClass8Count + i] = sizeClasses.sizeToClass128[i] }
         arenasL1 = l1.bindMemory(to: ArenaL2?.self, capacity: 1 << arenaL1Bits)
         procs = pc
         for i in 0..<nprocs {
-            (pc + i * pSlotStride).bindMemory(to: PSlot.self, capacity: 1).initialize(to: PSlot())
+            (pc + i * pSlotStride).bindMemory(to: PSlot.self, capacity: 1).initialize(to: PSlot(index: i))
         }
         centrals = cc
         for i in 0..<numSpanClasses {
@@ -122,13 +132,15 @@ struct MHeap: ~Copyable {
         emptySpan = es.bindMemory(to: MSpan.self, capacity: 1)
         emptySpan.initialize(to: MSpan())
         emptySpan.pointee.state.store(SpanState.manual.rawValue, ordering: .relaxed)
+        tombstone = ts.bindMemory(to: MSpan.self, capacity: 1)
+        tombstone.initialize(to: MSpan())
         return true
     }
 
     // MARK: - Page map
 
     /// The span whose page map entry covers `addr`, or nil if the address is not ours or
-    /// its page is free, or `freedLargeTombstone`. Lock-free (see Concurrency).
+    /// its page is free, or `tombstone`. Lock-free (see Concurrency).
     @inline(__always)
     func spanOf(_ addr: UInt) -> UnsafeMutablePointer<MSpan>? {
         if addr >> UInt(heapAddrBits) != 0 { return nil }
@@ -219,7 +231,8 @@ struct MHeap: ~Copyable {
             s.pointee.elemSize = size
             s.pointee.nelems = nelems
             s.pointee.divMul = sizeClasses.classToDivMul[c]
-            s.pointee.allocCache = ~0
+            for w in 0..<words { s.pointee.allocBits[w] = MSpan.tailMask(word: w, nelems: nelems) }
+            s.pointee.allocCache = ~s.pointee.allocBits[0]
         } else {
             s.pointee.elemSize = npages &* pageSize
             s.pointee.nelems = 1
@@ -247,7 +260,7 @@ struct MHeap: ~Copyable {
     private mutating func freeSpanLocked(_ s: UnsafeMutablePointer<MSpan>) {
         let n = s.pointee.npages
         let manual = s.pointee.state.load(ordering: .relaxed) == SpanState.manual.rawValue
-        mapSpanPages(s, to: s.pointee.spanClass.sizeClass == 0 && !manual ? freedLargeTombstone : nil)
+        mapSpanPages(s, to: s.pointee.spanClass.sizeClass == 0 && !manual ? tombstone : nil)
         s.pointee.state.store(SpanState.free.rawValue, ordering: .releasing)
         pages.free(base: s.pointee.startAddr, npages: n)
         pagesInUse &-= n
@@ -333,6 +346,3 @@ struct MHeap: ~Copyable {
     /// Bytes in free pages that have not been returned to the OS.
     var freeUnscavengedPages: Int { pages.freePages &- pages.scavengedPages }
 }
-
-/// The page map's "a large object was freed here" marker (see MHeap I1).
-nonisolated(unsafe) let freedLargeTombstone = UnsafeMutablePointer<MSpan>(bitPattern: MHeap.tombstoneBits)

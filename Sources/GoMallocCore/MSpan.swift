@@ -19,7 +19,10 @@
 //   I1. startAddr is page-aligned; the span covers [startAddr, startAddr + npages * pageSize).
 //   I2. Small span: nelems == (npages * pageSize) / elemSize; 0 <= freeIndex <= nelems.
 //   I3. allocCache holds the complement of allocBits from bit freeIndex of its word onwards,
-//       shifted so that bit 0 is object freeIndex.
+//       shifted so that bit 0 is object freeIndex — or 0 when freeIndex sits on a word boundary
+//       the fast path reached without refilling (nextFreeIndex refills it).
+//   I3b. allocBits bits at and above nelems are 1 ("allocated"), so the cache never offers a
+//       slot past the end and nextFreeFast needs no bounds check.
 //   I4. After a sweep: freeBits == 0, allocCount == popcount(allocBits), freeIndex == 0.
 //   I5. A bit is never set in both freeBits and remoteBits (that is a double free, reported).
 //   I6. location is cached(p) only while span is mcache[p].alloc[spanClass]; partial/full
@@ -37,16 +40,16 @@ enum SpanState: UInt32 {
     case manual = 2
 }
 
-/// Where a small span sits. Legal transitions (all under the mcentral lock):
+/// Where a small span sits: 0, 1, 2, or the address of the P slot whose mcache holds it.
+/// Legal transitions (all under the mcentral lock):
 ///   none -> cached(p)            (new span from the heap goes straight into a cache)
 ///   cached(p) -> partial | full  (uncached), partial | full -> cached(p), partial <-> full,
 ///   partial | full | cached -> none (span returned to the heap).
 enum SpanLocation {
-    static let none: UInt32 = 0
-    static let partial: UInt32 = 1
-    static let full: UInt32 = 2
-    static let cachedBase: UInt32 = 0x100
-    @inline(__always) static func cached(_ p: Int) -> UInt32 { cachedBase &+ UInt32(truncatingIfNeeded: p) }
+    static let none: UInt = 0
+    static let partial: UInt = 1
+    static let full: UInt = 2
+    @inline(__always) static func cached(_ slot: UnsafeMutablePointer<PSlot>) -> UInt { UInt(bitPattern: slot) }
 }
 
 struct MSpan: ~Copyable {
@@ -80,8 +83,6 @@ struct MSpan: ~Copyable {
     var spanClass: SpanClass
     /// True when some object may hold old data (calloc must clear it). Owner.
     var needzero: Bool
-    /// Frees recorded in freeBits since the last sweep. Owner.
-    var localFreeCount: Int
     /// Central list links. Guarded by: mcentral lock.
     var next: UnsafeMutablePointer<MSpan>?
     var prev: UnsafeMutablePointer<MSpan>?
@@ -89,7 +90,7 @@ struct MSpan: ~Copyable {
     /// inUse -> free in free() to catch double frees without a lock.
     let state: Atomic<UInt32>
     /// SpanLocation. Atomic: written under the mcentral lock, read by remote freers (seq_cst).
-    let location: Atomic<UInt32>
+    let location: Atomic<UInt>
     /// Bits set in remoteBits and not yet merged. Atomic (seq_cst): may dip below zero
     /// transiently while a sweep races a freer; see sweep().
     let remoteFreeCount: Atomic<Int>
@@ -97,7 +98,7 @@ struct MSpan: ~Copyable {
     init() {
         allocCache = 0; freeIndex = 0; nelems = 0; elemSize = 0; startAddr = 0; allocCount = 0
         bits = nil; bitmapWords = 0; npages = 0; divMul = 0; spanClass = SpanClass(raw: 0)
-        needzero = false; localFreeCount = 0; next = nil; prev = nil
+        needzero = false; next = nil; prev = nil
         state = Atomic(SpanState.free.rawValue)
         location = Atomic(SpanLocation.none)
         remoteFreeCount = Atomic(0)
@@ -112,6 +113,15 @@ struct MSpan: ~Copyable {
     @inline(__always)
     func remoteWord(_ w: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
         UnsafeMutableRawPointer(remoteBits + w).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+
+    /// The bits of allocBits word `w` at or above `nelems` (I3b).
+    @inline(__always)
+    static func tailMask(word w: Int, nelems: Int) -> UInt64 {
+        let valid = nelems &- w &* 64
+        if valid >= 64 { return 0 }
+        if valid <= 0 { return ~0 }
+        return ~((UInt64(1) << UInt64(valid)) &- 1)
     }
 
     /// Words needed for one bitmap of `nelems` bits, rounded up to a power of two
@@ -132,19 +142,18 @@ struct MSpan: ~Copyable {
     // MARK: - Fast path
 
     /// Go's nextFreeFast: the next free object from the allocCache window, or 0 on a miss.
+    /// Unlike Go's it needs no `result < nelems` test (I3b) and may stop on a word boundary
+    /// with an empty cache (I3): nextFreeIndex refills it there.
     @inline(__always)
     mutating func nextFreeFast() -> UInt {
-        let theBit = allocCache.trailingZeroBitCount
+        let cache = allocCache
+        let theBit = cache.trailingZeroBitCount
         if theBit < 64 {
             let result = freeIndex &+ theBit
-            if result < nelems {
-                let freeidx = result &+ 1
-                if freeidx & 63 == 0 && freeidx != nelems { return 0 }
-                allocCache >>= UInt64(theBit &+ 1)
-                freeIndex = freeidx
-                allocCount &+= 1
-                return startAddr &+ UInt(result &* elemSize)
-            }
+            allocCache = (cache &>> UInt64(theBit)) &>> 1
+            freeIndex = result &+ 1
+            allocCount &+= 1
+            return startAddr &+ UInt(bitPattern: result &* elemSize)
         }
         return 0
     }
@@ -163,7 +172,9 @@ struct MSpan: ~Copyable {
     mutating func nextFreeIndex() -> Int {
         var sfreeindex = freeIndex
         let snelems = nelems
-        if sfreeindex == snelems { return sfreeindex }
+        if sfreeindex >= snelems { return snelems }
+        // The fast path can leave freeIndex on a word boundary with the cache used up.
+        if sfreeindex & 63 == 0 { refillAllocCache(sfreeindex) }
         var aCache = allocCache
         var bitIndex = aCache.trailingZeroBitCount
         while bitIndex == 64 {
@@ -181,7 +192,7 @@ struct MSpan: ~Copyable {
             freeIndex = snelems
             return snelems
         }
-        allocCache >>= UInt64(bitIndex &+ 1)
+        allocCache = (aCache &>> UInt64(bitIndex)) &>> 1
         sfreeindex = result &+ 1
         if sfreeindex & 63 == 0 && sfreeindex != snelems {
             refillAllocCache(sfreeindex)
@@ -216,28 +227,24 @@ struct MSpan: ~Copyable {
             if local & remote != 0 {
                 let i = lo &+ (local & remote).trailingZeroBitCount
                 reportBadPointer(function: "free", problem: "double free",
-                                 address: startAddr &+ UInt(i &* elemSize))
+                                 address: startAddr &+ UInt(bitPattern: i &* elemSize))
             }
             let freed = local | remote
             if freed & ~word != 0 {
                 let i = lo &+ (freed & ~word).trailingZeroBitCount
                 reportBadPointer(function: "free", problem: "invalid pointer",
-                                 address: startAddr &+ UInt(i &* elemSize))
+                                 address: startAddr &+ UInt(bitPattern: i &* elemSize))
             }
             word &= ~freed
-            // Bits past nelems stay zero.
-            if lo &+ 64 > nelems {
-                let valid = nelems &- lo
-                word &= valid <= 0 ? 0 : (valid >= 64 ? ~0 : (UInt64(1) << UInt64(valid)) &- 1)
-            }
-            a[w] = word
-            live &+= word.nonzeroBitCount
+            // Bits past nelems stay set (I3b) and are not objects.
+            let tail = MSpan.tailMask(word: w, nelems: nelems)
+            a[w] = word | tail
+            live &+= (word & ~tail).nonzeroBitCount
             reclaimed &+= freed.nonzeroBitCount
             remoteMerged &+= remote.nonzeroBitCount
         }
         if remoteMerged != 0 { remoteFreeCount.subtract(remoteMerged, ordering: .sequentiallyConsistent) }
         allocCount = live
-        localFreeCount = 0
         freeIndex = 0
         refillAllocCache(0)
         if reclaimed != 0 { needzero = true }

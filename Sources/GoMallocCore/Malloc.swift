@@ -79,12 +79,7 @@ func heapInitSlow() -> UnsafeMutablePointer<MHeap>? {
 /// with consistent metadata and no lock held by a thread that does not exist there.
 private func forkPrepare() {
     guard let h = theHeap() else { return }
-    for i in 0..<h.pointee.nprocs {
-        let slot = h.pointee.proc(i)
-        while !slot.pointee.owner.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
-            gm_sys_yield()
-        }
-    }
+    h.pointee.acquireAllPs()
     for i in 0..<numSpanClasses { h.pointee.central(SpanClass(raw: UInt8(i))).pointee.lock.lock() }
     h.pointee.lock.lock()
 }
@@ -93,7 +88,7 @@ private func forkRelease() {
     guard let h = theHeap() else { return }
     h.pointee.lock.unlock()
     for i in 0..<numSpanClasses { h.pointee.central(SpanClass(raw: UInt8(i))).pointee.lock.unlock() }
-    for i in 0..<h.pointee.nprocs { h.pointee.releaseP(i) }
+    h.pointee.releaseAllPs()
 }
 
 private func forkParent() { forkRelease() }
@@ -129,22 +124,22 @@ extension MHeap {
 
 }
 
-/// P `p`'s mcache, created the first time the P is used. Caller holds P `p`.
+/// The mcache of P `slot`, created the first time the P is used. Caller holds the P.
 @inline(__always)
-func mcacheOf(_ h: UnsafeMutablePointer<MHeap>, _ p: Int) -> UnsafeMutablePointer<MCache>? {
-    if let c = h.pointee.proc(p).pointee.mcache { return c }
-    return createMCache(h, p)
+func mcacheOf(_ h: UnsafeMutablePointer<MHeap>, _ slot: UnsafeMutablePointer<PSlot>) -> UnsafeMutablePointer<MCache>? {
+    if let c = slot.pointee.mcache { return c }
+    return createMCache(h, slot)
 }
 
 @inline(never)
-func createMCache(_ h: UnsafeMutablePointer<MHeap>, _ p: Int) -> UnsafeMutablePointer<MCache>? {
+func createMCache(_ h: UnsafeMutablePointer<MHeap>, _ slot: UnsafeMutablePointer<PSlot>) -> UnsafeMutablePointer<MCache>? {
     h.pointee.lock.lock()
     defer { h.pointee.lock.unlock() }
-    if let c = h.pointee.proc(p).pointee.mcache { return c }
+    if let c = slot.pointee.mcache { return c }
     guard let raw = h.pointee.cacheAlloc.alloc(from: &h.pointee.persistent) else { return nil }
     let c = raw.bindMemory(to: MCache.self, capacity: 1)
-    c.initialize(to: MCache(p: p, emptySpan: h.pointee.emptySpan))
-    h.pointee.proc(p).pointee.mcache = c
+    c.initialize(to: MCache(p: slot, emptySpan: h.pointee.emptySpan))
+    slot.pointee.mcache = c
     h.pointee.mcachesCreated &+= 1
     return c
 }
@@ -168,18 +163,18 @@ func mallocSmall(_ h: UnsafeMutablePointer<MHeap>, sizeClass c: Int, size: Int, 
         h.pointee.releaseP(p)
         return nil
     }
-    let s = cache.pointee.alloc[spc.index]
+    let s = MCache.allocSlot(cache, spc).pointee
     var v = s.pointee.nextFreeFast()
     var needzero = s.pointee.needzero
     if v == 0 {
         v = cache.pointee.nextFree(spc, heap: h)
-        needzero = cache.pointee.alloc[spc.index].pointee.needzero
+        needzero = MCache.allocSlot(cache, spc).pointee.pointee.needzero
         if v == 0 {
             h.pointee.releaseP(p)
             return nil
         }
     }
-    cache.pointee.nmalloc[c] &+= 1
+    MCache.countMalloc(cache, c)
     h.pointee.releaseP(p)
     let ptr = UnsafeMutableRawPointer(bitPattern: v).unsafelyUnwrapped
     if zero && needzero { gm_sys_memset(ptr, 0, size) }
@@ -226,7 +221,7 @@ func findObject(_ h: UnsafeMutablePointer<MHeap>, _ addr: UInt, function: Static
     guard let s = h.pointee.spanOf(addr) else {
         reportBadPointer(function: function, problem: "invalid pointer", address: addr)
     }
-    if UInt(bitPattern: s) == MHeap.tombstoneBits {
+    if s == h.pointee.tombstone {
         reportBadPointer(function: function, problem: "double free", address: addr)
     }
     let off = addr &- s.pointee.startAddr
@@ -240,9 +235,9 @@ func findObject(_ h: UnsafeMutablePointer<MHeap>, _ addr: UInt, function: Static
         }
         return (s, 0)
     }
+    // i * elemSize == off with i < nelems also proves off lies inside the span.
     let i = s.pointee.objIndex(addr)
-    if off >= UInt(s.pointee.npages &* pageSize) || i >= s.pointee.nelems
-        || UInt(i &* s.pointee.elemSize) != off
+    if i >= s.pointee.nelems || UInt(bitPattern: i &* s.pointee.elemSize) != off
         || s.pointee.state.load(ordering: .relaxed) != SpanState.inUse.rawValue {
         reportBadPointer(function: function, problem: "invalid pointer", address: addr)
     }
@@ -263,30 +258,37 @@ func freeObject(_ ptr: UnsafeMutableRawPointer, function: StaticString) {
         return
     }
     let p = h.pointee.acquireP()
-    let w = i >> 6
-    let bit = UInt64(1) << UInt64(i & 63)
+    guard let cache = mcacheOf(h, p) else {
+        h.pointee.releaseP(p)
+        freeRemote(h, s, index: i, addr: addr, function: function)
+        return
+    }
+    MCache.countFree(cache, c)
     if s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(p) {
         // Our own span: plain stores.
+        let w = i >> 6
+        let bit = UInt64(1) << UInt64(i & 63)
         if !s.pointee.isLive(i) {
             h.pointee.releaseP(p)
             reportBadPointer(function: function, problem: "double free", address: addr)
         }
         s.pointee.freeBits[w] |= bit
-        s.pointee.localFreeCount &+= 1
-        if let cache = h.pointee.proc(p).pointee.mcache { cache.pointee.nfree[c] &+= 1 }
         h.pointee.releaseP(p)
         return
     }
-    if let cache = mcacheOf(h, p) { cache.pointee.nfree[c] &+= 1 }
     h.pointee.releaseP(p)
-    freeRemote(h, s, index: i, bit: bit, addr: addr, function: function)
+    freeRemote(h, s, index: i, addr: addr, function: function)
 }
 
 /// A free into a span some other P caches, or one sitting in mcentral: atomic bits.
 @inline(never)
 func freeRemote(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan>, index i: Int,
-                bit: UInt64, addr: UInt, function: StaticString) {
+                addr: UInt, function: StaticString) {
     let w = i >> 6
+    let bit = UInt64(1) << UInt64(i & 63)
+    if s.pointee.state.load(ordering: .relaxed) != SpanState.inUse.rawValue {
+        reportBadPointer(function: function, problem: "invalid pointer", address: addr)
+    }
     // Racy reads (see MSpan.isLive): a correct free always sees the object allocated.
     let allocated = i < s.pointee.freeIndex || s.pointee.allocBits[w] & bit != 0
     if !allocated || s.pointee.freeBits[w] & bit != 0 {
@@ -366,7 +368,7 @@ func trimHeap() -> Int {
             gm_sys_yield()
         }
         if let c = slot.pointee.mcache { c.pointee.releaseAll(heap: h) }
-        h.pointee.releaseP(i)
+        h.pointee.releaseP(slot)
     }
     for i in 0..<numSpanClasses {
         h.pointee.central(SpanClass(raw: UInt8(i))).pointee.reclaimAll(heap: h)

@@ -12,7 +12,8 @@
 //   I1. owner == 1 exactly while one thread is inside a malloc/free using this P.
 //   I2. mcache, once set, never changes; mcaches created <= nprocs.
 // Concurrency: owner is Atomic (CAS acquire, store release). The P's mcache is then owned by
-//   the holder. The thread-local gm_tls_preferred_p only says where to try first.
+//   the holder. The thread-local gm_tls_preferred_p (the address of the P slot this thread
+//   took last, or 0) only says where to try first.
 // Failure: acquiring spins (with sched_yield) while all Ps are busy; it cannot fail.
 import CGoMallocSys
 import Synchronization
@@ -22,10 +23,13 @@ struct PSlot: ~Copyable {
     let owner: Atomic<UInt32>
     /// Created the first time the P is used. Owner: P (set once, under the heap lock).
     var mcache: UnsafeMutablePointer<MCache>?
+    /// This P's number (0..<nprocs). Immutable.
+    var index: Int
 
-    init() {
+    init(index: Int) {
         owner = Atomic(0)
         mcache = nil
+        self.index = index
     }
 }
 
@@ -41,20 +45,17 @@ extension MHeap {
     /// Take a P for the duration of one malloc or free. Fast path: one CAS on the P this
     /// thread used last.
     @inline(__always)
-    func acquireP() -> Int {
-        let preferred = Int(bitPattern: gm_tls_preferred_p) &- 1
-        if preferred >= 0 && preferred < nprocs {
-            let slot = proc(preferred)
-            if slot.pointee.owner.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
-                return preferred
-            }
+    func acquireP() -> UnsafeMutablePointer<PSlot> {
+        if let slot = UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p),
+           slot.pointee.owner.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
+            return slot
         }
         return acquirePSlow()
     }
 
     @inline(__always)
-    func releaseP(_ p: Int) {
-        proc(p).pointee.owner.store(0, ordering: .releasing)
+    func releaseP(_ slot: UnsafeMutablePointer<PSlot>) {
+        slot.pointee.owner.store(0, ordering: .releasing)
     }
 
     // MARK: - Slow path (partner of acquireP)
@@ -62,7 +63,7 @@ extension MHeap {
     /// First choice: the CPU we run on (from rseq), so that threads on different CPUs use
     /// different Ps; then any idle P; while none is idle, yield and retry.
     @inline(never)
-    func acquirePSlow() -> Int {
+    func acquirePSlow() -> UnsafeMutablePointer<PSlot> {
         let n = nprocs
         var start = Int(gm_sys_rseq_cpu())
         if start < 0 { start = Int(truncatingIfNeeded: gm_sys_gettid()) }
@@ -70,16 +71,33 @@ extension MHeap {
         var spins = 0
         while true {
             for k in 0..<n {
-                let i = (start &+ k) % n
-                let slot = proc(i)
+                let slot = proc((start &+ k) % n)
                 if slot.pointee.owner.load(ordering: .relaxed) == 0,
                    slot.pointee.owner.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
-                    gm_tls_preferred_p = UInt(i &+ 1)
-                    return i
+                    // The fast paths rely on it: a P found through the thread-local has an
+                    // mcache. Create it now (the first use of this P).
+                    if let h = theHeap(), mcacheOf(h, slot) != nil {
+                        gm_tls_preferred_p = UInt(bitPattern: slot)
+                    }
+                    return slot
                 }
             }
             spins &+= 1
             if spins > 4 { gm_sys_yield() } else { spinLoopHint() }
         }
+    }
+
+    /// Take every P in turn order (stop the world: fork, trim, invariant checks).
+    func acquireAllPs() {
+        for i in 0..<nprocs {
+            let slot = proc(i)
+            while !slot.pointee.owner.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
+                gm_sys_yield()
+            }
+        }
+    }
+
+    func releaseAllPs() {
+        for i in 0..<nprocs { releaseP(proc(i)) }
     }
 }

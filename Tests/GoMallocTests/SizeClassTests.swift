@@ -88,3 +88,14 @@ final class SizeClassTests: XCTestCase {
         XCTAssertEqual(SpanClass(sizeClass: 67, noscan: true).index, 135)
     }
 }
+
+final class LayoutTests: XCTestCase {
+    /// The fast paths index MCache's arrays through raw offsets (MCache.allocSlot & co.).
+    func testMCacheLayoutMatchesTheFastPathOffsets() {
+        XCTAssertEqual(MemoryLayout<MCache>.offset(of: \MCache.alloc), 0)
+        XCTAssertEqual(MemoryLayout<MCache>.offset(of: \MCache.nmalloc), MCache.nmallocOffset)
+        XCTAssertEqual(MemoryLayout<MCache>.offset(of: \MCache.nfree), MCache.nfreeOffset)
+        XCTAssertLessThanOrEqual(MemoryLayout<MCentral>.size, MHeap.centralStride)
+        XCTAssertLessThanOrEqual(MemoryLayout<PSlot>.size, pSlotStride)
+    }
+}
