@@ -1,0 +1,119 @@
+// BenchSmokeTests: runs the real `gomalloc bench --smoke` (one repetition, tiny sizes) and
+// checks that it prints its table and writes results.json and chart.svg. It measures
+// nothing; it proves the suite works end to end: workloads compile and pass their own
+// memory checks under every allocator that is installed, the JSON has one entry per
+// workload x allocator that ran, and GoMalloc's drop-in library is among them whenever it
+// has been built. Absent peers (jemalloc, tcmalloc, mimalloc) or an absent
+// libgomalloc-preload.so only shrink the matrix.
+import Foundation
+import XCTest
+
+final class BenchSmokeTests: XCTestCase {
+    /// The package root, from this file's place in it (Tests/GoMallocTests/...).
+    private static let packageRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The build products directory holding this test binary, hence `gomalloc` too.
+    private func productsDirectories() -> [URL] {
+        var dirs: [URL] = []
+        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            dirs.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
+        }
+        let bundle = Bundle(for: BenchSmokeTests.self).bundleURL
+        dirs.append(bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent() : bundle)
+        dirs.append(Self.packageRoot.appendingPathComponent(".build/debug"))
+        return dirs
+    }
+
+    private func gomallocExecutable() throws -> URL {
+        for dir in productsDirectories() {
+            let candidate = dir.appendingPathComponent("gomalloc")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        }
+        throw XCTSkip("the gomalloc executable is not built next to the tests (looked in \(productsDirectories().map(\.path)))")
+    }
+
+    func testSmokeRunPrintsTableAndWritesResults() throws {
+        let gomalloc = try gomallocExecutable()
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("bench-smoke-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let out = tmp.appendingPathComponent("out")
+        let stdoutURL = tmp.appendingPathComponent("stdout.txt")
+        let stderrURL = tmp.appendingPathComponent("stderr.txt")
+        _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+
+        let process = Process()
+        process.executableURL = gomalloc
+        process.arguments = ["bench", "--smoke", "--out", out.path]
+        process.currentDirectoryURL = Self.packageRoot
+        process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
+        process.standardError = try FileHandle(forWritingTo: stderrURL)
+        try process.run()
+        let deadline = Date().addingTimeInterval(900)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+            XCTFail("gomalloc bench --smoke did not finish within 15 minutes")
+            return
+        }
+        let stdout = (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? ""
+        let stderr = (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? ""
+        let context = "\n--- stdout ---\n\(stdout)\n--- stderr (last lines) ---\n\(stderr.split(separator: "\n").suffix(40).joined(separator: "\n"))"
+        XCTAssertEqual(process.terminationStatus, 0, "gomalloc bench --smoke failed\(context)")
+
+        // The table.
+        XCTAssertTrue(stdout.contains("GoMalloc benchmark: smoke mode"), "no table header\(context)")
+        XCTAssertTrue(stdout.contains("geometric mean"), "no geometric-mean row\(context)")
+
+        // results.json: parse it and check the matrix.
+        let jsonURL = out.appendingPathComponent("results.json")
+        let data = try Data(contentsOf: jsonURL)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        XCTAssertEqual(json["schema"] as? String, "gomalloc-bench/1")
+        XCTAssertEqual(json["mode"] as? String, "smoke")
+        let allocators = try XCTUnwrap(json["allocators"] as? [[String: Any]])
+        let ran = allocators.filter { $0["available"] as? Bool == true }.compactMap { $0["name"] as? String }
+        XCTAssertTrue(ran.contains("glibc"), "the system allocator always runs")
+        for a in allocators where a["available"] as? Bool != true {
+            XCTAssertNotNil(a["skipped"] as? String, "a skipped allocator says why: \(a)")
+            XCTAssertTrue(stdout.contains("skipped \(a["name"] as? String ?? "?")"), "the table names skipped allocators")
+        }
+        let workloads = try XCTUnwrap(json["workloads"] as? [[String: Any]])
+        let ranWorkloads = workloads.filter { $0["skipped"] == nil }.compactMap { $0["name"] as? String }
+        XCTAssertGreaterThanOrEqual(ranWorkloads.count, 8, "the C workloads build wherever cc does")
+        let results = try XCTUnwrap(json["results"] as? [[String: Any]])
+        XCTAssertEqual(results.count, ranWorkloads.count * ran.count, "one entry per workload x allocator")
+        for w in ranWorkloads {
+            XCTAssertTrue(stdout.contains(w), "the table has a row for \(w)")
+            for a in ran {
+                let entries = results.filter { $0["workload"] as? String == w && $0["allocator"] as? String == a }
+                XCTAssertEqual(entries.count, 1, "exactly one result for \(w) under \(a)")
+                guard let r = entries.first else { continue }
+                XCTAssertEqual(r["ok"] as? Bool, true, "\(w) under \(a): \(r["error"] as? String ?? "failed")")
+                if r["ok"] as? Bool == true {
+                    XCTAssertGreaterThan(r["medianWallSeconds"] as? Double ?? 0, 0)
+                    XCTAssertGreaterThan(r["medianMaxRSSKiB"] as? Double ?? 0, 0)
+                    XCTAssertEqual((r["runs"] as? [Any])?.count, 1, "--smoke is one repetition")
+                }
+            }
+        }
+        XCTAssertEqual((json["geomean"] as? [Any])?.count, ran.count)
+
+        // GoMalloc's drop-in library takes part whenever it has been built.
+        var libraries = productsDirectories().map { $0.appendingPathComponent("libgomalloc-preload.so") }
+        libraries.insert(gomalloc.deletingLastPathComponent().appendingPathComponent("libgomalloc-preload.so"), at: 0)
+        libraries.append(Self.packageRoot.appendingPathComponent(".build/release/libgomalloc-preload.so"))
+        if let lib = libraries.first(where: { FileManager.default.fileExists(atPath: $0.path) }) {
+            XCTAssertTrue(ran.contains("gomalloc"), "\(lib.path) exists but gomalloc did not run\(context)")
+        }
+
+        // chart.svg.
+        let svg = try String(contentsOf: out.appendingPathComponent("chart.svg"), encoding: .utf8)
+        XCTAssertTrue(svg.hasPrefix("<?xml"), "chart.svg is an XML document")
+        XCTAssertTrue(svg.contains("<svg") && svg.contains("</svg>"), "chart.svg is an SVG")
+        for a in ran { XCTAssertTrue(svg.contains(">\(a)"), "the chart's legend names \(a)") }
+    }
+}
