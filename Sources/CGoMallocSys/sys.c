@@ -49,6 +49,8 @@ void gm_sys_write(int fd, const void *buf, size_t len) {
     }
 }
 
+int gm_sys_dup_private(int fd) { return fcntl(fd, F_DUPFD_CLOEXEC, 100); }
+
 _Noreturn void gm_sys_abort(void) { abort(); }
 void gm_sys_set_errno(int e) { errno = e; }
 int gm_sys_errno(void) { return errno; }

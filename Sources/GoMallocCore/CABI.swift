@@ -35,7 +35,8 @@ private func failENOMEM() -> UnsafeMutableRawPointer? {
 
 @c(gm_malloc)
 public func gmMalloc(_ size: Int) -> UnsafeMutableRawPointer? {
-    guard size <= maxSmallSize, let h = theHeap(),
+    // Unsigned: SIZE_MAX and friends arrive here as negative Ints.
+    guard UInt(bitPattern: size) <= UInt(maxSmallSize), let h = theHeap(),
           let slot = UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p) else {
         return gmMallocSlow(size)
     }
@@ -218,6 +219,13 @@ public func gmMallocTrim(_ pad: Int) -> Int32 {
 @c(gm_malloc_stats)
 public func gmMallocStats() {
     printMemStats(fd: 2)
+}
+
+/// Called by the drop-in library's constructor: with GOMALLOC_STATS=1, arrange for the
+/// summary at exit even if the program never allocates or closes stderr first.
+@c(gm_library_load)
+public func gmLibraryLoad() {
+    registerStatsAtExit()
 }
 
 @c(gm_stats_print)

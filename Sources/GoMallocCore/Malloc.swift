@@ -69,7 +69,7 @@ func heapInitSlow() -> UnsafeMutablePointer<MHeap>? {
     heapInitLock.store(0, ordering: .releasing)
     // After publication: these may call malloc themselves (glibc's handler lists).
     _ = gm_sys_atfork(forkPrepare, forkParent, forkChild)
-    if Option.stats.read() != 0 { _ = gm_sys_atexit(printStatsAtExit) }
+    registerStatsAtExit()
     return h
 }
 
@@ -94,8 +94,24 @@ private func forkRelease() {
 private func forkParent() { forkRelease() }
 private func forkChild() { forkRelease() }
 
+// MARK: - GOMALLOC_STATS
+
+private let statsRegistered = Atomic<Bool>(false)
+/// A private copy of stderr taken at registration: programs (coreutils) close fd 2 in their
+/// own exit handlers, which run before ours.
+private let statsFD = Atomic<Int32>(2)
+
+/// With GOMALLOC_STATS=1, print the statistics at exit (once per process).
+func registerStatsAtExit() {
+    if Option.stats.read() == 0 { return }
+    if statsRegistered.exchange(true, ordering: .acquiringAndReleasing) { return }
+    let fd = gm_sys_dup_private(2)
+    if fd >= 0 { statsFD.store(fd, ordering: .relaxed) }
+    _ = gm_sys_atexit(printStatsAtExit)
+}
+
 private func printStatsAtExit() {
-    printMemStats(fd: 2)
+    printMemStats(fd: statsFD.load(ordering: .relaxed))
 }
 
 // MARK: - Size classes

@@ -46,6 +46,11 @@ void gm_malloc_stats(void);
 int gm_mallopt(int param, int value);
 void gm_mallinfo_fill(size_t out[10]);
 void gm_stats_print(int fd);
+void gm_library_load(void);
+
+// GOMALLOC_STATS must print even for programs that never call malloc or that close stderr
+// in their own exit handlers: register the summary when the library is loaded.
+__attribute__((constructor)) static void gomalloc_library_load(void) { gm_library_load(); }
 
 // glibc 2.36 declares neither the C23 sized frees nor the __libc_* names.
 void free_sized(void *p, size_t size);
@@ -60,10 +65,37 @@ void *__libc_pvalloc(size_t size);
 
 // MARK: - The C allocation family (glibc 2.36 semantics, implemented by the core)
 
+// The hottest names are bare jumps written in assembly: SwiftPM compiles C with frame
+// pointers, which would add a push/mov/pop to every call. Elsewhere, plain C.
+#if defined(__x86_64__)
+#define GM_JUMP(name, target) \
+    __asm__(".text\n.globl " #name "\n.type " #name ",@function\n.p2align 4\n" #name ":\n" \
+            "\tjmp " #target "\n.size " #name ", .-" #name "\n");
+#elif defined(__aarch64__)
+#define GM_JUMP(name, target) \
+    __asm__(".text\n.globl " #name "\n.type " #name ",%function\n.p2align 4\n" #name ":\n" \
+            "\tb " #target "\n.size " #name ", .-" #name "\n");
+#endif
+
+#ifdef GM_JUMP
+GM_JUMP(malloc, gm_malloc)
+GM_JUMP(free, gm_free)
+GM_JUMP(calloc, gm_calloc)
+GM_JUMP(realloc, gm_realloc)
+GM_JUMP(__libc_malloc, gm_malloc)
+GM_JUMP(__libc_free, gm_free)
+GM_JUMP(__libc_calloc, gm_calloc)
+GM_JUMP(__libc_realloc, gm_realloc)
+#else
 GM_EXPORT void *malloc(size_t size) { return gm_malloc(size); }
 GM_EXPORT void free(void *p) { gm_free(p); }
 GM_EXPORT void *calloc(size_t n, size_t size) { return gm_calloc(n, size); }
 GM_EXPORT void *realloc(void *p, size_t size) { return gm_realloc(p, size); }
+GM_EXPORT void *__libc_malloc(size_t size) { return gm_malloc(size); }
+GM_EXPORT void __libc_free(void *p) { gm_free(p); }
+GM_EXPORT void *__libc_calloc(size_t n, size_t size) { return gm_calloc(n, size); }
+GM_EXPORT void *__libc_realloc(void *p, size_t size) { return gm_realloc(p, size); }
+#endif
 GM_EXPORT void *reallocarray(void *p, size_t n, size_t size) { return gm_reallocarray(p, n, size); }
 GM_EXPORT int posix_memalign(void **out, size_t alignment, size_t size) {
     return gm_posix_memalign(out, alignment, size);
@@ -118,10 +150,6 @@ GM_EXPORT int mallopt(int param, int value) { return gm_mallopt(param, value); }
 // Programs (and older interposers) that call glibc's allocator under these names must reach
 // ours, so that no pointer from glibc's heap ever reaches our free.
 
-GM_EXPORT void *__libc_malloc(size_t size) { return gm_malloc(size); }
-GM_EXPORT void __libc_free(void *p) { gm_free(p); }
-GM_EXPORT void *__libc_calloc(size_t n, size_t size) { return gm_calloc(n, size); }
-GM_EXPORT void *__libc_realloc(void *p, size_t size) { return gm_realloc(p, size); }
 GM_EXPORT void *__libc_memalign(size_t alignment, size_t size) { return gm_memalign(alignment, size); }
 GM_EXPORT void *__libc_valloc(size_t size) { return gm_valloc(size); }
 GM_EXPORT void *__libc_pvalloc(size_t size) { return gm_pvalloc(size); }

@@ -39,6 +39,8 @@ static inline void gm_sys_memmove(void *d, const void *s, size_t n) { __builtin_
 
 /// write(2) the whole buffer to `fd`, retrying on EINTR; never allocates.
 void gm_sys_write(int fd, const void *buf, size_t len);
+/// A close-on-exec duplicate of `fd` numbered 100 or above (out of programs' way); -1 on failure.
+int gm_sys_dup_private(int fd);
 _Noreturn void gm_sys_abort(void);
 void gm_sys_set_errno(int e);
 int gm_sys_errno(void);
