@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 __thread uintptr_t gm_tls_preferred_p __attribute__((tls_model("initial-exec"))) = 0;
@@ -34,6 +35,15 @@ int gm_sys_unmap(void *addr, size_t size) { return munmap(addr, size); }
 void *gm_sys_remap(void *old, size_t old_size, size_t new_size, int may_move) {
     void *p = mremap(old, old_size, new_size, may_move ? MREMAP_MAYMOVE : 0);
     return p == MAP_FAILED ? NULL : p;
+}
+
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
+
+int gm_sys_move_pages(void *from, void *to, size_t size) {
+    void *p = mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to);
+    return p == to ? 0 : -1;
 }
 
 void gm_sys_write(int fd, const void *buf, size_t len) {
@@ -86,6 +96,12 @@ const char *gm_sys_getenv(const char *name) {
     return NULL;
 }
 void gm_sys_yield(void) { sched_yield(); }
+
+uint64_t gm_sys_nanotime(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 long gm_sys_gettid(void) { return syscall(SYS_gettid); }
 
 int gm_sys_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {

@@ -53,20 +53,30 @@ extension MHeap {
             if h &+ n > (UInt(1) << UInt(heapAddrBits)) || h &+ n < h {
                 arenas.hintIndex &+= 1; arenas.hintAddr = 0; continue
             }
-            if let p = sysReserve(hint: h, size: Int(n)) {
-                if UInt(bitPattern: p) == h {
-                    base = h
-                    arenas.hintAddr = h &+ n
-                    break
-                }
-                sysFree(p, size: Int(n))
+            // The OS refusing address space is out of memory, not a taken hint: keep the hint.
+            guard let p = sysReserve(hint: h, size: Int(n)) else { return nil }
+            if UInt(bitPattern: p) == h {
+                base = h
+                arenas.hintAddr = h &+ n
+                break
             }
-            // Taken (or refused): move to the next hint.
+            // Something else lives there: move to the next hint.
+            sysFree(p, size: Int(n))
             arenas.hintIndex &+= 1
             arenas.hintAddr = 0
         }
+        if base == 0, arenas.highest != 0 {
+            // Hints used up: try to continue right after our highest arena.
+            let h = arenas.highest &+ UInt(heapArenaBytes)
+            guard let p = sysReserve(hint: h, size: Int(n)) else { return nil }
+            if UInt(bitPattern: p) == h && h &+ n <= (UInt(1) << UInt(heapAddrBits)) {
+                base = h
+            } else {
+                sysFree(p, size: Int(n))
+            }
+        }
         if base == 0 {
-            // No hint worked: anywhere, over-reserving to align by hand.
+            // Anywhere, over-reserving to align by hand.
             guard let p = sysReserve(hint: 0, size: Int(n) &+ heapArenaBytes) else { return nil }
             let raw = UInt(bitPattern: p)
             let aligned = (raw &+ UInt(heapArenaBytes) &- 1) & ~(UInt(heapArenaBytes) &- 1)

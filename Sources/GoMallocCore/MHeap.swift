@@ -71,6 +71,8 @@ struct MHeap: ~Copyable {
     var retainPercent: Int
     /// Pages released to the OS by the scavenger, cumulative. Guarded by lock.
     var scavengedTotal: Int
+    /// When the scavenger last released memory (CLOCK_MONOTONIC ns). Guarded by lock.
+    var lastScavenge: UInt64
 
     init(releasesMemory: Bool) {
         arenasL1 = UnsafeMutablePointer(bitPattern: 8)!
@@ -91,8 +93,9 @@ struct MHeap: ~Copyable {
         pagesInUse = 0; pagesManual = 0; heapSys = 0
         largeAllocCount = 0; largeAllocBytes = 0; largeFreeCount = 0; largeFreeBytes = 0
         mcachesCreated = 0
-        retainPercent = 10
+        retainPercent = 50
         scavengedTotal = 0
+        lastScavenge = 0
     }
 
     static let centralStride = 128
@@ -257,12 +260,29 @@ struct MHeap: ~Copyable {
         lock.unlock()
     }
 
-    private mutating func freeSpanLocked(_ s: UnsafeMutablePointer<MSpan>) {
+    /// realloc of a large block too big to copy cheaply that cannot grow in place: a new
+    /// span of `npages`, onto which the old pages are moved by the kernel (no copy); the old
+    /// span is freed as already released. nil (nothing changed) if that is not possible.
+    mutating func moveLarge(_ s: UnsafeMutablePointer<MSpan>, to npages: Int) -> UnsafeMutablePointer<MSpan>? {
+        guard let t = allocSpan(npages: npages, spanClass: SpanClass.large) else { return nil }
+        let n = Swift.min(s.pointee.npages, npages)
+        guard sysMovePages(from: s.pointee.startAddr, to: t.pointee.startAddr, size: n &* pageSize) else {
+            freeSpan(t)
+            return nil
+        }
+        lock.lock()
+        // Pages past the moved ones (shrinking cannot happen here) still hold the old data.
+        freeSpanLocked(s, released: true)
+        lock.unlock()
+        return t
+    }
+
+    private mutating func freeSpanLocked(_ s: UnsafeMutablePointer<MSpan>, released: Bool = false) {
         let n = s.pointee.npages
         let manual = s.pointee.state.load(ordering: .relaxed) == SpanState.manual.rawValue
         mapSpanPages(s, to: s.pointee.spanClass.sizeClass == 0 && !manual ? tombstone : nil)
         s.pointee.state.store(SpanState.free.rawValue, ordering: .releasing)
-        pages.free(base: s.pointee.startAddr, npages: n)
+        pages.free(base: s.pointee.startAddr, npages: n, released: released)
         pagesInUse &-= n
         if manual { pagesManual &-= n }
         if let bits = s.pointee.bits {
@@ -300,8 +320,12 @@ struct MHeap: ~Copyable {
         let end = s.pointee.startAddr &+ UInt(old &* pageSize)
         if extra <= 0 { return false }
         if pages.allocAt(base: end, npages: extra) == nil {
-            // At the end of the committed heap the next chunks may be ours to commit.
-            guard end == arenas.currentBase, grow(npages: extra),
+            // Near the end of the committed heap: commit the next chunks and try again (the
+            // pages between `end` and the old end must be free, which allocAt checks).
+            let limit = end &+ UInt(extra &* pageSize)
+            let committed = arenas.currentBase
+            guard committed >= end, committed < limit,
+                  grow(npages: Int((limit &- committed) >> UInt(pageShift))),
                   pages.allocAt(base: end, npages: extra) != nil else { return false }
         }
         s.pointee.npages = npages

@@ -365,12 +365,21 @@ func reallocObject(_ ptr: UnsafeMutableRawPointer, size: Int, cABI: Bool) -> Uns
             return ptr
         }
         if h.pointee.growLargeInPlace(s, to: npages) { return ptr }
+        // Big enough that moving page tables beats copying: mremap.
+        if s.pointee.npages >= moveLargeMinPages, let t = h.pointee.moveLarge(s, to: npages) {
+            return UnsafeMutableRawPointer(bitPattern: t.pointee.startAddr)
+        }
     }
     guard let new = mallocgc(size, cABI: cABI, zero: false) else { return nil }
     gm_sys_memcpy(new, ptr, Swift.min(old, size))
     freeObject(ptr, function: "realloc")
     return new
 }
+
+/// Large blocks of at least this many pages (2 MiB) move by mremap instead of memcpy when
+/// realloc cannot grow them in place. Smaller ones are cheaper to copy than to remap (a
+/// system call and a TLB shootdown), and each remap splits a mapping in the kernel.
+let moveLargeMinPages = 256
 
 // MARK: - trim
 

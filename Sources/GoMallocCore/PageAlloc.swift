@@ -646,7 +646,7 @@ package struct PageAlloc: ~Copyable {
 
     /// Go's `pageAlloc.free`: return [base, base+npages pages), which must be allocated, to the
     /// heap. Free neighbours coalesce by construction: the summaries see one longer run.
-    package mutating func free(base: UInt, npages: Int) {
+    package mutating func free(base: UInt, npages: Int, released: Bool = false) {
         if npages <= 0 || base & UInt(pageMask) != 0 || base >= maxSearchAddr
             || UInt(truncatingIfNeeded: npages) > (maxSearchAddr &- base) &>> UInt(pageShift) {
             throwFatal("pageAlloc.free: bad page range")
@@ -679,6 +679,19 @@ package struct PageAlloc: ~Copyable {
             chunk(ec).pointee.free(0, ei &+ 1)
         }
         inUse &-= npages
+        if released {
+            // The caller already gave these pages back to the OS (their contents moved away).
+            var a = base
+            while a <= limit {
+                let ci = Self.chunkIndex(a)
+                let chunkLimit = Self.chunkBase(ci &+ 1)
+                let end = limit &+ 1 < chunkLimit ? limit &+ 1 : chunkLimit
+                let n = Int(truncatingIfNeeded: (end &- a) &>> UInt(pageShift))
+                chunk(ci).pointee.scavenged.setRange(Self.chunkPageIndex(a), n)
+                a = end
+            }
+            scav &+= npages
+        }
         if base < searchAddr { searchAddr = base }
         if limit &+ 1 > scavHint { scavHint = limit &+ 1 }
         update(base: base, npages: npages, contig: true, alloc: false)

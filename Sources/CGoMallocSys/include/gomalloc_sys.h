@@ -30,6 +30,10 @@ int gm_sys_release(void *addr, size_t size);
 int gm_sys_unmap(void *addr, size_t size);
 /// Move/grow a mapping (realloc of huge blocks); NULL on failure.
 void *gm_sys_remap(void *old, size_t old_size, size_t new_size, int may_move);
+/// Move the pages of [from, from+size) to [to, to+size) without copying (mremap with
+/// MREMAP_FIXED | MREMAP_DONTUNMAP): the source stays mapped and reads as zero afterwards.
+/// 0 on success; -1 (e.g. a kernel older than 5.7) leaves both ranges unchanged.
+int gm_sys_move_pages(void *from, void *to, size_t size);
 
 static inline void gm_sys_memset(void *p, int c, size_t n) { __builtin_memset(p, c, n); }
 static inline void gm_sys_memcpy(void *d, const void *s, size_t n) { __builtin_memcpy(d, s, n); }
@@ -49,6 +53,8 @@ const char *gm_sys_getenv(const char *name);
 /// CPUs this process may use: the affinity mask, capped by a cgroup CPU quota when one is set.
 int gm_sys_ncpu(void);
 void gm_sys_yield(void);
+/// CLOCK_MONOTONIC in nanoseconds (vDSO: no system call).
+uint64_t gm_sys_nanotime(void);
 long gm_sys_gettid(void);
 /// Register fork handlers (prepare, parent, child). 0 on success.
 int gm_sys_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
