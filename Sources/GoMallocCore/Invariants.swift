@@ -131,6 +131,20 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
         guard let cache = h.pointee.proc(p).pointee.mcache else { continue }
         mcaches &+= 1
         for spc in 0..<numSpanClasses {
+            var n = 0
+            var r = cache.pointee.retired[spc]
+            while let t = r {
+                if t.pointee.spanClass.raw != UInt8(spc) || t == cache.pointee.alloc[spc]
+                    || t.pointee.location.load(ordering: .relaxed) != SpanLocation.cached(h.pointee.proc(p))
+                    || t.pointee.state.load(ordering: .relaxed) != SpanState.inUse.rawValue {
+                    return InvariantViolation(message: "MCache.I1b: retired span has the wrong class, location or state", address: t.pointee.startAddr)
+                }
+                n &+= 1
+                r = t.pointee.next
+            }
+            if n != Int(cache.pointee.retiredCount[spc]) || n > MCache.maxRetired {
+                return InvariantViolation(message: "MCache.I1b: retired count", address: UInt(n))
+            }
             let s = cache.pointee.alloc[spc]
             if s == h.pointee.emptySpan { continue }
             if s.pointee.spanClass.raw != UInt8(spc)
