@@ -90,6 +90,7 @@ public func gmFree(_ ptr: UnsafeMutableRawPointer?) {
         let f = s.pointee.freeBits[w]
         if f & bit == 0 {
             s.pointee.freeBits[w] = f | bit
+            s.pointee.localFreeCount &+= 1
             MCache.countFree(cache, s.pointee.spanClass.sizeClass)
             h.pointee.releaseP(slot)
             return

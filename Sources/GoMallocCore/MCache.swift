@@ -90,10 +90,11 @@ struct MCache {
     /// Spans kept per class after they run out (see Role).
     static let maxRetired = 4
 
-    /// Enough free objects to allocate from again (an eighth of the span).
+    /// Enough free objects to allocate from again (an eighth of the span), judged without
+    /// sweeping (MSpan.freeEstimate).
     @inline(__always)
     static func worthReusing(_ s: UnsafeMutablePointer<MSpan>) -> Bool {
-        let free = s.pointee.nelems &- s.pointee.allocCount
+        let free = s.pointee.freeEstimate
         return free > 0 && free >= s.pointee.nelems / 8
     }
 
@@ -102,8 +103,10 @@ struct MCache {
         let s = alloc[c]
         let empty = heap.pointee.emptySpan
         if s != empty {
-            _ = s.pointee.sweep()
-            if MCache.worthReusing(s) { return true }
+            if MCache.worthReusing(s) {
+                _ = s.pointee.sweep()
+                if s.pointee.allocCount < s.pointee.nelems { return true }
+            }
             alloc[c] = empty
             retire(s, spc, heap: heap)
         }
@@ -112,9 +115,9 @@ struct MCache {
         var r = retired[c]
         while let t = r {
             r = t.pointee.next
-            if t != s {
+            if t != s && MCache.worthReusing(t) {
                 _ = t.pointee.sweep()
-                if MCache.worthReusing(t) {
+                if t.pointee.allocCount < t.pointee.nelems {
                     if let prev { prev.pointee.next = r } else { retired[c] = r }
                     retiredCount[c] &-= 1
                     t.pointee.next = nil

@@ -83,6 +83,8 @@ struct MSpan: ~Copyable {
     var spanClass: SpanClass
     /// True when some object may hold old data (calloc must clear it). Owner.
     var needzero: Bool
+    /// Frees recorded in freeBits since the last sweep. Owner.
+    var localFreeCount: Int
     /// Central list links. Guarded by: mcentral lock.
     var next: UnsafeMutablePointer<MSpan>?
     var prev: UnsafeMutablePointer<MSpan>?
@@ -98,7 +100,7 @@ struct MSpan: ~Copyable {
     init() {
         allocCache = 0; freeIndex = 0; nelems = 0; elemSize = 0; startAddr = 0; allocCount = 0
         bits = nil; bitmapWords = 0; npages = 0; divMul = 0; spanClass = SpanClass(raw: 0)
-        needzero = false; next = nil; prev = nil
+        needzero = false; localFreeCount = 0; next = nil; prev = nil
         state = Atomic(SpanState.free.rawValue)
         location = Atomic(SpanLocation.none)
         remoteFreeCount = Atomic(0)
@@ -245,6 +247,7 @@ struct MSpan: ~Copyable {
         }
         if remoteMerged != 0 { remoteFreeCount.subtract(remoteMerged, ordering: .sequentiallyConsistent) }
         allocCount = live
+        localFreeCount = 0
         freeIndex = 0
         refillAllocCache(0)
         if reclaimed != 0 { needzero = true }
@@ -263,6 +266,14 @@ struct MSpan: ~Copyable {
         if !allocated { return false }
         if freeBits[w] & bit != 0 { return false }
         return remoteWord(w).pointee.load(ordering: .relaxed) & bit == 0
+    }
+
+    /// Free objects a sweep would find now, without sweeping: never handed out since the last
+    /// sweep, plus frees recorded since (local exactly; remote as counted, which can lag its
+    /// bits for an instant). Owner.
+    @inline(__always)
+    var freeEstimate: Int {
+        nelems &- allocCount &+ localFreeCount &+ Swift.max(0, remoteFreeCount.load(ordering: .relaxed))
     }
 
     /// Number of objects live right now, counting unmerged frees (slow; checks and stats).

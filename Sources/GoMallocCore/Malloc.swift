@@ -289,6 +289,7 @@ func freeObject(_ ptr: UnsafeMutableRawPointer, function: StaticString) {
             reportBadPointer(function: function, problem: "double free", address: addr)
         }
         s.pointee.freeBits[w] |= bit
+        s.pointee.localFreeCount &+= 1
         h.pointee.releaseP(p)
         return
     }
