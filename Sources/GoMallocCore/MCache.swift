@@ -88,7 +88,7 @@ struct MCache {
     /// swept first (our explicit-free counterpart of Go's sweep); if enough came back it
     /// stays, otherwise it goes back to mcentral and another comes from there.
     /// Spans kept per class after they run out (see Role).
-    static let maxRetired = 4
+    static let maxRetired = 8
 
     /// Enough free objects to allocate from again (an eighth of the span), judged without
     /// sweeping (MSpan.freeEstimate).
