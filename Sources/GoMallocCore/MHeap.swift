@@ -93,7 +93,7 @@ struct MHeap: ~Copyable {
         pagesInUse = 0; pagesManual = 0; heapSys = 0
         largeAllocCount = 0; largeAllocBytes = 0; largeFreeCount = 0; largeFreeBytes = 0
         mcachesCreated = 0
-        retainPercent = 50
+        retainPercent = 100
         scavengedTotal = 0
         lastScavenge = 0
     }

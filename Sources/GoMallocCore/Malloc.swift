@@ -377,10 +377,10 @@ func reallocObject(_ ptr: UnsafeMutableRawPointer, size: Int, cABI: Bool) -> Uns
     return new
 }
 
-/// Large blocks of at least this many pages (2 MiB) move by mremap instead of memcpy when
+/// Large blocks of at least this many pages (1 MiB) move by mremap instead of memcpy when
 /// realloc cannot grow them in place. Smaller ones are cheaper to copy than to remap (a
 /// system call and a TLB shootdown), and each remap splits a mapping in the kernel.
-let moveLargeMinPages = 256
+let moveLargeMinPages = 128
 
 // MARK: - trim
 

@@ -36,7 +36,7 @@ package enum Option: Int {
             Row(name: "GOMALLOC_STATS", defaultValue: 0, min: 0, max: 1, unit: "bool",
                 doc: "1: print MemStats (HeapAlloc, HeapSys, ..., per-class counts, mcaches) to stderr at exit.")
         case .retainPercent:
-            Row(name: "GOMALLOC_RETAIN_PERCENT", defaultValue: 50, min: 0, max: 1000, unit: "%",
+            Row(name: "GOMALLOC_RETAIN_PERCENT", defaultValue: 100, min: 0, max: 1000, unit: "%",
                 doc: "Free pages kept resident, as a percentage of in-use pages (plus 4 MiB); the rest is returned to the OS.")
         }
     }
