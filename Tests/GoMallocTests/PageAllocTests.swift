@@ -3,21 +3,7 @@
 import XCTest
 @testable import GoMallocCoreHosted
 
-/// Deterministic, seedable randomness (SplitMix64) so every failure reproduces.
-private struct TestRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in 0..<n.
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func inRange(_ r: ClosedRange<Int>) -> Int { r.lowerBound + below(r.count) }
-}
+private typealias TestRNG = SplitMix64
 
 private let pageBytes = UInt(pageSize)
 private let chunkBytes = UInt(pallocChunkBytes)
