@@ -231,6 +231,7 @@ struct MHeap: ~Copyable {
             }
             s.pointee.bits = bits.bindMemory(to: UInt64.self, capacity: 3 * words)
             s.pointee.bitmapWords = words
+            s.pointee.freeBitsBase = s.pointee.bits.unsafelyUnwrapped + words
             s.pointee.elemSize = size
             s.pointee.nelems = nelems
             s.pointee.divMul = sizeClasses.classToDivMul[c]
@@ -288,6 +289,7 @@ struct MHeap: ~Copyable {
         if let bits = s.pointee.bits {
             bitmapAllocs[s.pointee.bitmapWords.trailingZeroBitCount].free(UnsafeMutableRawPointer(bits))
             s.pointee.bits = nil
+            s.pointee.freeBitsBase = nil
         }
         if s.pointee.spanClass.sizeClass == 0 && !manual {
             largeFreeCount &+= 1

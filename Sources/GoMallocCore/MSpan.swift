@@ -74,6 +74,9 @@ struct MSpan: ~Copyable {
     var bits: UnsafeMutablePointer<UInt64>?
     /// Words per bitmap. Immutable while in use.
     var bitmapWords: Int
+    /// bits + bitmapWords: the freeBits words, kept so the free fast path need not compute it.
+    /// Immutable while in use.
+    var freeBitsBase: UnsafeMutablePointer<UInt64>?
 
     // MARK: - Cold fields
 
@@ -99,7 +102,7 @@ struct MSpan: ~Copyable {
 
     init() {
         allocCache = 0; freeIndex = 0; nelems = 0; elemSize = 0; startAddr = 0; allocCount = 0
-        bits = nil; bitmapWords = 0; npages = 0; divMul = 0; spanClass = SpanClass(raw: 0)
+        bits = nil; bitmapWords = 0; freeBitsBase = nil; npages = 0; divMul = 0; spanClass = SpanClass(raw: 0)
         needzero = false; localFreeCount = 0; next = nil; prev = nil
         state = Atomic(SpanState.free.rawValue)
         location = Atomic(SpanLocation.none)
@@ -109,7 +112,7 @@ struct MSpan: ~Copyable {
     @inline(__always) var base: UInt { startAddr }
     @inline(__always) var limit: UInt { startAddr &+ UInt(npages &* pageSize) }
     @inline(__always) var allocBits: UnsafeMutablePointer<UInt64> { bits.unsafelyUnwrapped }
-    @inline(__always) var freeBits: UnsafeMutablePointer<UInt64> { bits.unsafelyUnwrapped + bitmapWords }
+    @inline(__always) var freeBits: UnsafeMutablePointer<UInt64> { freeBitsBase.unsafelyUnwrapped }
     @inline(__always) var remoteBits: UnsafeMutablePointer<UInt64> { bits.unsafelyUnwrapped + 2 &* bitmapWords }
 
     @inline(__always)
