@@ -350,6 +350,11 @@ package struct PageAlloc: ~Copyable {
         return d.pointee.pallocBits.get(Self.chunkPageIndex(addr))
     }
 
+    /// Whether the page holding `addr` belongs to memory grown into the allocator.
+    package func contains(_ addr: UInt) -> Bool {
+        addr < maxSearchAddr && isGrown(Self.chunkIndex(addr))
+    }
+
     /// Whether the page holding `addr` is free and scavenged (false outside the heap).
     package func isScavenged(_ addr: UInt) -> Bool {
         guard addr < maxSearchAddr, let d = chunkIfMapped(Self.chunkIndex(addr)) else { return false }

@@ -1,0 +1,129 @@
+// HeapView.swift — a stopped-world picture of the heap for people studying it (`gomalloc heap`).
+//
+// Role: walk the arenas, the page map, the mcaches and the mcentrals and report what is where:
+//   arenas, page states (in a span, free resident, released), and for each span class its
+//   spans by location (allocating in an mcache, retired in an mcache, on the partial or full
+//   list) with live and total objects. Only the hosted build has it (it returns Swift arrays).
+// Go counterpart: none (Go has runtime/debug and GODEBUG traces, not a heap view).
+// Invariants:
+//   I1. The view is taken with the world stopped (every P, every mcentral, the heap lock, in
+//       lock order), so its counts are consistent with each other.
+// Concurrency: stops the world like checkInvariants; safe while other threads allocate.
+// Failure: none; an uninitialised heap gives an empty view.
+
+#if GOMALLOC_HOSTED
+import Synchronization
+
+package struct HeapView {
+    package struct ClassRow {
+        package var spanClass = 0
+        package var size = 0
+        package var spans = 0
+        package var allocating = 0
+        package var retired = 0
+        package var partial = 0
+        package var full = 0
+        package var liveObjects = 0
+        package var totalObjects = 0
+        package var pages = 0
+    }
+
+    package var arenaBases: [UInt] = []
+    package var committedPages = 0
+    package var inUsePages = 0
+    package var freePages = 0
+    package var releasedPages = 0
+    package var largeSpans = 0
+    package var largePages = 0
+    package var classes: [ClassRow] = []
+    /// One character per page of the first `mapPages` pages of the lowest arena:
+    /// 's' small-object span, 'L' large span, 'M' manual span, '.' free, 'r' free and released,
+    /// ' ' not committed.
+    package var pageMap: [UInt8] = []
+}
+
+package func takeHeapView(mapPages: Int) -> HeapView {
+    var v = HeapView()
+    guard let h = theHeap() else { return v }
+    h.pointee.acquireAllPs()
+    for i in 0..<numSpanClasses { h.pointee.central(SpanClass(raw: UInt8(i))).pointee.lock.lock() }
+    h.pointee.lock.lock()
+    defer {
+        h.pointee.lock.unlock()
+        for i in 0..<numSpanClasses { h.pointee.central(SpanClass(raw: UInt8(i))).pointee.lock.unlock() }
+        h.pointee.releaseAllPs()
+    }
+    var rows = (0..<numSpanClasses).map { i -> HeapView.ClassRow in
+        var r = HeapView.ClassRow()
+        r.spanClass = i
+        r.size = Int(h.pointee.sizeClasses.classToSize[i >> 1])
+        return r
+    }
+    // Which spans are retired in an mcache (the rest cached there are allocating).
+    var retired = Set<UInt>()
+    for p in 0..<h.pointee.nprocs {
+        guard let cache = h.pointee.proc(p).pointee.mcache else { continue }
+        for spc in 0..<numSpanClasses {
+            var r = cache.pointee.retired[spc]
+            while let t = r { retired.insert(UInt(bitPattern: t)); r = t.pointee.next }
+        }
+    }
+    for i1 in 0..<(1 << arenaL1Bits) {
+        guard let l2 = h.pointee.arenasL1[i1] else { continue }
+        for i2 in 0..<(1 << arenaL2Bits) {
+            guard let table = l2[i2] else { continue }
+            let base = UInt((i1 << arenaL2Bits) | i2) << UInt(logHeapArenaBytes)
+            v.arenaBases.append(base)
+            for pg in 0..<pagesPerArena {
+                guard let s = table[pg], s != h.pointee.tombstone else { continue }
+                let addr = base &+ UInt(pg &* pageSize)
+                if addr != s.pointee.startAddr { continue }
+                let state = s.pointee.state.load(ordering: .relaxed)
+                if state != SpanState.inUse.rawValue { continue }
+                let spc = s.pointee.spanClass
+                if spc.sizeClass == 0 {
+                    v.largeSpans += 1
+                    v.largePages += s.pointee.npages
+                    continue
+                }
+                var r = rows[spc.index]
+                r.spans += 1
+                r.pages += s.pointee.npages
+                r.totalObjects += s.pointee.nelems
+                r.liveObjects += s.pointee.liveObjectsSlow()
+                let loc = s.pointee.location.load(ordering: .relaxed)
+                if loc == SpanLocation.partial { r.partial += 1 }
+                else if loc == SpanLocation.full { r.full += 1 }
+                else if retired.contains(UInt(bitPattern: s)) { r.retired += 1 }
+                else { r.allocating += 1 }
+                rows[spc.index] = r
+            }
+        }
+    }
+    v.classes = rows.filter { $0.spans > 0 }
+    v.committedPages = h.pointee.pages.totalPages
+    v.inUsePages = h.pointee.pages.inUsePages
+    v.freePages = h.pointee.pages.freePages
+    v.releasedPages = h.pointee.pages.scavengedPages
+    if let first = v.arenaBases.min() {
+        for pg in 0..<min(mapPages, pagesPerArena) {
+            let addr = first &+ UInt(pg &* pageSize)
+            if let s = h.pointee.spanOf(addr), s != h.pointee.tombstone,
+               addr >= s.pointee.startAddr, addr < s.pointee.limit,
+               s.pointee.state.load(ordering: .relaxed) != SpanState.free.rawValue {
+                let manual = s.pointee.state.load(ordering: .relaxed) == SpanState.manual.rawValue
+                v.pageMap.append(manual ? UInt8(ascii: "M") : s.pointee.spanClass.sizeClass == 0 ? UInt8(ascii: "L") : UInt8(ascii: "s"))
+            } else if h.pointee.pages.isAllocated(addr) {
+                v.pageMap.append(UInt8(ascii: "L"))  // inner page of a large span (only its first is mapped)
+            } else if h.pointee.pages.isScavenged(addr) {
+                v.pageMap.append(UInt8(ascii: "r"))
+            } else if h.pointee.pages.contains(addr) {
+                v.pageMap.append(UInt8(ascii: "."))
+            } else {
+                v.pageMap.append(UInt8(ascii: " "))
+            }
+        }
+    }
+    return v
+}
+#endif
