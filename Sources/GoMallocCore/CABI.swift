@@ -83,12 +83,15 @@ public func gmFree(_ ptr: UnsafeMutableRawPointer?) {
     let w = i &>> 6
     let bit = UInt64(1) &<< UInt64(i & 63)
     if s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(slot) {
-        // We hold the P whose mcache allocates from `s`: the span is ours (plain stores).
-        // A second local free of the same object is caught here; the rarer bad frees (a slot
-        // never handed out, an object already freed by another P) are caught by the sweep,
-        // before the slot can be reused.
+        // We hold the P whose mcache allocates from `s`: the span is ours (plain stores),
+        // and its bitmaps are exact. The object must be allocated (below freeIndex or in
+        // allocBits) and not freed here since the last sweep; anything else (a second free
+        // after a sweep merged the first, a slot never handed out) goes to the slow path,
+        // which reports it. Left to the sweep, such a slot would be handed out again first,
+        // and the sweep would then free the new owner's object. An object already freed by
+        // another P stays allocated until the sweep, which catches that double free.
         let f = s.pointee.freeBits[w]
-        if f & bit == 0 {
+        if f & bit == 0 && (i < s.pointee.freeIndex || s.pointee.allocBits[w] & bit != 0) {
             s.pointee.freeBits[w] = f | bit
             s.pointee.localFreeCount &+= 1
             MCache.countFree(cache, s.pointee.spanClass.sizeClass)
