@@ -10,7 +10,10 @@
 //       partial / full to match; no span is on both lists or in a cache at the same time.
 //   I2. A span on `full` had no free object at its last sweep and no remote free since
 //       (remoteFreeCount == 0) — up to frees racing this very moment, which notify.
-//   I3. A span whose objects are all free is never left on a list: it goes to the heap.
+//   I3. A span whose objects are all free is never left on a list: it goes to the heap —
+//       except while a remote free that a sweep has already merged is still in flight
+//       (remoteFreeCount < 0: its bit is set, its count not yet added). That free's own
+//       notification gives the span back (see uncacheSpan).
 // Concurrency: `lock` guards both lists and every span on them (their bitmaps and counts).
 //   Lock order: P < mcentral < mheap; never two mcentrals at once.
 // Failure: cacheSpan returns nil when the heap cannot grow.
@@ -59,7 +62,7 @@ struct MCentral: ~Copyable {
     mutating func uncacheSpan(_ s: UnsafeMutablePointer<MSpan>, heap: UnsafeMutablePointer<MHeap>) {
         lock.lock()
         _ = s.pointee.sweep()
-        if s.pointee.allocCount == 0 {
+        if s.pointee.allocCount == 0 && MCentral.noFreeInFlight(s) {
             s.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)
             lock.unlock()
             heap.pointee.freeSpan(s)
@@ -78,11 +81,27 @@ struct MCentral: ~Copyable {
         settleLocked(s, heap: heap)
     }
 
+    /// True when no remote free of `s` is between setting its bit and counting it, for a
+    /// span just swept with no live object left. A sweep may merge such a free's bit before
+    /// the freer adds to remoteFreeCount (which then dips below zero); were the span freed
+    /// now, that add would land in freed metadata, or in the next span to reuse it, as a
+    /// free that never happened, and that span's settle would free it with live objects.
+    /// Such a span stays on the partial list instead: the freer's add brings the count to
+    /// zero and its noteRemoteFree (count 0 >= allocCount 0) settles it. A freer whose bit
+    /// the sweep missed cannot exist here: its object would still count as allocated.
+    @inline(__always)
+    static func noFreeInFlight(_ s: UnsafeMutablePointer<MSpan>) -> Bool {
+        s.pointee.remoteFreeCount.load(ordering: .sequentiallyConsistent) == 0
+    }
+
     /// A free from another P landed in `s` (count = remoteFreeCount after it). Called
-    /// without locks; acts only if the span is on one of our lists.
+    /// without locks; acts only if the span is on one of our lists. A count of zero or less
+    /// means a sweep merged this free before it was counted (see noFreeInFlight): the span
+    /// may be waiting for it, with an allocCount this thread has no reason to see yet.
     mutating func noteRemoteFree(_ s: UnsafeMutablePointer<MSpan>, count: Int, heap: UnsafeMutablePointer<MHeap>) {
         let loc = s.pointee.location.load(ordering: .sequentiallyConsistent)
-        if loc == SpanLocation.full || (loc == SpanLocation.partial && count >= s.pointee.allocCount) {
+        if loc == SpanLocation.full
+            || (loc == SpanLocation.partial && (count >= s.pointee.allocCount || count <= 0)) {
             lock.lock()
             settleLocked(s, heap: heap)
         }
@@ -122,7 +141,7 @@ struct MCentral: ~Copyable {
         while let span = s {
             s = span.pointee.next
             _ = span.pointee.sweep()
-            if span.pointee.allocCount == 0 {
+            if span.pointee.allocCount == 0 && MCentral.noFreeInFlight(span) {
                 partial.remove(span)
                 span.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)
                 heap.pointee.freeSpan(span)
@@ -134,7 +153,7 @@ struct MCentral: ~Copyable {
             if span.pointee.remoteFreeCount.load(ordering: .relaxed) == 0 { continue }
             _ = span.pointee.sweep()
             full.remove(span)
-            if span.pointee.allocCount == 0 {
+            if span.pointee.allocCount == 0 && MCentral.noFreeInFlight(span) {
                 span.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)
                 heap.pointee.freeSpan(span)
             } else if span.pointee.allocCount < span.pointee.nelems {

@@ -2,9 +2,14 @@
 //
 // Kinds of test:
 //   * bad frees that a sweep could hide (stress_misuse.c): one line, then SIGABRT;
+//   * interleavings replayed exactly: a hardware watchpoint (perf_event_open) stops a thread
+//     right after a write inside free(), in a SIGTRAP handler, while the main thread acts.
 import Foundation
+import Synchronization
 import XCTest
+import CGoMallocSys
 @testable import GoMalloc
+@testable import GoMallocCoreHosted
 
 final class StressTests: XCTestCase {
     /// The programs this file runs (DropInTests.testEveryProgramHasATest counts them too).
@@ -48,4 +53,190 @@ final class StressTests: XCTestCase {
     func testLateDoubleFreeInCentralSpanAborts() throws {
         try expectAbort(mode: "remote-late-double-free", problem: "double free")
     }
+
+    // MARK: - Interleavings replayed with a hardware watchpoint
+
+    /// Run `scenario` in a forked child (a failure may leave a corrupt heap behind) and map
+    /// its exit status: 0 pass, 1 the bug (`bug` says what), 3 skip (cannot replay here).
+    private func replay(_ scenario: @escaping () -> Int32, bug: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        // Make sure the heap exists (and its fork handlers too) before forking.
+        GoAllocator.deallocate(GoAllocator.allocate(byteCount: 16, alignment: 8)!)
+        let r = runInChild { _exit(scenario()) }
+        switch (r.signal, r.status) {
+        case (0, 0): break
+        case (0, 3): throw XCTSkip("cannot replay the interleaving here: \(r.stderr)")
+        case (0, 1): XCTFail("\(bug): \(r.stderr)", file: file, line: line)
+        default: XCTFail("scenario failed: signal \(r.signal), status \(r.status): \(r.stderr)", file: file, line: line)
+        }
+    }
+
+    /// A remote free sets the object's bit in remoteBits, then counts it in remoteFreeCount.
+    /// If a sweep merges the bit in between and finds the span empty, the span must not go
+    /// back to the heap yet: the freer's count would then land in freed metadata — in
+    /// whatever span reuses it next, as a free that never happened. That span's settle then
+    /// returns it to the heap while a block in it is still live.
+    ///
+    /// Replayed: the watchpoint on the remoteBits word stops the freeing thread (on another
+    /// P) right after its write, while the main thread pushes the span out of its P's retired
+    /// list (uncacheSpan sweeps it) and allocates.
+    func testRemoteFreeStalledAfterItsBitKeepsTheSpanUntilItIsCounted() throws {
+        try replay(stalledRemoteFreeScenario,
+                   bug: "a span was given back to the heap with a live block (count of a stale remote free)")
+    }
+}
+
+// MARK: - Replay machinery (in a forked child; only globals cross threads and the handler)
+
+/// 0 idle, 1 armed, 2 stopped in the SIGTRAP handler, 3 released, 4 free returned, -1 no watchpoint.
+private let stallState = Atomic<Int>(0)
+/// What the stopped thread frees: `stallOthers` first (unwatched), then `stallTarget`, with
+/// a write watchpoint of `stallWatchLength` bytes at `stallWatchAddress`; on P `stallFreerP`
+/// (its address) if not 0.
+nonisolated(unsafe) private var stallTarget: UnsafeMutableRawPointer?
+nonisolated(unsafe) private var stallOthers: [UnsafeMutableRawPointer] = []
+nonisolated(unsafe) private var stallWatchAddress: UInt = 0
+nonisolated(unsafe) private var stallWatchLength: UInt64 = 8
+nonisolated(unsafe) private var stallFreerP: UInt = 0
+
+private func stallHandler(_ signal: Int32) {
+    if stallState.load(ordering: .acquiring) == 1 {
+        stallState.store(2, ordering: .releasing)
+        while stallState.load(ordering: .acquiring) == 2 { sched_yield() }
+    }
+}
+
+/// perf_event_open(2) of a write watchpoint on `address` for this thread that sends the
+/// thread SIGTRAP right after the writing instruction (attr.sigtrap). -1 if unavailable.
+private func openWriteWatchpoint(_ address: UInt, length: UInt64) -> Int {
+    // struct perf_event_attr (PERF_ATTR_SIZE_VER7, 128 bytes) as little-endian words.
+    var attr = [UInt64](repeating: 0, count: 16)
+    attr[0] = 5 | 128 << 32                        // type PERF_TYPE_BREAKPOINT, size 128
+    attr[2] = 1                                    // sample_period
+    attr[5] = 1 << 5 | 1 << 6 | 1 << 36 | 1 << 37  // exclude_kernel, exclude_hv, remove_on_exec, sigtrap
+    attr[6] = 2 << 32                              // bp_type HW_BREAKPOINT_W
+    attr[7] = UInt64(address)                      // bp_addr
+    attr[8] = length                               // bp_len: 1, 2, 4 or 8
+    #if arch(x86_64)
+    let nr = 298
+    #elseif arch(arm64)
+    let nr = 241
+    #else
+    return -1
+    #endif
+    // syscall(2) is variadic, which Swift does not import: call it through a fixed prototype.
+    guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "syscall") else { return -1 }
+    typealias Syscall = @convention(c) (Int, UnsafeRawPointer, Int, Int, Int, Int) -> Int
+    let syscall6 = unsafeBitCast(sym, to: Syscall.self)
+    return attr.withUnsafeBytes { syscall6(nr, $0.baseAddress!, 0, -1, -1, 0) }
+}
+
+private func stalledFreer(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    if stallFreerP != 0 { gm_tls_preferred_p = stallFreerP }
+    for p in stallOthers { GoAllocator.deallocate(p) }
+    let fd = openWriteWatchpoint(stallWatchAddress, length: stallWatchLength)
+    if fd < 0 {
+        stallState.store(-1, ordering: .releasing)
+        return nil
+    }
+    stallState.store(1, ordering: .releasing)
+    GoAllocator.deallocate(stallTarget!)
+    close(Int32(fd))
+    stallState.store(4, ordering: .releasing)
+    return nil
+}
+
+/// Write `message` to stderr (the parent shows it) and return `code` as the exit status.
+private func scenarioFail(_ code: Int32, _ message: String) -> Int32 {
+    let line = message + "\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+    return code
+}
+
+/// Start the freer and wait until the watchpoint has stopped it. Returns the thread, or
+/// nil and an exit status (3: cannot replay here).
+private func startStalledFreer() -> (pthread_t?, Int32) {
+    var action = sigaction()
+    action.__sigaction_handler.sa_handler = stallHandler
+    sigemptyset(&action.sa_mask)
+    sigaction(SIGTRAP, &action, nil)
+    var thread = pthread_t()
+    guard pthread_create(&thread, nil, stalledFreer, nil) == 0 else { return (nil, scenarioFail(13, "pthread_create")) }
+    var waited = 0
+    while stallState.load(ordering: .acquiring) < 2 && stallState.load(ordering: .acquiring) >= 0 && waited < 10_000 {
+        usleep(1000)
+        waited += 1
+    }
+    switch stallState.load(ordering: .acquiring) {
+    case 2: return (thread, 0)
+    case -1: pthread_join(thread, nil); return (nil, scenarioFail(3, "perf_event_open refused a breakpoint"))
+    case 4: pthread_join(thread, nil); return (nil, scenarioFail(3, "the watchpoint never fired"))
+    default: return (nil, scenarioFail(14, "the freer neither stopped nor finished"))
+    }
+}
+
+/// Exit status: 0 fine, 1 the span of a live block went back to the heap, 3 cannot replay
+/// here (no watchpoint, one P), other values: the set-up did not go as planned (stderr).
+private func stalledRemoteFreeScenario() -> Int32 {
+    let h = theHeap()!
+    func span(_ p: UnsafeMutableRawPointer) -> UnsafeMutablePointer<MSpan>? { h.pointee.spanOf(UInt(bitPattern: p)) }
+    if h.pointee.nprocs < 2 { return scenarioFail(3, "needs two Ps") }
+    GoAllocator.trim()
+
+    // Twenty spans of the 3072-byte class (8 objects each) in a row from this thread's P:
+    // each one exhausted is retired, so the P's retired list ends with the oldest of the last
+    // eight, s, whose objects are all ours.
+    var blocks: [UnsafeMutableRawPointer] = []
+    for _ in 0..<160 { blocks.append(GoAllocator.allocate(byteCount: 3072, alignment: 8)!) }
+    guard let mine = UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p), let cache = mine.pointee.mcache else {
+        return scenarioFail(10, "no P")
+    }
+    let spc = span(blocks[0])!.pointee.spanClass
+    guard Int(cache.pointee.retiredCount[spc.index]) == MCache.maxRetired, var s = cache.pointee.retired[spc.index] else {
+        return scenarioFail(11, "retired list not full")
+    }
+    while let n = s.pointee.next { s = n }
+    let inS = blocks.filter { span($0) == s }
+    guard inS.count == s.pointee.nelems, s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(mine) else {
+        return scenarioFail(12, "oldest retired span not made of our blocks")
+    }
+    // Another thread, on the other P, frees all of s; the last free stops after its bit.
+    stallOthers = Array(inS.dropLast())
+    stallTarget = inS.last!
+    stallFreerP = UInt(bitPattern: h.pointee.proc((mine.pointee.index + 1) % h.pointee.nprocs))
+    stallWatchAddress = UInt(bitPattern: s.pointee.remoteWord(s.pointee.objIndex(UInt(bitPattern: stallTarget!)) >> 6))
+    let (freer, status) = startStalledFreer()
+    guard let freer else { return status }
+
+    // While it is stopped: run the current span out, so that refill retires it and pushes s
+    // out of the retired list: uncacheSpan sweeps s, merging the stopped free...
+    func sIsRetired() -> Bool {
+        var r = cache.pointee.retired[spc.index]
+        while let t = r { if t == s { return true }; r = t.pointee.next }
+        return false
+    }
+    var more: [UnsafeMutableRawPointer] = []
+    for _ in 0..<9 where sIsRetired() { more.append(GoAllocator.allocate(byteCount: 3072, alignment: 8)!) }
+    if sIsRetired() { return scenarioFail(15, "s was not pushed out of the retired list") }
+    // ...and new spans take span metadata (of the 3072-byte class, or of one 32 KiB object
+    // each): if s's was freed, one of them reuses it.
+    for _ in 0..<64 {
+        let p = GoAllocator.allocate(byteCount: 32768, alignment: 8)!
+        more.append(p)
+        if span(p) == s { break }
+    }
+    // Let the freer count its free and finish.
+    stallState.store(3, ordering: .releasing)
+    pthread_join(freer, nil)
+
+    // Flush every cache to mcentral: a span with a stale count looks emptier than it is,
+    // and goes to the heap with live blocks.
+    GoAllocator.trim()
+    for p in more where span(p)?.pointee.state.load(ordering: .relaxed) != SpanState.inUse.rawValue {
+        return scenarioFail(1, "the span of live block \(p) was given back to the heap")
+    }
+    if let v = GoAllocator.checkInvariants() { return scenarioFail(17, "invariant: \(v)") }
+    for p in blocks where !inS.contains(p) { GoAllocator.deallocate(p) }
+    for p in more { GoAllocator.deallocate(p) }
+    if let v = GoAllocator.checkInvariants() { return scenarioFail(18, "invariant after freeing: \(v)") }
+    return 0
 }
