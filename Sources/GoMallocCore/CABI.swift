@@ -107,8 +107,7 @@ public func gmFree(_ ptr: UnsafeMutableRawPointer?) {
         return freeSlow(ptr)
     }
     MCache.countFree(cache, c)
-    h.pointee.releaseP(slot)
-    freeRemote(h, s, index: i, addr: addr, function: "free")
+    return freeRemoteReleasingP(h, s, index: i, addr: addr, slot: slot, function: "free")
 }
 
 @inline(never)

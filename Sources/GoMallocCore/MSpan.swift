@@ -27,6 +27,9 @@
 //   I5. A bit is never set in both freeBits and remoteBits (that is a double free, reported).
 //   I6. location is cached(p) only while span is mcache[p].alloc[spanClass]; partial/full
 //       only while it sits on that list of its mcentral.
+//   I7. remoteFreeCount == popcount(remoteBits), except while a remote free is between
+//       setting its bit and counting it (it holds a P meanwhile: a stopped world sees the
+//       equality) — a sweep that merges such a bit first leaves the count below, even < 0.
 // Concurrency: fields are tagged. "Owner" = the P whose mcache holds the span (its holder
 //   thread), or the mcentral lock while the span is on a central list.
 // Failure: none here; bad frees are detected by the caller (Malloc.swift) and reported.

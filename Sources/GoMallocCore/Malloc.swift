@@ -293,8 +293,19 @@ func freeObject(_ ptr: UnsafeMutableRawPointer, function: StaticString) {
         h.pointee.releaseP(p)
         return
     }
-    h.pointee.releaseP(p)
+    freeRemoteReleasingP(h, s, index: i, addr: addr, slot: p, function: function)
+}
+
+/// A remote free by a thread holding P `slot`, which has already counted it in its nfree.
+/// The P is kept until the free is recorded (bit set, counted in remoteFreeCount, mcentral
+/// notified), then given back: a stopped world (every P taken) thus never sees a free
+/// counted in nfree but not yet recorded in its span, nor a span whose remoteFreeCount
+/// lags its remoteBits. Lock order: P < mcentral < mheap, as noteRemoteFree needs.
+@inline(never)
+func freeRemoteReleasingP(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan>, index i: Int,
+                          addr: UInt, slot: UnsafeMutablePointer<PSlot>, function: StaticString) {
     freeRemote(h, s, index: i, addr: addr, function: function)
+    h.pointee.releaseP(slot)
 }
 
 /// A free into a span some other P caches, or one sitting in mcentral: atomic bits.
@@ -321,12 +332,17 @@ func freeRemote(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpa
 
 @inline(never)
 func freeLarge(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan>, addr: UInt, function: StaticString) {
+    // Held from the state change until the pages are back, so that a stopped world never
+    // sees a span marked free that still owns its pages (as freeRemoteReleasingP).
+    let p = h.pointee.acquireP()
     // The state CAS makes a racing second free of the same block lose cleanly.
     if !s.pointee.state.compareExchange(expected: SpanState.inUse.rawValue, desired: SpanState.free.rawValue,
                                         ordering: .acquiringAndReleasing).exchanged {
+        h.pointee.releaseP(p)
         reportBadPointer(function: function, problem: "double free", address: addr)
     }
     h.pointee.freeSpan(s)
+    h.pointee.releaseP(p)
 }
 
 // MARK: - usable size and realloc

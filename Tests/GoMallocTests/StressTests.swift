@@ -2,6 +2,8 @@
 //
 // Kinds of test:
 //   * bad frees that a sweep could hide (stress_misuse.c): one line, then SIGABRT;
+//   * the hosted core in this process: threads handing blocks around while the main thread
+//     stops the world, checks every invariant and trims the heap;
 //   * interleavings replayed exactly: a hardware watchpoint (perf_event_open) stops a thread
 //     right after a write inside free(), in a SIGTRAP handler, while the main thread acts.
 import Foundation
@@ -54,6 +56,70 @@ final class StressTests: XCTestCase {
         try expectAbort(mode: "remote-late-double-free", problem: "double free")
     }
 
+    // MARK: - In process: the stopped world while threads hand blocks around
+
+    /// Threads allocate (sizes 1 B to 64 KiB), hand blocks to each other through locked
+    /// queues and free them, while the main thread repeatedly stops the world and walks the
+    /// heap, and trims it (flushing every mcache under the threads' feet). At the end the
+    /// heap holds exactly what it held before.
+    func testThreadsWhileTheWorldIsStoppedAndTrimmed() {
+        let start = GoAllocator.statistics().heapAlloc
+        let threads = 6
+        let queues = (0..<threads).map { _ in AddressQueue() }
+        stressThreadsDone.store(0, ordering: .relaxed)
+        let group = DispatchGroup()
+        for me in 0..<threads {
+            group.enter()
+            let t = Thread {
+                var rng = SplitMix64(seed: UInt64(me) &* 0x9E37_79B9 &+ 17)
+                var mine: [(UInt, Int)] = []
+                for round in 0..<40_000 {
+                    let r = rng.next()
+                    // Small, or now and then large (32 KiB to 64 KiB: the size fits the entry).
+                    let size = r % 64 == 0 ? 32_769 + Int((r >> 8) % 32_000) : Int((r >> 8) % 700) + 1
+                    let p = GoAllocator.allocate(byteCount: size, alignment: 8)!
+                    p.initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: size), count: size)
+                    // Size in the queue entry's high bits: address | size << 48.
+                    let entry = UInt(bitPattern: p) | (UInt(size) << 48)
+                    if round % 3 == 0 { mine.append((UInt(bitPattern: p), size)) }
+                    else { queues[(me + 1 + round % (threads - 1)) % threads].push(entry) }
+                    if mine.count > 64 {
+                        let (a, n) = mine.remove(at: Int(r >> 40) % mine.count)
+                        StressTests.checkAndFree(a, n)
+                    }
+                    while let e = queues[me].pop() {
+                        StressTests.checkAndFree(e & ((1 << 48) - 1), Int(e >> 48))
+                    }
+                }
+                for (a, n) in mine { StressTests.checkAndFree(a, n) }
+                stressThreadsDone.add(1, ordering: .releasing)
+                group.leave()
+            }
+            t.stackSize = 1 << 20
+            t.start()
+        }
+        var checks = 0
+        while stressThreadsDone.load(ordering: .acquiring) < threads {
+            if let v = GoAllocator.checkInvariants() { XCTFail("heap invariant violated while threads run: \(v)"); break }
+            if checks % 4 == 3 { GoAllocator.trim() }
+            checks += 1
+            usleep(20_000)
+        }
+        group.wait()
+        for q in queues { for e in q.drain() { StressTests.checkAndFree(e & ((1 << 48) - 1), Int(e >> 48)) } }
+        assertHeapInvariants()
+        XCTAssertEqual(GoAllocator.statistics().heapAlloc, start)
+        XCTAssertGreaterThan(checks, 0)
+    }
+
+    private static func checkAndFree(_ address: UInt, _ size: Int) {
+        let p = UnsafeMutableRawPointer(bitPattern: address)!
+        let b = p.assumingMemoryBound(to: UInt8.self)
+        let want = UInt8(truncatingIfNeeded: size)
+        precondition(b[0] == want && b[size / 2] == want && b[size - 1] == want, "block corrupted or handed out twice")
+        GoAllocator.deallocate(p)
+    }
+
     // MARK: - Interleavings replayed with a hardware watchpoint
 
     /// Run `scenario` in a forked child (a failure may leave a corrupt heap behind) and map
@@ -83,7 +149,25 @@ final class StressTests: XCTestCase {
         try replay(stalledRemoteFreeScenario,
                    bug: "a span was given back to the heap with a live block (count of a stale remote free)")
     }
+
+    /// The stopped world (checkInvariants, fork) takes every P: it must not stop in the
+    /// middle of a remote free — counted in its P's nfree, bit set in remoteBits, not yet in
+    /// remoteFreeCount. Replayed: the freer stopped after its bit must still hold its P, so
+    /// the checker waits for it and then finds everything consistent.
+    func testStoppedWorldWaitsForARemoteFreeInFlight() throws {
+        try replay({ stoppedWorldScenario(large: false) }, bug: "the world stopped in the middle of a remote free")
+    }
+
+    /// The same for a large block: free() marks its span free (a CAS, which catches a racing
+    /// second free), then gives its pages back under the heap lock. A stopped world must not
+    /// see the span marked free while it still owns its pages.
+    func testStoppedWorldWaitsForALargeFreeInFlight() throws {
+        try replay({ stoppedWorldScenario(large: true) }, bug: "the world stopped in the middle of a large free")
+    }
 }
+
+/// Workers of testThreadsWhileTheWorldIsStoppedAndTrimmed that have finished.
+private let stressThreadsDone = Atomic<Int>(0)
 
 // MARK: - Replay machinery (in a forked child; only globals cross threads and the handler)
 
@@ -238,5 +322,61 @@ private func stalledRemoteFreeScenario() -> Int32 {
     for p in blocks where !inS.contains(p) { GoAllocator.deallocate(p) }
     for p in more { GoAllocator.deallocate(p) }
     if let v = GoAllocator.checkInvariants() { return scenarioFail(18, "invariant after freeing: \(v)") }
+    return 0
+}
+
+/// checkInvariants() on a thread of its own: 0 running, 1 found nothing, 2 found a violation.
+private let checkerResult = Atomic<Int>(0)
+
+private func checkerThread(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    if let v = GoAllocator.checkInvariants() {
+        _ = scenarioFail(0, "checkInvariants: \(v)")
+        checkerResult.store(2, ordering: .releasing)
+    } else {
+        checkerResult.store(1, ordering: .releasing)
+    }
+    return nil
+}
+
+/// Exit status: 0 fine, 1 the checker ran while a free was half done, 3 cannot replay
+/// here, others: set-up failures (stderr). `large`: a large block (the watchpoint on its
+/// span's state), else a small block in a span on mcentral's partial list (a remote free;
+/// the watchpoint on its remoteBits word).
+private func stoppedWorldScenario(large: Bool) -> Int32 {
+    let h = theHeap()!
+    var keep: UnsafeMutableRawPointer?
+    if large {
+        let x = GoAllocator.allocate(byteCount: 100_000, alignment: 8)!
+        guard let s = h.pointee.spanOf(UInt(bitPattern: x)) else { return scenarioFail(10, "no span") }
+        stallTarget = x
+        stallWatchAddress = withUnsafePointer(to: s.pointee.state) { UInt(bitPattern: $0) }
+        stallWatchLength = 4
+    } else {
+        // Two blocks of one span on mcentral's partial list: a free of either is remote.
+        let x = GoAllocator.allocate(byteCount: 3072, alignment: 8)!
+        let x2 = GoAllocator.allocate(byteCount: 3072, alignment: 8)!
+        GoAllocator.trim()
+        guard let s = h.pointee.spanOf(UInt(bitPattern: x)), h.pointee.spanOf(UInt(bitPattern: x2)) == s,
+              s.pointee.location.load(ordering: .relaxed) == SpanLocation.partial else {
+            return scenarioFail(10, "blocks not in one span on the partial list")
+        }
+        keep = x2
+        stallTarget = x
+        stallWatchAddress = UInt(bitPattern: s.pointee.remoteWord(s.pointee.objIndex(UInt(bitPattern: x)) >> 6))
+    }
+    let (freer, status) = startStalledFreer()
+    guard let freer else { return status }
+    // Stop the world from another thread while the free is stopped half way.
+    var checker = pthread_t()
+    guard pthread_create(&checker, nil, checkerThread, nil) == 0 else { return scenarioFail(13, "pthread_create") }
+    usleep(300_000)
+    let during = checkerResult.load(ordering: .acquiring)
+    stallState.store(3, ordering: .releasing)
+    pthread_join(freer, nil)
+    pthread_join(checker, nil)
+    if during != 0 { return scenarioFail(1, "checkInvariants ran while the free was half done") }
+    if checkerResult.load(ordering: .acquiring) != 1 { return scenarioFail(15, "checkInvariants found a violation") }
+    if let keep { GoAllocator.deallocate(keep) }
+    if let v = GoAllocator.checkInvariants() { return scenarioFail(16, "invariant: \(v)") }
     return 0
 }
