@@ -1,11 +1,18 @@
 // StressTests.swift — the allocator core under stress and under deliberately stretched races.
 //
 // Kinds of test:
+//   * the stress_*.c programs in Tests/CPrograms, compiled with `cc -O2 -pthread` and run
+//     with the drop-in library preloaded (DropIn's helpers: the .so next to this bundle) with
+//     several GOMALLOC_MAXPROCS settings: every byte checked, forks, heap back to its start;
 //   * bad frees that a sweep could hide (stress_misuse.c): one line, then SIGABRT;
 //   * the hosted core in this process: threads handing blocks around while the main thread
 //     stops the world, checks every invariant and trims the heap;
 //   * interleavings replayed exactly: a hardware watchpoint (perf_event_open) stops a thread
 //     right after a write inside free(), in a SIGTRAP handler, while the main thread acts.
+//
+// Run time: about 15 s in a debug build. Longer runs for shaking races by hand (release .so):
+//   stress_threads 8 60000 500   with GOMALLOC_MAXPROCS=1, 2 and 8
+//   stress_remote 4 8 60000 50000 0   and   stress_remote 4 8 60000 50000 8
 import Foundation
 import Synchronization
 import XCTest
@@ -16,8 +23,51 @@ import CGoMallocSys
 final class StressTests: XCTestCase {
     /// The programs this file runs (DropInTests.testEveryProgramHasATest counts them too).
     static let programs: [String: String] = [
+        "stress_threads.c": "testThreadsHandBlocksAround*",
+        "stress_remote.c": "testProducersAndConsumers*",
         "stress_misuse.c": "testLateDoubleFree*, testFreeOfUnallocatedSlotAborts",
     ]
+
+    /// Compile `file` with -O2, run it under the allocator; it must exit 0 with `OK <name>`
+    /// last and nothing on stderr.
+    private func runStress(_ file: String, _ args: [String], maxProcs: Int, timeout: TimeInterval = 120,
+                           file testFile: StaticString = #filePath, line: UInt = #line) throws {
+        let allocator = try DropIn.allocator()
+        let exe = try DropIn.compile(file, extraFlags: ["-O2"], tag: "O2")
+        let env = DropIn.environment(for: allocator, ["GOMALLOC_MAXPROCS": String(maxProcs)])
+        let r = try DropIn.run(exe, args, environment: env, timeout: timeout)
+        let name = (file as NSString).deletingPathExtension
+        let what = "\(file) \(args.joined(separator: " ")) with GOMALLOC_MAXPROCS=\(maxProcs)"
+        XCTAssertTrue(r.exitedNormally && r.status == 0, "\(what): \(r.summary)", file: testFile, line: line)
+        XCTAssertEqual(r.stdout.split(separator: "\n").last.map(String.init), "OK \(name)", "\(what): \(r.summary)",
+                       file: testFile, line: line)
+        XCTAssertEqual(r.stderr, "", "\(what) wrote to stderr: \(r.summary)", file: testFile, line: line)
+    }
+
+    // MARK: - Threads handing blocks around (every byte verified)
+
+    func testThreadsHandBlocksAroundWithOneP() throws {
+        try runStress("stress_threads.c", ["6", "1500"], maxProcs: 1)
+    }
+
+    func testThreadsHandBlocksAroundWithTwoPsAndForks() throws {
+        try runStress("stress_threads.c", ["6", "2000", "250"], maxProcs: 2)
+    }
+
+    func testThreadsHandBlocksAroundWithEightPs() throws {
+        try runStress("stress_threads.c", ["8", "1500"], maxProcs: 8)
+    }
+
+    // MARK: - Producers and consumers: remote frees racing span moves
+
+    func testProducersAndConsumersWithPreemptionSignals() throws {
+        try runStress("stress_remote.c", ["3", "5", "2000", "20000"], maxProcs: 2)
+    }
+
+    /// No long-lived blocks: spans empty out in their caches and go back to the heap.
+    func testProducersAndConsumersEmptyingSpans() throws {
+        try runStress("stress_remote.c", ["3", "5", "2000", "20000", "0"], maxProcs: 8)
+    }
 
     // MARK: - Bad frees a sweep could hide
 
