@@ -117,9 +117,10 @@ private func freeSlow(_ ptr: UnsafeMutableRawPointer) {
 
 @c(gm_calloc)
 public func gmCalloc(_ n: Int, _ size: Int) -> UnsafeMutableRawPointer? {
-    let (total, overflow) = n.multipliedReportingOverflow(by: size)
-    if overflow || n < 0 || size < 0 || total > maxRequest { return failENOMEM() }
-    return mallocgc(total, cABI: true, zero: true) ?? failENOMEM()
+    // size_t arithmetic, as in C: calloc(0, SIZE_MAX) asks for zero bytes.
+    let (total, overflow) = UInt(bitPattern: n).multipliedReportingOverflow(by: UInt(bitPattern: size))
+    if overflow || total > UInt(maxRequest) { return failENOMEM() }
+    return mallocgc(Int(total), cABI: true, zero: true) ?? failENOMEM()
 }
 
 @c(gm_realloc)
@@ -136,9 +137,11 @@ public func gmRealloc(_ ptr: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMut
 
 @c(gm_reallocarray)
 public func gmReallocarray(_ ptr: UnsafeMutableRawPointer?, _ n: Int, _ size: Int) -> UnsafeMutableRawPointer? {
-    let (total, overflow) = n.multipliedReportingOverflow(by: size)
-    if overflow || n < 0 || size < 0 { return failENOMEM() }
-    return gmRealloc(ptr, total)
+    // size_t arithmetic: a zero product is realloc(p, 0) (glibc frees p) or malloc(0),
+    // however big the other factor.
+    let (total, overflow) = UInt(bitPattern: n).multipliedReportingOverflow(by: UInt(bitPattern: size))
+    if overflow { return failENOMEM() }
+    return gmRealloc(ptr, Int(bitPattern: total))
 }
 
 /// The aligned family's common core: `alignment` is a power of two.
@@ -151,35 +154,46 @@ private func alignedAlloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPoin
     return mallocAligned(size, alignment: alignment, zero: false)
 }
 
+/// Alignments are size_t: 2^63 is a valid one (that no allocator can honour), not a negative
+/// Int. Above this (mallocAligned's limit) a valid alignment gets ENOMEM, as from glibc.
+private let maxAlignment: UInt = 1 << 40
+
 @inline(__always)
-private func isPowerOfTwo(_ x: Int) -> Bool { x > 0 && x & (x &- 1) == 0 }
+private func isPowerOfTwo(_ x: UInt) -> Bool { x != 0 && x & (x &- 1) == 0 }
 
 @c(gm_posix_memalign)
 public func gmPosixMemalign(_ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ alignment: Int, _ size: Int) -> Int32 {
-    if !isPowerOfTwo(alignment) || alignment % MemoryLayout<UnsafeRawPointer>.size != 0 { return EINVAL }
-    guard let p = alignedAlloc(alignment, size) else { return ENOMEM }
+    let a = UInt(bitPattern: alignment)
+    if !isPowerOfTwo(a) || a % UInt(MemoryLayout<UnsafeRawPointer>.size) != 0 { return EINVAL }
+    if a > maxAlignment { return ENOMEM }
+    guard let p = alignedAlloc(Int(a), size) else { return ENOMEM }
     out?.pointee = p
     return 0
 }
 
 @c(gm_aligned_alloc)
 public func gmAlignedAlloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
-    if !isPowerOfTwo(alignment) {
+    let a = UInt(bitPattern: alignment)
+    if !isPowerOfTwo(a) {
         gm_sys_set_errno(EINVAL)
         return nil
     }
-    return alignedAlloc(alignment, size) ?? failENOMEM()
+    if a > maxAlignment { return failENOMEM() }
+    return alignedAlloc(Int(a), size) ?? failENOMEM()
 }
 
 @c(gm_memalign)
 public func gmMemalign(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
-    // glibc: alignments above SIZE_MAX/2 + 1 are EINVAL; others round up to a power of two.
-    if alignment < 0 || alignment > Int.max / 2 + 1 {
+    // glibc: alignments above SIZE_MAX/2 + 1 are EINVAL; others round up to a power of two
+    // (at most 2^63, which cannot be honoured: ENOMEM).
+    let a0 = UInt(bitPattern: alignment)
+    if a0 > UInt.max / 2 + 1 {
         gm_sys_set_errno(EINVAL)
         return nil
     }
-    var a = Swift.max(alignment, 1)
-    if !isPowerOfTwo(a) { a = 1 << (Int.bitWidth - (a - 1).leadingZeroBitCount) }
+    if a0 > maxAlignment { return failENOMEM() }
+    var a = Swift.max(Int(a0), 1)
+    if !isPowerOfTwo(UInt(a)) { a = 1 << (Int.bitWidth - (a - 1).leadingZeroBitCount) }
     return alignedAlloc(a, size) ?? failENOMEM()
 }
 
@@ -238,9 +252,11 @@ public func gmStatsPrint(_ fd: Int32) {
 
 @c(gm_mallopt)
 public func gmMallopt(_ param: Int32, _ value: Int32) -> Int32 {
-    // glibc's parameters (M_MXFAST 1, M_TRIM_THRESHOLD -1 ... M_ARENA_MAX -8) are accepted
-    // and have no effect here: our heap has no arenas, top pad or mmap threshold to tune.
-    (param == 1 || (param >= -8 && param <= -1)) ? 1 : 0
+    // None of glibc's parameters (M_MXFAST 1, M_TRIM_THRESHOLD -1 ... M_ARENA_MAX -8) has an
+    // effect here: our heap has no arenas, top pad or mmap threshold to tune. glibc 2.36
+    // answers 1 for every parameter, known or not, except M_MXFAST above its maximum of
+    // 80 * sizeof(size_t) / 4 = 160 bytes.
+    (param == 1 && value > 80 * Int32(MemoryLayout<Int>.size) / 4) ? 0 : 1
 }
 
 /// mallinfo2's fields in order: arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks,

@@ -26,6 +26,7 @@ final class StressTests: XCTestCase {
         "stress_threads.c": "testThreadsHandBlocksAround*",
         "stress_remote.c": "testProducersAndConsumers*",
         "stress_misuse.c": "testLateDoubleFree*, testFreeOfUnallocatedSlotAborts",
+        "stress_cabi_edges.c": "testCABIEdgesAnswerAsGlibc",
     ]
 
     /// Compile `file` with -O2, run it under the allocator; it must exit 0 with `OK <name>`
@@ -67,6 +68,13 @@ final class StressTests: XCTestCase {
     /// No long-lived blocks: spans empty out in their caches and go back to the heap.
     func testProducersAndConsumersEmptyingSpans() throws {
         try runStress("stress_remote.c", ["3", "5", "2000", "20000", "0"], maxProcs: 8)
+    }
+
+    // MARK: - The C ABI's corners (glibc 2.36 is the reference)
+
+    /// calloc(0, SIZE_MAX), reallocarray(p, 0, SIZE_MAX), alignments of 2^63, mallopt.
+    func testCABIEdgesAnswerAsGlibc() throws {
+        try runStress("stress_cabi_edges.c", [], maxProcs: 1)
     }
 
     // MARK: - Bad frees a sweep could hide
