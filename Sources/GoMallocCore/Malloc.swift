@@ -43,6 +43,10 @@ func heap() -> UnsafeMutablePointer<MHeap>? {
 /// Go's mallocinit. Runs on the first allocation; nil if the OS refuses memory.
 @inline(never)
 func heapInitSlow() -> UnsafeMutablePointer<MHeap>? {
+    // Setting up probes the system (options, the cgroup CPU quota: files that may not
+    // exist) and may set errno on the way; a successful malloc leaves it as it was.
+    let savedErrno = gm_sys_errno()
+    defer { gm_sys_set_errno(savedErrno) }
     while !heapInitLock.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
         if let h = theHeap() { return h }
         gm_sys_yield()

@@ -1,6 +1,6 @@
 // stress_cabi_edges.c — corners of the C allocation API where glibc 2.36's answers are easy
-// to get wrong: size_t (unsigned) arithmetic, zero-sized products of huge counts, alignments
-// of 2^63 and thereabouts, mallopt's answers.
+// to get wrong: errno after the first (set-up) malloc, size_t (unsigned) arithmetic,
+// zero-sized products of huge counts, alignments of 2^63 and thereabouts, mallopt's answers.
 //
 // Usage: stress_cabi_edges. Passes under glibc 2.36 too (that is the reference); with
 // GOMALLOC_TEST_EXPECT_GOMALLOC=1 it also checks, through mallinfo2, that reallocarray with
@@ -23,6 +23,13 @@ static size_t in_use(void) {
 }
 
 int main(void) {
+    // The first allocation sets the allocator up (GoMalloc reads options and probes the CPU
+    // quota: files that may not exist). Nothing has allocated yet: stdio has not been used.
+    errno = 0;
+    void *first = malloc(opaque(16));
+    CHECKF(first != NULL && errno == 0, "the first malloc = %p, errno %d (a successful malloc keeps errno)", first, errno);
+    free(first);
+
     const int gomalloc = getenv("GOMALLOC_TEST_EXPECT_GOMALLOC") && strcmp(getenv("GOMALLOC_TEST_EXPECT_GOMALLOC"), "1") == 0;
 
     // calloc: the product is computed in size_t; zero elements of any size is zero bytes.
