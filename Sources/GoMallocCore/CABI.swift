@@ -173,13 +173,9 @@ public func gmPosixMemalign(_ out: UnsafeMutablePointer<UnsafeMutableRawPointer?
 
 @c(gm_aligned_alloc)
 public func gmAlignedAlloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
-    let a = UInt(bitPattern: alignment)
-    if !isPowerOfTwo(a) {
-        gm_sys_set_errno(EINVAL)
-        return nil
-    }
-    if a > maxAlignment { return failENOMEM() }
-    return alignedAlloc(Int(a), size) ?? failENOMEM()
+    // glibc 2.36's aligned_alloc is memalign: an alignment that is not a power of two is
+    // rounded up (2.38 started rejecting it with EINVAL).
+    gmMemalign(alignment, size)
 }
 
 @c(gm_memalign)

@@ -73,6 +73,9 @@ struct MHeap: ~Copyable {
     var scavengedTotal: Int
     /// When the scavenger last released memory (CLOCK_MONOTONIC ns). Guarded by lock.
     var lastScavenge: UInt64
+    /// mremap moves still allowed (see moveLargeMinPages). Guarded by lock; read racily.
+    var movesLeft: Int
+    static let moveBudget = 2048
 
     init(releasesMemory: Bool) {
         arenasL1 = UnsafeMutablePointer(bitPattern: 8)!
@@ -96,6 +99,7 @@ struct MHeap: ~Copyable {
         retainPercent = 100
         scavengedTotal = 0
         lastScavenge = 0
+        movesLeft = MHeap.moveBudget
     }
 
     static let centralStride = 128
@@ -272,7 +276,7 @@ struct MHeap: ~Copyable {
             return nil
         }
         lock.lock()
-        // Pages past the moved ones (shrinking cannot happen here) still hold the old data.
+        movesLeft &-= 1
         freeSpanLocked(s, released: true)
         lock.unlock()
         return t

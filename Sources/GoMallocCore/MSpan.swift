@@ -25,7 +25,8 @@
 //       slot past the end and nextFreeFast needs no bounds check.
 //   I4. After a sweep: freeBits == 0, allocCount == popcount(allocBits), freeIndex == 0.
 //   I5. A bit is never set in both freeBits and remoteBits (that is a double free, reported).
-//   I6. location is cached(p) only while span is mcache[p].alloc[spanClass]; partial/full
+//   I6. location is cached(p) only while span is mcache[p].alloc[spanClass] or on
+//       mcache[p].retired[spanClass]; partial/full
 //       only while it sits on that list of its mcentral.
 //   I7. remoteFreeCount == popcount(remoteBits), except while a remote free is between
 //       setting its bit and counting it (it holds a P meanwhile: a stopped world sees the

@@ -173,6 +173,25 @@ final class ReallocTests: XCTestCase {
         assertHeapInvariants()
     }
 
+    func testHugeBlocksThatCannotGrowInPlaceMoveWithTheirContents() throws {
+        // A 40 MiB block with another block right after it cannot grow in place: its pages
+        // move (mremap) or are copied; either way every byte must follow.
+        let size = 40 << 20
+        let a = try XCTUnwrap(GoAllocator.allocate(byteCount: size, alignment: 8))
+        let b = try XCTUnwrap(GoAllocator.allocate(byteCount: 1 << 20, alignment: 8))
+        for off in stride(from: 0, to: size, by: 4096) { (a + off).storeBytes(of: UInt32(off / 4096), as: UInt32.self) }
+        let q = try XCTUnwrap(GoAllocator.reallocate(a, byteCount: 2 * size, alignment: 8))
+        for off in stride(from: 0, to: size, by: 4096) {
+            if (q + off).load(as: UInt32.self) != UInt32(off / 4096) { XCTFail("lost contents at \(off)"); break }
+        }
+        // The new tail is usable.
+        memset(q + size, 0x5A, size)
+        assertHeapInvariants()
+        GoAllocator.deallocate(q)
+        GoAllocator.deallocate(b)
+        assertHeapInvariants()
+    }
+
     func testSmallReallocStaysInPlaceWithinItsClass() throws {
         let p = try XCTUnwrap(GoAllocator.allocate(byteCount: 40, alignment: 8))
         XCTAssertEqual(GoAllocator.usableSize(of: p), 48)
