@@ -32,11 +32,6 @@ int gm_sys_release(void *addr, size_t size) { return madvise(addr, size, MADV_DO
 
 int gm_sys_unmap(void *addr, size_t size) { return munmap(addr, size); }
 
-void *gm_sys_remap(void *old, size_t old_size, size_t new_size, int may_move) {
-    void *p = mremap(old, old_size, new_size, may_move ? MREMAP_MAYMOVE : 0);
-    return p == MAP_FAILED ? NULL : p;
-}
-
 #ifndef MREMAP_DONTUNMAP
 #define MREMAP_DONTUNMAP 4
 #endif

@@ -125,11 +125,4 @@ extension MHeap {
         }
         return true
     }
-
-    /// The page table of the arena holding `addr`, if registered.
-    func pageTable(_ addr: UInt) -> ArenaPageTable? {
-        if addr >> UInt(heapAddrBits) != 0 { return nil }
-        let ai = Int(addr >> UInt(logHeapArenaBytes))
-        return arenasL1[ai >> arenaL2Bits]?[ai & ((1 << arenaL2Bits) - 1)]
-    }
 }

@@ -308,14 +308,6 @@ struct SpanList {
         count &+= 1
     }
 
-    mutating func pushFront(_ s: UnsafeMutablePointer<MSpan>) {
-        s.pointee.prev = nil
-        s.pointee.next = first
-        if let f = first { f.pointee.prev = s } else { last = s }
-        first = s
-        count &+= 1
-    }
-
     mutating func remove(_ s: UnsafeMutablePointer<MSpan>) {
         if let p = s.pointee.prev { p.pointee.next = s.pointee.next } else { first = s.pointee.next }
         if let n = s.pointee.next { n.pointee.prev = s.pointee.prev } else { last = s.pointee.prev }

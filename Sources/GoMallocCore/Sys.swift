@@ -74,8 +74,3 @@ func sysAlloc(size: Int) -> UnsafeMutableRawPointer? {
 func sysMovePages(from: UInt, to: UInt, size: Int) -> Bool {
     gm_sys_move_pages(UnsafeMutableRawPointer(bitPattern: from), UnsafeMutableRawPointer(bitPattern: to), size) == 0
 }
-
-/// Resize a mapping (used for huge reallocations that own whole mappings); nil on failure.
-func sysRemap(_ old: UnsafeMutableRawPointer, oldSize: Int, newSize: Int, mayMove: Bool) -> UnsafeMutableRawPointer? {
-    gm_sys_remap(old, oldSize, newSize, mayMove ? 1 : 0)
-}

@@ -28,8 +28,6 @@ int gm_sys_commit(void *addr, size_t size);
 int gm_sys_release(void *addr, size_t size);
 /// Unmap a range.
 int gm_sys_unmap(void *addr, size_t size);
-/// Move/grow a mapping (realloc of huge blocks); NULL on failure.
-void *gm_sys_remap(void *old, size_t old_size, size_t new_size, int may_move);
 /// Move the pages of [from, from+size) to [to, to+size) without copying (mremap with
 /// MREMAP_FIXED | MREMAP_DONTUNMAP): the source stays mapped and reads as zero afterwards.
 /// 0 on success; -1 (e.g. a kernel older than 5.7) leaves both ranges unchanged.
