@@ -98,6 +98,7 @@ uint64_t gm_sys_nanotime(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 long gm_sys_gettid(void) { return syscall(SYS_gettid); }
+int gm_sys_getpid(void) { return (int)getpid(); }
 
 int gm_sys_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
     return pthread_atfork(prepare, parent, child);

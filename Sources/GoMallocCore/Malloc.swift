@@ -104,10 +104,15 @@ private let statsRegistered = Atomic<Bool>(false)
 /// A private copy of stderr taken at registration: programs (coreutils) close fd 2 in their
 /// own exit handlers, which run before ours.
 private let statsFD = Atomic<Int32>(2)
+/// With GOMALLOC_STATS=<pid>, the one process that reports (forked children inherit the
+/// exit handler and must stay quiet); 0: every process.
+private let statsPID = Atomic<Int>(0)
 
 /// With GOMALLOC_STATS=1, print the statistics at exit (once per process).
 func registerStatsAtExit() {
-    if Option.stats.read() == 0 { return }
+    let which = Option.stats.read()
+    if which == 0 || (which > 1 && which != Int(gm_sys_getpid())) { return }
+    statsPID.store(which > 1 ? which : 0, ordering: .relaxed)
     if statsRegistered.exchange(true, ordering: .acquiringAndReleasing) { return }
     let fd = gm_sys_dup_private(2)
     if fd >= 0 { statsFD.store(fd, ordering: .relaxed) }
@@ -115,6 +120,8 @@ func registerStatsAtExit() {
 }
 
 private func printStatsAtExit() {
+    let pid = statsPID.load(ordering: .relaxed)
+    if pid != 0 && pid != Int(gm_sys_getpid()) { return }
     printMemStats(fd: statsFD.load(ordering: .relaxed))
 }
 

@@ -33,8 +33,8 @@ package enum Option: Int {
             Row(name: "GOMALLOC_MAXPROCS", defaultValue: 0, min: 1, max: 256, unit: "Ps",
                 doc: "Number of Ps (and so at most of mcaches). Default: CPUs in the affinity mask, capped by the cgroup CPU quota.")
         case .stats:
-            Row(name: "GOMALLOC_STATS", defaultValue: 0, min: 0, max: 1, unit: "bool",
-                doc: "1: print MemStats (HeapAlloc, HeapSys, ..., per-class counts, mcaches) to stderr at exit.")
+            Row(name: "GOMALLOC_STATS", defaultValue: 0, min: 0, max: Int(Int32.max), unit: "0, 1 or pid",
+                doc: "1: every process prints MemStats (HeapAlloc, HeapSys, ..., per-class counts, mcaches) to stderr at exit; a pid: only that process (gomalloc run --stats sets it).")
         case .retainPercent:
             Row(name: "GOMALLOC_RETAIN_PERCENT", defaultValue: 100, min: 0, max: 1000, unit: "%",
                 doc: "Free pages kept resident, as a percentage of in-use pages (plus 4 MiB); the rest is returned to the OS.")

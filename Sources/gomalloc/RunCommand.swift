@@ -31,7 +31,7 @@ struct RunCommand: ParsableCommand {
             """
     )
 
-    @Flag(help: "Print GoMalloc's statistics summary to stderr when the program exits (GOMALLOC_STATS=1).")
+    @Flag(help: "Print GoMalloc's statistics summary to stderr when the program exits (GOMALLOC_STATS=<its pid>: the program itself, not the processes it starts).")
     var stats = false
 
     @Option(help: ArgumentHelp("Number of Ps, i.e. at most this many per-P caches (GOMALLOC_MAXPROCS).", valueName: "n"))
@@ -63,7 +63,8 @@ struct RunCommand: ParsableCommand {
         }
 
         setenv("LD_PRELOAD", DropInLibrary.preloadValue(adding: lib, to: ProcessInfo.processInfo.environment["LD_PRELOAD"]), 1)
-        if stats { setenv("GOMALLOC_STATS", "1", 1) }
+        // The command replaces this process (exec), so it keeps our pid: only it reports.
+        if stats { setenv("GOMALLOC_STATS", String(getpid()), 1) }
         if let n = maxprocs { setenv("GOMALLOC_MAXPROCS", String(n), 1) }
 
         let argv = commandLine

@@ -54,6 +54,7 @@ void gm_sys_yield(void);
 /// CLOCK_MONOTONIC in nanoseconds (vDSO: no system call).
 uint64_t gm_sys_nanotime(void);
 long gm_sys_gettid(void);
+int gm_sys_getpid(void);
 /// Register fork handlers (prepare, parent, child). 0 on success.
 int gm_sys_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 /// Register a function to run at process exit (GOMALLOC_STATS). 0 on success.
