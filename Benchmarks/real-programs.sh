@@ -2,7 +2,8 @@
 # Runs real programs under glibc malloc and under GoMalloc (LD_PRELOAD), compares their output
 # and exit status, and records wall time and peak RSS. Needs no network.
 #
-#   bash Benchmarks/real-programs.sh [GROUP...]      groups: python compilers tools servers threads
+#   bash Benchmarks/real-programs.sh [GROUP...]
+#   groups: python compilers tools git build threads servers postgres extra (default: all)
 #
 # Environment:
 #   GM_LIB   the preload library (default .build-realprog/release/libgomalloc-preload.so)
@@ -387,5 +388,210 @@ SQL
   cmp "$W/psql.glibc.out" "$W/psql.gm.out" && echo "psql outputs identical"
 }
 
-if [ $# -eq 0 ]; then set -- python compilers tools servers threads; fi
+# ---------------------------------------------------------------- other runtimes and probes
+# Writes its scripts to $OUT/extra/scripts: ruby, perl ithreads, 1000 Python threads, the
+# calloc-reuse reproduction, a C API probe (ctypes), a cgo program.
+group_extra() {
+  local W=$OUT/extra S=$OUT/extra/scripts; mkdir -p "$W" "$S"
+  cat >"$S/rb.rb" <<'GMEOF'
+require 'json'; require 'digest'; require 'zlib'; require 'set'
+h = {}
+300_000.times { |i| h["k#{i}"] = [i, i.to_s * (i % 20), {a: i}] }
+s = h.to_json
+back = JSON.parse(s)
+d = Digest::SHA256.hexdigest(s)
+arr = (1..500_000).map { |i| (i * 7919 % 100_003).to_s }.sort.uniq
+ths = 8.times.map { |t| Thread.new { x = []; 50_000.times { |i| x << "t#{t}-#{i}" * 3 }; Zlib.deflate(x.join(",")).bytesize } }
+sizes = ths.map(&:value)
+fibers = 1000.times.map { |i| Fiber.new { a = "f" * i; Fiber.yield a.size; a.size * 2 } }
+fs = fibers.map(&:resume).sum + fibers.map(&:resume).sum
+GC.start(full_mark: true, immediate_sweep: true)
+GC.compact rescue nil
+st = Set.new(arr.first(10000))
+str = +""; 200_000.times { |i| str << i.to_s }
+puts [back.size, d[0, 16], arr.size, sizes.sum > 0, fs, st.size, str.size].inspect
+GMEOF
+  cat >"$S/pthreads.pl" <<'GMEOF'
+use strict; use warnings; use threads; use threads::shared; use Digest::MD5 qw(md5_hex);
+my %shared :shared; my @thr;
+for my $t (1..16) {
+  push @thr, threads->create(sub {
+    my %h; my $s = '';
+    for my $i (1..100000) { $h{"$t-$i"} = [$i, "x" x ($i % 64)]; $s .= chr(65 + $i % 26) if $i % 7 == 0; }
+    { lock(%shared); $shared{$t} = scalar(keys %h) . ":" . md5_hex($s); }
+    my @a = sort { $a <=> $b } map { ($_ * 7919) % 100003 } 1..200000;
+    return $a[-1];
+  });
+}
+my $sum = 0; $sum += $_->join for @thr;
+print join(",", map { $shared{$_} } sort { $a <=> $b } keys %shared), " $sum\n";
+GMEOF
+  cat >"$S/calloc_reuse.c" <<'GMEOF'
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static long rss_mb(void) { FILE *f = fopen("/proc/self/statm", "r"); long a, b; fscanf(f, "%ld %ld", &a, &b); fclose(f); return b * 4096 / 1048576; }
+int main(int argc, char **argv) {
+  size_t n = (size_t)atol(argc > 1 ? argv[1] : "1024") << 20;
+  for (int i = 0; i < 4; i++) {
+    char *p = calloc(1, n);          /* never written: a sparse zero buffer */
+    p[0] = 1; p[n - 1] = 1;
+    printf("round %d: rss %ld MiB\n", i, rss_mb());
+    free(p);
+  }
+  return 0;
+}
+GMEOF
+  cat >"$S/manythreads.py" <<'GMEOF'
+import threading, zlib, lzma, hashlib, sys
+N = int(sys.argv[1]); res = [None] * N
+data = bytes(range(256)) * 400
+def work(i):
+    h = hashlib.md5()
+    for r in range(20):
+        c = zlib.compressobj(1 + (i + r) % 9); z = c.compress(data * (1 + r % 3)) + c.flush()
+        h.update(zlib.decompress(z))
+        if r % 10 == 0: h.update(lzma.decompress(lzma.compress(data[: 1000 + i], preset=0)))
+    res[i] = h.hexdigest()[:4]
+ts = [threading.Thread(target=work, args=(i,)) for i in range(N)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(len(set(res)), hashlib.md5("".join(res).encode()).hexdigest())
+GMEOF
+  cat >"$S/cz.py" <<'GMEOF'
+import numpy as np
+def rss(): return int([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1]) // 1024
+for i in range(3):
+    a = np.zeros(1 << 30); print(i, rss(), end="; "); del a
+print()
+GMEOF
+  cat >"$S/probe.py" <<'GMEOF'
+import ctypes, ctypes.util, errno
+libc = ctypes.CDLL(None, use_errno=True)
+vp = ctypes.c_void_p; sz = ctypes.c_size_t
+for n, r, a in [("malloc", vp, [sz]), ("calloc", vp, [sz, sz]), ("realloc", vp, [vp, sz]), ("free", None, [vp]),
+                ("memalign", vp, [sz, sz]), ("aligned_alloc", vp, [sz, sz]), ("valloc", vp, [sz]), ("pvalloc", vp, [sz]),
+                ("malloc_usable_size", sz, [vp]), ("reallocarray", vp, [vp, sz, sz]), ("malloc_trim", ctypes.c_int, [sz])]:
+    f = getattr(libc, n); f.restype = r; f.argtypes = a
+pm = libc.posix_memalign; pm.argtypes = [ctypes.POINTER(vp), sz, sz]; pm.restype = ctypes.c_int
+def show(label, v): print(f"{label:40s} {v}")
+show("malloc(0) nonnull", libc.malloc(0) is not None)
+show("malloc(2**63) null", libc.malloc(2**63) is None, )
+show("malloc(2**48) null", libc.malloc(2**48) is None)
+show("malloc(-1) null", libc.malloc(2**64-1) is None)
+show("calloc overflow null", libc.calloc(2**33, 2**33) is None)
+show("calloc(2**62,1) null", libc.calloc(2**62, 1) is None)
+show("reallocarray overflow null", libc.reallocarray(None, 2**33, 2**33) is None)
+p = libc.malloc(100); q = libc.realloc(p, 2**62); show("realloc huge null, old kept", q is None); libc.free(p)
+show("realloc(NULL,0) ", libc.realloc(None, 0) is not None)
+p = libc.malloc(10); show("realloc(p,0) returns", libc.realloc(p, 0))
+show("usable(NULL)", libc.malloc_usable_size(None))
+for al in (8, 16, 64, 4096, 65536, 1 << 20, 2 << 20, 1 << 26):
+    out = vp(); rc = pm(ctypes.byref(out), al, 1)
+    ok = rc == 0 and out.value % al == 0
+    q = libc.realloc(out.value, 5000000); libc.free(q)
+    p2 = libc.memalign(al, 3 * al + 1); ok2 = p2 % al == 0; libc.free(p2)
+    show(f"posix_memalign/memalign {al}", (rc, ok, ok2))
+show("posix_memalign(3) EINVAL", pm(ctypes.byref(vp()), 3, 8) == errno.EINVAL)
+show("posix_memalign(2**62 size) ENOMEM", pm(ctypes.byref(vp()), 64, 2**62) == errno.ENOMEM)
+show("aligned_alloc(64, 100)", libc.aligned_alloc(64, 100) % 64 == 0)
+a = libc.aligned_alloc(3, 100); show("aligned_alloc(3,100) null/EINVAL", (a, ctypes.get_errno()))
+v = libc.valloc(1); show("valloc(1) page aligned", v % 4096 == 0); libc.free(v)
+v = libc.pvalloc(0); show("pvalloc(0)", v is not None and v % 4096 == 0); libc.free(v)
+show("malloc_trim", libc.malloc_trim(0))
+# many sizes: usable >= requested and 16-byte aligned
+bad = []
+for n in list(range(0, 5000)) + [2**k + d for k in range(12, 27) for d in (-1, 0, 1)]:
+    p = libc.malloc(n)
+    if p is None or p % 16 or libc.malloc_usable_size(p) < n: bad.append(n)
+    ctypes.memset(p, 0xAB, n); libc.free(p)
+show("size sweep bad", bad[:10])
+# calloc after free of dirty memory returns zeros
+for n in (24, 1000, 40000, 3 << 20):
+    ps = [libc.malloc(n) for _ in range(50)]
+    for p in ps: ctypes.memset(p, 0xFF, n)
+    for p in ps: libc.free(p)
+    cs = [libc.calloc(1, n) for _ in range(50)]
+    z = all(ctypes.string_at(c, n).count(0) == n for c in cs)
+    for c in cs: libc.free(c)
+    show(f"calloc {n} zero after reuse", z)
+# realloc grows/shrinks preserve data
+p = libc.malloc(10); ctypes.memmove(p, b"0123456789", 10)
+for n in (20, 1000, 100000, 5 << 20, 64 << 20, 100, 7, 3 << 20, 16):
+    p = libc.realloc(p, n); assert ctypes.string_at(p, 7) == b"0123456", n
+show("realloc chain preserves", True)
+GMEOF
+  cat >"$S/cgo_main.go" <<'GMEOF'
+package main
+
+/*
+#include <stdlib.h>
+#include <string.h>
+static void* mk(size_t n, int v) { void* p = malloc(n); if (p) memset(p, v, n); return p; }
+static long sum(void* p, size_t n) { long s = 0; unsigned char* c = p; for (size_t i = 0; i < n; i += 64) s += c[i]; return s; }
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"unsafe"
+)
+
+func main() {
+	var wg sync.WaitGroup
+	res := make([]int64, 16)
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			ptrs := make([]unsafe.Pointer, 0, 1000)
+			var goheap [][]byte
+			for i := 0; i < 20000; i++ {
+				n := C.size_t(16 + (i*37)%70000)
+				p := C.mk(n, C.int(g))
+				res[g] += int64(C.sum(p, n))
+				ptrs = append(ptrs, p)
+				goheap = append(goheap, make([]byte, 1+(i%5000)))
+				if len(ptrs) == cap(ptrs) {
+					for _, q := range ptrs { C.free(q) }
+					ptrs = ptrs[:0]
+					goheap = nil
+					runtime.GC()
+				}
+			}
+			for _, q := range ptrs { C.free(q) }
+		}(g)
+	}
+	wg.Wait()
+	var t int64
+	for _, r := range res { t += r }
+	fmt.Println("ok", t)
+}
+GMEOF
+  WORK=$S run ruby-mix "ruby rb.rb"
+  WORK=$S run perl-ithreads16 "perl pthreads.pl | md5sum"
+  WORK=$S run py-1000-threads "python3 manythreads.py 1000"
+  WORK=$S run c-api-probe "python3 probe.py"
+  gcc -O2 -o "$W/calloc_reuse" "$S/calloc_reuse.c"
+  WORK=$W run calloc-reuse-2GiB "./calloc_reuse 2048"
+  WORK=$S run numpy-zeros-8GiB "python3 cz.py"
+  WORK=$W run imagemagick "/usr/bin/convert -seed 1 -size 3000x3000 plasma:fractal -blur 0x3 -resize 50% -rotate 33 -quality 90 im.png && /usr/bin/identify -format '%#\n' im.png"
+  if command -v go >/dev/null; then
+    mkdir -p "$W/cgo" && cp "$S/cgo_main.go" "$W/cgo/main.go" && (cd "$W/cgo" && [ -f go.mod ] || go mod init cgotest >/dev/null 2>&1; go build -o cgotest . )
+    WORK=$W/cgo run go-cgo-16goroutines "./cgotest"
+  fi
+  # swift build / swift test of swift-argument-parser (a bare repo in /opt/swift-packages), the
+  # whole toolchain preloaded
+  local repo=/opt/swift-packages/apple/swift-argument-parser.git
+  if [ -d $repo ]; then
+    [ -d "$W/sap" ] || git clone -q $repo "$W/sap"
+    local pick='A=glibc; case "${LD_PRELOAD:-}" in *gomalloc*|*gm.so*) A=gm;; esac'
+    WORK=$W/sap NORM="grep -E 'Executed [0-9]+ tests' | tail -1 | sed 's/ in .*//'" \
+      run swift-test-argparser "$pick; rm -rf ../sap-\$A && swift test --scratch-path ../sap-\$A 2>&1 | tail -40"
+  fi
+}
+
+if [ $# -eq 0 ]; then set -- python compilers tools git build threads servers postgres extra; fi
 for g in "$@"; do "group_$g"; done
