@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 __thread uintptr_t gm_tls_preferred_p __attribute__((tls_model("initial-exec"))) = 0;
+__thread uintptr_t gm_tls_held_ranks __attribute__((tls_model("initial-exec"))) = 0;
 
 void *gm_sys_reserve(void *hint, size_t size) {
     void *p = mmap(hint, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

@@ -15,103 +15,22 @@
 import CGoMallocSys
 import Synchronization
 
-private let ENOMEM: Int32 = 12
-private let EINVAL: Int32 = 22
-/// glibc refuses requests above PTRDIFF_MAX; we cannot map more than our address bits anyway.
-private let maxRequest = 1 << heapAddrBits
-
 @inline(__always)
 private func failENOMEM() -> UnsafeMutableRawPointer? {
     gm_sys_set_errno(ENOMEM)
     return nil
 }
 
-// MARK: - Fast paths
-//
-// gm_malloc and gm_free are leaf functions: every case they do not finish themselves (no P
-// preferred yet or it is busy, no mcache yet, an empty span, a large or remote or bad free)
-// gives the P back and tail-calls the general path, which starts over. Keeping calls out of
-// the fast path keeps it free of register spills.
+// MARK: - malloc and free (the paths themselves are Malloc.swift's and Free.swift's)
 
 @c(gm_malloc)
 public func gmMalloc(_ size: Int) -> UnsafeMutableRawPointer? {
-    // Unsigned: SIZE_MAX and friends arrive here as negative Ints.
-    guard UInt(bitPattern: size) <= UInt(maxSmallSize), let h = theHeap(),
-          let slot = UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p) else {
-        return gmMallocSlow(size)
-    }
-    let c = Int(size <= smallSizeMax &- 8
-        ? h.pointee.fastClassTable[(size &+ 7) &>> 3]
-        : h.pointee.fastClassTable[sizeToClass8Count &+ ((size &- smallSizeMax &+ largeSizeDiv &- 1) &>> 7)])
-    guard slot.pointee.owner.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged else {
-        return gmMallocSlow(size)
-    }
-    let cache = slot.pointee.mcache.unsafelyUnwrapped  // set before the slot reached the TLS
-    let s = MCache.allocSlot(cache, SpanClass(sizeClass: c, noscan: false)).pointee
-    let v = s.pointee.nextFreeFast()
-    if v != 0 {
-        MCache.countMalloc(cache, c)
-        h.pointee.releaseP(slot)
-        return UnsafeMutableRawPointer(bitPattern: v)
-    }
-    h.pointee.releaseP(slot)
-    return gmMallocSlow(size)
-}
-
-@inline(never)
-private func gmMallocSlow(_ size: Int) -> UnsafeMutableRawPointer? {
-    if size < 0 || size > maxRequest { return failENOMEM() }
-    return mallocgc(size, cABI: true, zero: false) ?? failENOMEM()
+    mallocgc(size, cABI: true, zero: false)
 }
 
 @c(gm_free)
 public func gmFree(_ ptr: UnsafeMutableRawPointer?) {
     guard let ptr else { return }
-    let addr = UInt(bitPattern: ptr)
-    // The tombstone and the empty span have nelems 0 and fail the index check; large spans
-    // pass it (index 0) and leave below, at the location test.
-    guard let h = theHeap(), let s = h.pointee.spanOf(addr),
-          let slot = UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p) else {
-        return freeSlow(ptr)
-    }
-    let i = s.pointee.objIndex(addr)
-    guard i < s.pointee.nelems, UInt(bitPattern: i &* s.pointee.elemSize) == addr &- s.pointee.startAddr,
-          slot.pointee.owner.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged else {
-        return freeSlow(ptr)
-    }
-    let cache = slot.pointee.mcache.unsafelyUnwrapped  // set before the slot reached the TLS
-    let w = i &>> 6
-    let bit = UInt64(1) &<< UInt64(i & 63)
-    if s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(slot) {
-        // We hold the P whose mcache allocates from `s`: the span is ours (plain stores),
-        // and its bitmaps are exact. The object must be allocated (below freeIndex or in
-        // allocBits) and not freed here since the last sweep; anything else (a second free
-        // after a sweep merged the first, a slot never handed out) goes to the slow path,
-        // which reports it. Left to the sweep, such a slot would be handed out again first,
-        // and the sweep would then free the new owner's object. An object already freed by
-        // another P stays allocated until the sweep, which catches that double free.
-        let f = s.pointee.freeBits[w]
-        if f & bit == 0 && (i < s.pointee.freeIndex || s.pointee.allocBits[w] & bit != 0) {
-            s.pointee.freeBits[w] = f | bit
-            s.pointee.localFreeCount &+= 1
-            MCache.countFree(cache, s.pointee.spanClass.sizeClass)
-            h.pointee.releaseP(slot)
-            return
-        }
-        h.pointee.releaseP(slot)
-        return freeSlow(ptr)  // reports the double free
-    }
-    let c = s.pointee.spanClass.sizeClass
-    if c == 0 {
-        h.pointee.releaseP(slot)
-        return freeSlow(ptr)
-    }
-    MCache.countFree(cache, c)
-    return freeRemoteReleasingP(h, s, index: i, addr: addr, slot: slot, function: "free")
-}
-
-@inline(never)
-private func freeSlow(_ ptr: UnsafeMutableRawPointer) {
     freeObject(ptr, function: "free")
 }
 
@@ -119,8 +38,8 @@ private func freeSlow(_ ptr: UnsafeMutableRawPointer) {
 public func gmCalloc(_ n: Int, _ size: Int) -> UnsafeMutableRawPointer? {
     // size_t arithmetic, as in C: calloc(0, SIZE_MAX) asks for zero bytes.
     let (total, overflow) = UInt(bitPattern: n).multipliedReportingOverflow(by: UInt(bitPattern: size))
-    if overflow || total > UInt(maxRequest) { return failENOMEM() }
-    return mallocgc(Int(total), cABI: true, zero: true) ?? failENOMEM()
+    if overflow { return failENOMEM() }
+    return mallocgc(Int(bitPattern: total), cABI: true, zero: true)
 }
 
 @c(gm_realloc)
@@ -132,7 +51,7 @@ public func gmRealloc(_ ptr: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMut
         return nil
     }
     if size < 0 || size > maxRequest { return failENOMEM() }
-    return reallocObject(ptr, size: size, cABI: true) ?? failENOMEM()
+    return reallocObject(ptr, size: size, cABI: true)
 }
 
 @c(gm_reallocarray)
@@ -144,9 +63,10 @@ public func gmReallocarray(_ ptr: UnsafeMutableRawPointer?, _ n: Int, _ size: In
     return gmRealloc(ptr, Int(bitPattern: total))
 }
 
-/// The aligned family's common core: `alignment` is a power of two.
+/// The aligned family's common core: `alignment` is a power of two. nil with errno = ENOMEM
+/// when out of memory.
 private func alignedAlloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
-    if size < 0 || size > maxRequest { return nil }
+    if size < 0 || size > maxRequest { return failENOMEM() }
     if alignment <= 16 {
         // Size classes give 16 bytes for anything over 8 bytes; 8 for the rest.
         return mallocgc(alignment > 8 ? Swift.max(size, 9) : size, cABI: true, zero: false)
@@ -166,7 +86,12 @@ public func gmPosixMemalign(_ out: UnsafeMutablePointer<UnsafeMutableRawPointer?
     let a = UInt(bitPattern: alignment)
     if !isPowerOfTwo(a) || a % UInt(MemoryLayout<UnsafeRawPointer>.size) != 0 { return EINVAL }
     if a > maxAlignment { return ENOMEM }
-    guard let p = alignedAlloc(Int(a), size) else { return ENOMEM }
+    // POSIX: the error is the return value; errno is left alone.
+    let saved = gm_sys_errno()
+    guard let p = alignedAlloc(Int(a), size) else {
+        gm_sys_set_errno(saved)
+        return ENOMEM
+    }
     out?.pointee = p
     return 0
 }
@@ -238,6 +163,7 @@ public func gmMallocStats() {
 /// summary at exit even if the program never allocates or closes stderr first.
 @c(gm_library_load)
 public func gmLibraryLoad() {
+    installForkHandlers()
     registerStatsAtExit()
 }
 

@@ -5,7 +5,10 @@
 //   keeping a free list so that freed metadata is reused (never returned to the OS).
 // Go counterpart: mfixalloc.go (fixalloc), malloc.go (persistentalloc).
 // Invariants:
-//   I1. Every object handed out by a FixAlloc is `size` bytes, 8-byte aligned, and zeroed.
+//   I1. Every object handed out by a FixAlloc is `size` bytes and 8-byte aligned; zeroed
+//       if the FixAlloc zeroes (fresh memory always is; reused objects are cleared unless
+//       `zero` is false — Go's fixalloc.zero, off for metadata that others may read while it
+//       is reused, which the user then initialises field by field).
 //   I2. inuse == objects handed out - objects freed; sys == bytes taken from PersistentAlloc.
 //   I3. Freed objects stay mapped and readable forever (so a stale MSpan pointer read from
 //       the page map always reads some span's metadata, never unmapped memory).
@@ -48,6 +51,8 @@ struct PersistentAlloc {
 struct FixAlloc {
     /// Immutable after init.
     var size: Int = 0
+    /// Clear reused objects. Immutable after init.
+    var zero: Bool = true
     /// Free list threaded through the first word of each freed block. Guarded by: heap lock.
     var list: UnsafeMutableRawPointer? = nil
     /// The unused rest of the current chunk. Guarded by: heap lock.
@@ -58,14 +63,15 @@ struct FixAlloc {
     /// Bytes taken from the persistent allocator. Guarded by: heap lock.
     var sys: Int = 0
 
-    init(size: Int) {
+    init(size: Int, zero: Bool = true) {
         self.size = (size + 7) & ~7
+        self.zero = zero
     }
 
     mutating func alloc(from persistent: inout PersistentAlloc) -> UnsafeMutableRawPointer? {
         if let p = list {
             list = p.load(as: UnsafeMutableRawPointer?.self)
-            gm_sys_memset(p, 0, size)
+            if zero { gm_sys_memset(p, 0, size) }
             inuse &+= 1
             return p
         }

@@ -9,14 +9,29 @@
 //   I1. Every registered arena is 64 MiB-aligned, lies below 2^48, and has a page table.
 //   I2. Arena map entries go from nil to non-nil only, never back.
 //   I3. [currentBase, currentEnd) is reserved, registered and not yet committed.
-// Concurrency: Guarded by the heap lock; the map is read lock-free (I2).
+// Concurrency: Guarded by the heap lock; the map is read lock-free (I2): its words are
+//   stored with release and loaded with acquire (mapLoad, mapStore).
 // Failure: reserve returns nil when the OS refuses address space or metadata.
 import CGoMallocSys
+import Synchronization
 
 /// Per-arena metadata: the page -> span table (Go's heapArena.spans), 8192 entries.
 typealias ArenaPageTable = UnsafeMutablePointer<UnsafeMutablePointer<MSpan>?>
 /// Second level of the arena map: 4096 page tables.
 typealias ArenaL2 = UnsafeMutablePointer<ArenaPageTable?>
+
+/// A word of the arena map or of a page table, read without the heap lock: acquiring loads
+/// (what a reader finds there — an L2 table, a page table, a span — was set up before the
+/// word was stored) and releasing stores (under the heap lock).
+@inline(__always)
+func mapLoad<T>(_ p: UnsafeMutablePointer<T>) -> UInt {
+    UnsafeMutableRawPointer(p).assumingMemoryBound(to: Atomic<UInt>.self).pointee.load(ordering: .acquiring)
+}
+
+@inline(__always)
+func mapStore<T>(_ p: UnsafeMutablePointer<T>, _ value: UInt) {
+    UnsafeMutableRawPointer(p).assumingMemoryBound(to: Atomic<UInt>.self).pointee.store(value, ordering: .releasing)
+}
 
 /// Address space bookkeeping: hints, the current reservation, the registered arenas.
 struct ArenaSet {
@@ -41,33 +56,33 @@ struct ArenaSet {
     }
 }
 
-extension MHeap {
+extension UnsafeMutablePointer where Pointee == MHeap {
     /// Reserve at least `size` bytes (rounded to whole arenas), arena-aligned, and register
     /// the arenas. Returns the range, or nil. Caller holds the heap lock.
-    mutating func reserveArenas(atLeast size: UInt) -> (UInt, UInt)? {
+    func reserveArenas(atLeast size: UInt) -> (UInt, UInt)? {
         let n = (size &+ UInt(heapArenaBytes) &- 1) & ~(UInt(heapArenaBytes) &- 1)
         var base: UInt = 0
-        while arenas.hintIndex < 0x80 && base == 0 {
-            if arenas.hintAddr == 0 { arenas.hintAddr = ArenaSet.hint(arenas.hintIndex) }
-            let h = arenas.hintAddr
+        while pointee.arenas.hintIndex < 0x80 && base == 0 {
+            if pointee.arenas.hintAddr == 0 { pointee.arenas.hintAddr = ArenaSet.hint(pointee.arenas.hintIndex) }
+            let h = pointee.arenas.hintAddr
             if h &+ n > (UInt(1) << UInt(heapAddrBits)) || h &+ n < h {
-                arenas.hintIndex &+= 1; arenas.hintAddr = 0; continue
+                pointee.arenas.hintIndex &+= 1; pointee.arenas.hintAddr = 0; continue
             }
             // The OS refusing address space is out of memory, not a taken hint: keep the hint.
             guard let p = sysReserve(hint: h, size: Int(n)) else { return nil }
             if UInt(bitPattern: p) == h {
                 base = h
-                arenas.hintAddr = h &+ n
+                pointee.arenas.hintAddr = h &+ n
                 break
             }
             // Something else lives there: move to the next hint.
             sysFree(p, size: Int(n))
-            arenas.hintIndex &+= 1
-            arenas.hintAddr = 0
+            pointee.arenas.hintIndex &+= 1
+            pointee.arenas.hintAddr = 0
         }
-        if base == 0, arenas.highest != 0 {
+        if base == 0, pointee.arenas.highest != 0 {
             // Hints used up: try to continue right after our highest arena.
-            let h = arenas.highest &+ UInt(heapArenaBytes)
+            let h = pointee.arenas.highest &+ UInt(heapArenaBytes)
             guard let p = sysReserve(hint: h, size: Int(n)) else { return nil }
             if UInt(bitPattern: p) == h && h &+ n <= (UInt(1) << UInt(heapAddrBits)) {
                 base = h
@@ -102,26 +117,26 @@ extension MHeap {
         return (base, n)
     }
 
-    private mutating func registerArena(_ a: UInt) -> Bool {
+    private func registerArena(_ a: UInt) -> Bool {
         let ai = Int(a >> UInt(logHeapArenaBytes))
         let i1 = ai >> arenaL2Bits
-        if arenasL1[i1] == nil {
+        if pointee.arenasL1[i1] == nil {
             let bytes = (1 << arenaL2Bits) * MemoryLayout<UInt>.stride
             guard let m = sysAlloc(size: bytes) else { return false }
-            arenas.metadataBytes &+= bytes
-            arenasL1[i1] = m.bindMemory(to: ArenaPageTable?.self, capacity: 1 << arenaL2Bits)
+            pointee.arenas.metadataBytes &+= bytes
+            mapStore(pointee.arenasL1 + i1, UInt(bitPattern: m))
         }
-        let l2 = arenasL1[i1].unsafelyUnwrapped
+        let l2 = pointee.arenasL1[i1].unsafelyUnwrapped
         let i2 = ai & ((1 << arenaL2Bits) - 1)
         if l2[i2] == nil {
             let bytes = pagesPerArena * MemoryLayout<UInt>.stride
             guard let m = sysAlloc(size: bytes) else { return false }
-            arenas.metadataBytes &+= bytes
+            pointee.arenas.metadataBytes &+= bytes
             // Zero-filled memory is a table of nil spans.
-            l2[i2] = m.bindMemory(to: UnsafeMutablePointer<MSpan>?.self, capacity: pagesPerArena)
-            arenas.count &+= 1
-            arenas.lowest = Swift.min(arenas.lowest, a)
-            arenas.highest = Swift.max(arenas.highest, a)
+            mapStore(l2 + i2, UInt(bitPattern: m))
+            pointee.arenas.count &+= 1
+            pointee.arenas.lowest = Swift.min(pointee.arenas.lowest, a)
+            pointee.arenas.highest = Swift.max(pointee.arenas.highest, a)
         }
         return true
     }

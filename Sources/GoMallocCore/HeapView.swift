@@ -8,7 +8,7 @@
 // Invariants:
 //   I1. The view is taken with the world stopped (every P, every mcentral, the heap lock, in
 //       lock order), so its counts are consistent with each other.
-// Concurrency: stops the world like checkInvariants; safe while other threads allocate.
+// Concurrency: stops the world (Proc.swift); safe while other threads allocate.
 // Failure: none; an uninitialised heap gives an empty view.
 
 #if GOMALLOC_HOSTED
@@ -37,7 +37,7 @@ package struct HeapView {
     package var largePages = 0
     package var classes: [ClassRow] = []
     /// One character per page of the first `mapPages` pages of the lowest arena:
-    /// 's' small-object span, 'L' large span, 'M' manual span, '.' free, 'r' free and released,
+    /// 's' small-object span, 'L' large span, '.' free, 'r' free and released,
     /// ' ' not committed.
     package var pageMap: [UInt8] = []
 }
@@ -45,14 +45,8 @@ package struct HeapView {
 package func takeHeapView(mapPages: Int) -> HeapView {
     var v = HeapView()
     guard let h = theHeap() else { return v }
-    h.pointee.acquireAllPs()
-    for i in 0..<numSpanClasses { h.pointee.central(SpanClass(raw: UInt8(i))).pointee.lock.lock() }
-    h.pointee.lock.lock()
-    defer {
-        h.pointee.lock.unlock()
-        for i in 0..<numSpanClasses { h.pointee.central(SpanClass(raw: UInt8(i))).pointee.lock.unlock() }
-        h.pointee.releaseAllPs()
-    }
+    h.stopTheWorld()
+    defer { h.startTheWorld() }
     var rows = (0..<numSpanClasses).map { i -> HeapView.ClassRow in
         var r = HeapView.ClassRow()
         r.spanClass = i
@@ -62,7 +56,7 @@ package func takeHeapView(mapPages: Int) -> HeapView {
     // Which spans are retired in an mcache (the rest cached there are allocating).
     var retired = Set<UInt>()
     for p in 0..<h.pointee.nprocs {
-        guard let cache = h.pointee.proc(p).pointee.mcache else { continue }
+        guard let cache = h.proc(p).mcache else { continue }
         for spc in 0..<numSpanClasses {
             var r = cache.pointee.retired[spc]
             while let t = r { retired.insert(UInt(bitPattern: t)); r = t.pointee.next }
@@ -80,7 +74,7 @@ package func takeHeapView(mapPages: Int) -> HeapView {
                 if addr != s.pointee.startAddr { continue }
                 let state = s.pointee.state.load(ordering: .relaxed)
                 if state != SpanState.inUse.rawValue { continue }
-                let spc = s.pointee.spanClass
+                let spc = s.spanClass
                 if spc.sizeClass == 0 {
                     v.largeSpans += 1
                     v.largePages += s.pointee.npages
@@ -90,7 +84,7 @@ package func takeHeapView(mapPages: Int) -> HeapView {
                 r.spans += 1
                 r.pages += s.pointee.npages
                 r.totalObjects += s.pointee.nelems
-                r.liveObjects += s.pointee.liveObjectsSlow()
+                r.liveObjects += s.liveObjectsSlow()
                 let loc = s.pointee.location.load(ordering: .relaxed)
                 if loc == SpanLocation.partial { r.partial += 1 }
                 else if loc == SpanLocation.full { r.full += 1 }
@@ -108,11 +102,10 @@ package func takeHeapView(mapPages: Int) -> HeapView {
     if let first = v.arenaBases.min() {
         for pg in 0..<min(mapPages, pagesPerArena) {
             let addr = first &+ UInt(pg &* pageSize)
-            if let s = h.pointee.spanOf(addr), s != h.pointee.tombstone,
-               addr >= s.pointee.startAddr, addr < s.pointee.limit,
+            if let s = h.spanOf(addr), s != h.pointee.tombstone,
+               addr >= s.pointee.startAddr, addr < s.limit,
                s.pointee.state.load(ordering: .relaxed) != SpanState.free.rawValue {
-                let manual = s.pointee.state.load(ordering: .relaxed) == SpanState.manual.rawValue
-                v.pageMap.append(manual ? UInt8(ascii: "M") : s.pointee.spanClass.sizeClass == 0 ? UInt8(ascii: "L") : UInt8(ascii: "s"))
+                v.pageMap.append(s.spanClass.sizeClass == 0 ? UInt8(ascii: "L") : UInt8(ascii: "s"))
             } else if h.pointee.pages.isAllocated(addr) {
                 v.pageMap.append(UInt8(ascii: "L"))  // inner page of a large span (only its first is mapped)
             } else if h.pointee.pages.isScavenged(addr) {

@@ -1,8 +1,7 @@
 // Invariants.swift — checkInvariants(): the whole heap walked and recounted the slow way.
 //
 // Role: the expensive tier of checks (mimalloc's "expensive", Go's doubleCheck and
-//   ReadMemStatsSlow). Stops the world (takes every P, every mcentral and the heap lock, in
-//   lock order), then checks span states, bitmaps against counts, the page map against the
+//   ReadMemStatsSlow). Stops the world (Proc.swift), then checks span states, bitmaps against counts, the page map against the
 //   spans, the page allocator's bitmaps against its summaries, the central lists against
 //   span locations, the mcaches, and the statistics against a recount.
 // Go counterpart: mstats.go (ReadMemStatsSlow), mgcsweep.go / mheap.go (debug checks).
@@ -21,26 +20,13 @@ package struct InvariantViolation {
 /// never on a release fast path.
 package func checkInvariants() -> InvariantViolation? {
     guard let h = theHeap() else { return nil }
-    stopTheWorld(h)
-    defer { startTheWorld(h) }
+    h.stopTheWorld()
+    defer { h.startTheWorld() }
     return checkHeapLocked(h)
-}
-
-private func stopTheWorld(_ h: UnsafeMutablePointer<MHeap>) {
-    h.pointee.acquireAllPs()
-    for i in 0..<numSpanClasses { h.pointee.central(SpanClass(raw: UInt8(i))).pointee.lock.lock() }
-    h.pointee.lock.lock()
-}
-
-private func startTheWorld(_ h: UnsafeMutablePointer<MHeap>) {
-    h.pointee.lock.unlock()
-    for i in 0..<numSpanClasses { h.pointee.central(SpanClass(raw: UInt8(i))).pointee.lock.unlock() }
-    h.pointee.releaseAllPs()
 }
 
 private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViolation? {
     var spanPages = 0
-    var manualPages = 0
     var liveSmallBytes: UInt64 = 0
     var liveLargeBytes: UInt64 = 0
     var listed = 0
@@ -57,7 +43,7 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
                 if state == SpanState.free.rawValue {
                     return InvariantViolation(message: "MHeap.I1: page maps to a free span", address: addr)
                 }
-                if addr < s.pointee.startAddr || addr >= s.pointee.limit {
+                if addr < s.pointee.startAddr || addr >= s.limit {
                     return InvariantViolation(message: "MHeap.I1: page maps to a span not covering it", address: addr)
                 }
                 if !h.pointee.pages.isAllocated(addr) {
@@ -67,12 +53,10 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
                 // First page: check the span once.
                 if let v = checkSpan(h, s) { return v }
                 spanPages &+= s.pointee.npages
-                if state == SpanState.manual.rawValue {
-                    manualPages &+= s.pointee.npages
-                } else if s.pointee.spanClass.sizeClass == 0 {
+                if s.spanClass.sizeClass == 0 {
                     liveLargeBytes &+= UInt64(s.pointee.npages &* pageSize)
                 } else {
-                    liveSmallBytes &+= UInt64(s.pointee.liveObjectsSlow() &* s.pointee.elemSize)
+                    liveSmallBytes &+= UInt64(s.liveObjectsSlow() &* s.pointee.elemSize)
                     let loc = s.pointee.location.load(ordering: .relaxed)
                     if loc == SpanLocation.partial || loc == SpanLocation.full { listed &+= 1 }
                 }
@@ -85,31 +69,28 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
     if spanPages != h.pointee.pages.inUsePages {
         return InvariantViolation(message: "MHeap.I2: page allocator in-use count differs from the spans", address: UInt(spanPages))
     }
-    if manualPages != h.pointee.pagesManual {
-        return InvariantViolation(message: "MHeap: manual page count differs", address: UInt(manualPages))
-    }
     if h.pointee.heapSys != h.pointee.pages.totalPages &* pageSize {
         return InvariantViolation(message: "MHeap.I3: heapSys differs from the page allocator's pages", address: UInt(h.pointee.heapSys))
     }
     // Central lists: every listed span has the right class and location.
     var onLists = 0
     for i in 0..<numSpanClasses {
-        let c = h.pointee.central(SpanClass(raw: UInt8(i)))
+        let c = h.central(SpanClass(raw: UInt8(i)))
         for which in 0..<2 {
             var s = which == 0 ? c.pointee.partial.first : c.pointee.full.first
             var n = 0
             let want = which == 0 ? SpanLocation.partial : SpanLocation.full
             while let span = s {
-                if span.pointee.spanClass.raw != UInt8(i) {
+                if span.spanClass.raw != UInt8(i) {
                     return InvariantViolation(message: "MCentral.I1: span on the wrong central", address: span.pointee.startAddr)
                 }
                 if span.pointee.location.load(ordering: .relaxed) != want {
                     return InvariantViolation(message: "MCentral.I1: span location does not match its list", address: span.pointee.startAddr)
                 }
-                if which == 1 && span.pointee.allocCount < span.pointee.nelems {
+                if which == 1 && span.allocCount < span.pointee.nelems {
                     return InvariantViolation(message: "MCentral.I2: span on the full list has a free object", address: span.pointee.startAddr)
                 }
-                if span.pointee.liveObjectsSlow() == 0 {
+                if span.liveObjectsSlow() == 0 {
                     return InvariantViolation(message: "MCentral.I3: empty span left on a central list", address: span.pointee.startAddr)
                 }
                 n &+= 1
@@ -128,14 +109,15 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
     // mcaches: each slot holds the empty span or a span of that class cached by this P.
     var mcaches = 0
     for p in 0..<h.pointee.nprocs {
-        guard let cache = h.pointee.proc(p).pointee.mcache else { continue }
+        guard let cache = h.proc(p).mcache else { continue }
         mcaches &+= 1
+        var retiredPages = 0
         for spc in 0..<numSpanClasses {
             var n = 0
             var r = cache.pointee.retired[spc]
             while let t = r {
-                if t.pointee.spanClass.raw != UInt8(spc) || t == cache.pointee.alloc[spc]
-                    || t.pointee.location.load(ordering: .relaxed) != SpanLocation.cached(h.pointee.proc(p))
+                if t.spanClass.raw != UInt8(spc) || t == cache.pointee.alloc[spc]
+                    || t.pointee.location.load(ordering: .relaxed) != SpanLocation.cached(h.proc(p))
                     || t.pointee.state.load(ordering: .relaxed) != SpanState.inUse.rawValue {
                     return InvariantViolation(message: "MCache.I1b: retired span has the wrong class, location or state", address: t.pointee.startAddr)
                 }
@@ -145,13 +127,18 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
             if n != Int(cache.pointee.retiredCount[spc]) || n > MCache.maxRetired {
                 return InvariantViolation(message: "MCache.I1b: retired count", address: UInt(n))
             }
+            var t = cache.pointee.retired[spc]
+            while let span = t { retiredPages &+= span.pointee.npages; t = span.pointee.next }
             let s = cache.pointee.alloc[spc]
             if s == h.pointee.emptySpan { continue }
-            if s.pointee.spanClass.raw != UInt8(spc)
-                || s.pointee.location.load(ordering: .relaxed) != SpanLocation.cached(h.pointee.proc(p))
+            if s.spanClass.raw != UInt8(spc)
+                || s.pointee.location.load(ordering: .relaxed) != SpanLocation.cached(h.proc(p))
                 || s.pointee.state.load(ordering: .relaxed) != SpanState.inUse.rawValue {
                 return InvariantViolation(message: "MCache.I1: cached span has the wrong class, location or state", address: s.pointee.startAddr)
             }
+        }
+        if retiredPages != cache.pointee.retiredPages || retiredPages > MCache.maxRetiredPages {
+            return InvariantViolation(message: "MCache.I1b: retired pages", address: UInt(retiredPages))
         }
     }
     if mcaches != h.pointee.mcachesCreated || mcaches > h.pointee.nprocs {
@@ -160,9 +147,9 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
     // Statistics recounted the slow way (the world is stopped: the counters are exact).
     var counted: UInt64 = h.pointee.largeAllocBytes &- h.pointee.largeFreeBytes
     for p in 0..<h.pointee.nprocs {
-        guard let cache = h.pointee.proc(p).pointee.mcache else { continue }
+        let slot = h.proc(p)
         for c in 1..<numSizeClasses {
-            counted &+= (cache.pointee.nmalloc[c] &- cache.pointee.nfree[c]) &* UInt64(h.pointee.sizeClasses.classToSize[c])
+            counted &+= (slot.mallocs[c] &- slot.frees[c]) &* UInt64(h.pointee.sizeClasses.classToSize[c])
         }
     }
     if liveLargeBytes != h.pointee.largeAllocBytes &- h.pointee.largeFreeBytes {
@@ -180,44 +167,44 @@ private func checkSpan(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePoint
     if s.pointee.startAddr & UInt(pageMask) != 0 {
         return InvariantViolation(message: "MSpan.I1: span start not page-aligned", address: s.pointee.startAddr)
     }
-    let c = s.pointee.spanClass.sizeClass
+    let c = s.spanClass.sizeClass
     if c == 0 { return nil }
     let size = Int(h.pointee.sizeClasses.classToSize[c])
     if s.pointee.elemSize != size || s.pointee.nelems != s.pointee.npages &* pageSize / size {
         return InvariantViolation(message: "MSpan.I2: nelems or elemSize disagree with the class", address: s.pointee.startAddr)
     }
-    if s.pointee.freeIndex < 0 || s.pointee.freeIndex > s.pointee.nelems {
+    if s.freeIndex < 0 || s.freeIndex > s.pointee.nelems {
         return InvariantViolation(message: "MSpan.I2: freeIndex out of range", address: s.pointee.startAddr)
     }
     // allocCount == objects below freeIndex or marked in allocBits.
     var allocated = 0
     for w in 0..<s.pointee.bitmapWords
-    where s.pointee.allocBits[w] & MSpan.tailMask(word: w, nelems: s.pointee.nelems)
+    where s.allocBits[w] & MSpan.tailMask(word: w, nelems: s.pointee.nelems)
         != MSpan.tailMask(word: w, nelems: s.pointee.nelems) {
         return InvariantViolation(message: "MSpan.I3b: allocBits past nelems not set", address: s.pointee.startAddr)
     }
     for i in 0..<s.pointee.nelems {
         let bit = UInt64(1) << UInt64(i & 63)
-        if i < s.pointee.freeIndex || s.pointee.allocBits[i >> 6] & bit != 0 { allocated &+= 1 }
-        let inFree = s.pointee.freeBits[i >> 6] & bit != 0
-        let inRemote = s.pointee.remoteWord(i >> 6).pointee.load(ordering: .relaxed) & bit != 0
+        if i < s.freeIndex || s.allocBits[i >> 6] & bit != 0 { allocated &+= 1 }
+        let inFree = s.freeBits[i >> 6] & bit != 0
+        let inRemote = s.remoteWord(i >> 6).pointee.load(ordering: .relaxed) & bit != 0
         if inFree && inRemote {
             return InvariantViolation(message: "MSpan.I5: object freed both locally and remotely", address: s.pointee.startAddr)
         }
     }
-    if allocated != s.pointee.allocCount {
+    if allocated != s.allocCount {
         return InvariantViolation(message: "MSpan: allocCount differs from the bitmap", address: s.pointee.startAddr)
     }
     // Every remote free is counted once its bit is set (the freer holds a P until then).
     var unmerged = 0
-    for w in 0..<s.pointee.bitmapWords { unmerged &+= s.pointee.remoteWord(w).pointee.load(ordering: .relaxed).nonzeroBitCount }
+    for w in 0..<s.pointee.bitmapWords { unmerged &+= s.remoteWord(w).pointee.load(ordering: .relaxed).nonzeroBitCount }
     if s.pointee.remoteFreeCount.load(ordering: .relaxed) != unmerged {
         return InvariantViolation(message: "MSpan.I7: remoteFreeCount differs from the unmerged remote frees", address: s.pointee.startAddr)
     }
     // allocCache mirrors allocBits from freeIndex on (within its word).
-    let fi = s.pointee.freeIndex
+    let fi = s.freeIndex
     if fi < s.pointee.nelems && !(fi & 63 == 0 && s.pointee.allocCache == 0) {
-        let word = ~s.pointee.allocBits[fi >> 6] >> UInt64(fi & 63)
+        let word = ~s.allocBits[fi >> 6] >> UInt64(fi & 63)
         let cache = s.pointee.allocCache
         let valid = 64 - (fi & 63)
         let mask: UInt64 = valid >= 64 ? ~0 : (UInt64(1) << UInt64(valid)) &- 1

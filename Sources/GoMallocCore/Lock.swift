@@ -1,43 +1,55 @@
-// Lock.swift — the runtime mutex: a futex lock that lives inside mmap'd metadata.
+// Lock.swift — the runtime mutex (a futex lock inside mmap'd metadata) and lock ranks.
 //
 // Role: mutual exclusion for mcentral, mheap and other shared structures. Go's runtime
-//   `mutex` (lock_futex.go): spin briefly, then sleep on a futex.
-// Go counterpart: lock_futex.go, lockrank.go.
+//   `mutex` (lock_futex.go): spin briefly, then sleep on a futex. Debug builds also check
+//   the lock order at every acquisition, as Go's lockrank.go does with GOEXPERIMENT=staticlockranking.
+// Go counterpart: lock_futex.go, lockrank.go, lockrank_on.go.
 // Invariants:
 //   I1. state is 0 (unlocked), 1 (locked, no waiters) or 2 (locked, maybe waiters).
-//   I2. Lock order (never take a lower rank while holding a higher one):
-//         P slot (rank 0) < mcentral (rank 1) < mheap (rank 2).
-//       A thread holds at most one mcentral lock at a time.
-// Concurrency: the struct is shared; every access is atomic.
-// Failure: never fails; a deadlock would be a bug in lock order, checked by tests.
+//   I2. Lock order (never take a rank while holding the same or a higher one):
+//         P (rank proc) < mcentral < mheap.
+//       A thread holds at most one P and at most one mcentral lock at a time, except while it
+//       stops the world (Proc.swift), which takes every P, then every mcentral, then the heap.
+//       With GOMALLOC_INTERNAL_CHECKS (debug builds) every acquisition checks this against the
+//       thread's held ranks (a bit set in one thread-local word) and a violation is fatal.
+// Concurrency: the struct is shared; every access to `state` is atomic. The rank is immutable.
+// Failure: never fails; a lock-order violation in a debug build stops the process with
+//   `gomalloc: fatal error: lock order: ...`.
 import CGoMallocSys
 import Synchronization
 
-/// A futex mutex. Zero-initialised memory is an unlocked lock, so it can live in mmap'd metadata.
+/// Where a lock sits in the order (I2). Raw values are bit positions in gm_tls_held_ranks.
+enum LockRank: UInt32 {
+    case proc = 0
+    case mcentral = 1
+    case mheap = 2
+}
+
+/// A futex mutex. Zero-initialised memory is an unlocked lock of rank proc, so locks can live
+/// in mmap'd metadata; the structures that own one set its rank when they are initialised.
 struct RuntimeLock: ~Copyable {
     /// Atomic: acquire on lock, release on unlock.
     let state: Atomic<UInt32>
+    /// Immutable.
+    let rank: LockRank
 
-    init() { state = Atomic(0) }
+    init(rank: LockRank) {
+        state = Atomic(0)
+        self.rank = rank
+    }
 
     @inline(__always)
     func lock() {
+        lockRankAcquire(rank)
         if state.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged { return }
         lockSlow()
     }
 
     @inline(__always)
-    func tryLock() -> Bool {
-        state.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged
-    }
-
-    @inline(__always)
     func unlock() {
         if state.exchange(0, ordering: .releasing) == 2 { unlockSlow() }
+        lockRankRelease(rank)
     }
-
-    /// For debug assertions: true while some thread holds the lock.
-    var isLocked: Bool { state.load(ordering: .relaxed) != 0 }
 
     // MARK: - Slow path (partner of lock/unlock)
 
@@ -69,7 +81,62 @@ struct RuntimeLock: ~Copyable {
     }
 }
 
+/// One turn of a spin-wait loop: the CPU's pause hint.
 @inline(__always)
 func spinLoopHint() {
-    // `pause` on x86, `yield` on AArch64 would go here; a compiler barrier is enough for correctness.
+    gm_sys_pause()
 }
+
+// MARK: - Lock ranks (checked in debug builds)
+
+/// Set in gm_tls_held_ranks while this thread stops the world: it then holds every P and
+/// every mcentral at once, which I2 otherwise forbids.
+private let worldStoppedBit: UInt = 1 << 8
+
+/// Record that this thread takes a lock (or a P) of rank `r`; fatal if it holds one of the
+/// same or a higher rank. No code at all in release builds.
+@inline(__always)
+func lockRankAcquire(_ r: LockRank) {
+    #if GOMALLOC_INTERNAL_CHECKS
+    lockRankCheck(r)
+    #endif
+}
+
+@inline(__always)
+func lockRankRelease(_ r: LockRank) {
+    #if GOMALLOC_INTERNAL_CHECKS
+    let held = gm_tls_held_ranks
+    if held & worldStoppedBit == 0 { gm_tls_held_ranks = held & ~(UInt(1) << UInt(r.rawValue)) }
+    #endif
+}
+
+/// Mark the start and end of a stop-the-world (Proc.swift), which takes locks in bulk.
+@inline(__always)
+func lockRankWorldStopping(_ stopping: Bool) {
+    #if GOMALLOC_INTERNAL_CHECKS
+    if stopping {
+        if gm_tls_held_ranks != 0 { throwFatal("lock order: stopping the world while holding a lock or a P") }
+        gm_tls_held_ranks = worldStoppedBit
+    } else {
+        gm_tls_held_ranks = 0
+    }
+    #endif
+}
+
+#if GOMALLOC_INTERNAL_CHECKS
+@inline(never)
+private func lockRankCheck(_ r: LockRank) {
+    let held = gm_tls_held_ranks
+    if held & worldStoppedBit != 0 { return }
+    // Bits of rank r and above.
+    let sameOrHigher = ~((UInt(1) << UInt(r.rawValue)) &- 1) & (worldStoppedBit &- 1)
+    if held & sameOrHigher != 0 {
+        switch r {
+        case .proc: throwFatal("lock order: a P taken while holding a P, an mcentral or the heap lock")
+        case .mcentral: throwFatal("lock order: an mcentral lock taken while holding an mcentral or the heap lock")
+        case .mheap: throwFatal("lock order: the heap lock taken while holding it")
+        }
+    }
+    gm_tls_held_ranks = held | (UInt(1) << UInt(r.rawValue))
+}
+#endif

@@ -15,70 +15,33 @@
 //       (remoteFreeCount < 0: its bit is set, its count not yet added). That free's own
 //       notification gives the span back (see uncacheSpan).
 // Concurrency: `lock` guards both lists and every span on them (their bitmaps and counts).
-//   Lock order: P < mcentral < mheap; never two mcentrals at once.
+//   Lock order: P < mcentral < mheap; never two mcentrals at once. The methods are on
+//   `UnsafeMutablePointer<MCentral>` and touch one stored field at a time: `lock` is read by
+//   every thread while the lock holder changes the lists.
+//   The remote-free handshake: a remote freer adds to remoteFreeCount (seq_cst), loads
+//   location (seq_cst), then reads allocCount (relaxed). Whoever sweeps a span under this
+//   lock stores its location (seq_cst) after the sweep — even when the value does not change
+//   — and then reads remoteFreeCount (seq_cst) in settle. In the single total order of those
+//   seq_cst operations either the freer's location load comes after the store (then it also
+//   sees the swept allocCount, and judges the span correctly), or the sweeper's count load
+//   comes after the freer's add (then the sweeper sees the free and settles the span).
 // Failure: cacheSpan returns nil when the heap cannot grow.
 import Synchronization
 
 struct MCentral: ~Copyable {
     let lock: RuntimeLock
     /// Immutable after init.
-    var spanClass: SpanClass
+    let spanClass: SpanClass
     /// Spans with at least one free object. Guarded by: lock.
     var partial: SpanList
     /// Spans with none. Guarded by: lock.
     var full: SpanList
 
     init(spanClass: SpanClass) {
-        lock = RuntimeLock()
+        lock = RuntimeLock(rank: .mcentral)
         self.spanClass = spanClass
         partial = SpanList()
         full = SpanList()
-    }
-
-    /// A span with free objects for P `p`'s cache, swept, with location cached(p); nil if
-    /// the heap is exhausted. Caller holds P `p` and no lock.
-    mutating func cacheSpan(heap: UnsafeMutablePointer<MHeap>, p: UnsafeMutablePointer<PSlot>) -> UnsafeMutablePointer<MSpan>? {
-        lock.lock()
-        while let s = partial.popFront() {
-            _ = s.pointee.sweep()
-            if s.pointee.allocCount < s.pointee.nelems {
-                s.pointee.location.store(SpanLocation.cached(p), ordering: .sequentiallyConsistent)
-                lock.unlock()
-                return s
-            }
-            // Defensive: a span can only be here with a free object, but keep I2 if not.
-            s.pointee.location.store(SpanLocation.full, ordering: .sequentiallyConsistent)
-            full.pushBack(s)
-        }
-        lock.unlock()
-        // Nothing partial: a fresh span from the heap (Go's mcentral.grow).
-        guard let s = heap.pointee.allocSpan(npages: Int(heap.pointee.sizeClasses.classToNPages[spanClass.sizeClass]),
-                                             spanClass: spanClass) else { return nil }
-        s.pointee.location.store(SpanLocation.cached(p), ordering: .sequentiallyConsistent)
-        return s
-    }
-
-    /// Take back a span from a cache. The caller holds the P and no other lock.
-    mutating func uncacheSpan(_ s: UnsafeMutablePointer<MSpan>, heap: UnsafeMutablePointer<MHeap>) {
-        lock.lock()
-        _ = s.pointee.sweep()
-        if s.pointee.allocCount == 0 && MCentral.noFreeInFlight(s) {
-            s.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)
-            lock.unlock()
-            heap.pointee.freeSpan(s)
-            return
-        }
-        if s.pointee.allocCount == s.pointee.nelems {
-            s.pointee.location.store(SpanLocation.full, ordering: .sequentiallyConsistent)
-            full.pushBack(s)
-        } else {
-            s.pointee.location.store(SpanLocation.partial, ordering: .sequentiallyConsistent)
-            partial.pushBack(s)
-        }
-        // A free from another P may have landed after the sweep but before the location
-        // store; it saw "cached" and did not notify. Both sides use seq_cst, so either it sees
-        // our location or we see its count here (Dekker): settle the span's list now.
-        settleLocked(s, heap: heap)
     }
 
     /// True when no remote free of `s` is between setting its bit and counting it, for a
@@ -93,76 +56,122 @@ struct MCentral: ~Copyable {
     static func noFreeInFlight(_ s: UnsafeMutablePointer<MSpan>) -> Bool {
         s.pointee.remoteFreeCount.load(ordering: .sequentiallyConsistent) == 0
     }
+}
+
+extension UnsafeMutablePointer where Pointee == MCentral {
+    /// A span with free objects for P `p`'s cache, swept, with location cached(p); nil if
+    /// the heap is exhausted. Caller holds P `p` and no lock.
+    func cacheSpan(heap: UnsafeMutablePointer<MHeap>, p: UnsafeMutablePointer<PSlot>) -> UnsafeMutablePointer<MSpan>? {
+        pointee.lock.lock()
+        while let s = pointee.partial.popFront() {
+            _ = s.sweep()
+            if s.allocCount < s.pointee.nelems {
+                // Publishes the sweep to remote freers: from now on they see cached(p).
+                s.pointee.location.store(SpanLocation.cached(p), ordering: .sequentiallyConsistent)
+                pointee.lock.unlock()
+                return s
+            }
+            // Defensive: a span can only be here with a free object, but keep I2 if not.
+            s.pointee.location.store(SpanLocation.full, ordering: .sequentiallyConsistent)
+            pointee.full.pushBack(s)
+        }
+        pointee.lock.unlock()
+        // Nothing partial: a fresh span from the heap (Go's mcentral.grow).
+        let spc = pointee.spanClass
+        guard let s = heap.allocSpan(npages: Int(heap.pointee.sizeClasses.classToNPages[spc.sizeClass]),
+                                     spanClass: spc) else { return nil }
+        s.pointee.location.store(SpanLocation.cached(p), ordering: .sequentiallyConsistent)
+        return s
+    }
+
+    /// Take back a span from a cache. The caller holds the P and no other lock.
+    func uncacheSpan(_ s: UnsafeMutablePointer<MSpan>, heap: UnsafeMutablePointer<MHeap>) {
+        pointee.lock.lock()
+        _ = s.sweep()
+        let toHeap = placeSweptLocked(s)
+        pointee.lock.unlock()
+        if toHeap { heap.freeSpan(s) }
+    }
 
     /// A free from another P landed in `s` (count = remoteFreeCount after it). Called
     /// without locks; acts only if the span is on one of our lists. A count of zero or less
     /// means a sweep merged this free before it was counted (see noFreeInFlight): the span
     /// may be waiting for it, with an allocCount this thread has no reason to see yet.
-    mutating func noteRemoteFree(_ s: UnsafeMutablePointer<MSpan>, count: Int, heap: UnsafeMutablePointer<MHeap>) {
+    func noteRemoteFree(_ s: UnsafeMutablePointer<MSpan>, count: Int, heap: UnsafeMutablePointer<MHeap>) {
         let loc = s.pointee.location.load(ordering: .sequentiallyConsistent)
         if loc == SpanLocation.full
-            || (loc == SpanLocation.partial && (count >= s.pointee.allocCount || count <= 0)) {
-            lock.lock()
-            settleLocked(s, heap: heap)
+            || (loc == SpanLocation.partial && (count >= s.allocCount || count <= 0)) {
+            pointee.lock.lock()
+            let toHeap = settleLocked(s)
+            pointee.lock.unlock()
+            if toHeap { heap.freeSpan(s) }
         }
-    }
-
-    /// With `lock` held: move a full span that gained frees to partial, and give a span with
-    /// no live objects back to the heap. Releases the lock.
-    private mutating func settleLocked(_ s: UnsafeMutablePointer<MSpan>, heap: UnsafeMutablePointer<MHeap>) {
-        let loc = s.pointee.location.load(ordering: .sequentiallyConsistent)
-        // The span may have been cached or freed (and even reused) since the caller looked.
-        guard s.pointee.spanClass == spanClass,
-              loc == SpanLocation.partial || loc == SpanLocation.full else {
-            lock.unlock()
-            return
-        }
-        let pending = s.pointee.remoteFreeCount.load(ordering: .sequentiallyConsistent)
-        if s.pointee.allocCount &- pending <= 0 {
-            if loc == SpanLocation.full { full.remove(s) } else { partial.remove(s) }
-            s.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)
-            lock.unlock()
-            heap.pointee.freeSpan(s)
-            return
-        }
-        if loc == SpanLocation.full && pending > 0 {
-            full.remove(s)
-            s.pointee.location.store(SpanLocation.partial, ordering: .sequentiallyConsistent)
-            partial.pushBack(s)
-        }
-        lock.unlock()
     }
 
     /// Sweep every span on both lists and return the empty ones to the heap (malloc_trim and
     /// tests). Caller holds no lock.
-    mutating func reclaimAll(heap: UnsafeMutablePointer<MHeap>) {
-        lock.lock()
-        var s = partial.first
-        while let span = s {
-            s = span.pointee.next
-            _ = span.pointee.sweep()
-            if span.pointee.allocCount == 0 && MCentral.noFreeInFlight(span) {
-                partial.remove(span)
-                span.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)
-                heap.pointee.freeSpan(span)
-            }
+    func reclaimAll(heap: UnsafeMutablePointer<MHeap>) {
+        pointee.lock.lock()
+        // Each span is taken off its list, swept and placed again (at the back), once.
+        var n = pointee.partial.count
+        while n > 0, let s = pointee.partial.popFront() {
+            n &-= 1
+            _ = s.sweep()
+            if placeSweptLocked(s) { heap.freeSpan(s) }
         }
-        s = full.first
+        var s = pointee.full.first
         while let span = s {
             s = span.pointee.next
+            // A full span without remote frees has nothing to reclaim; a free that counts
+            // after this load sees location full and settles the span under our lock.
             if span.pointee.remoteFreeCount.load(ordering: .relaxed) == 0 { continue }
-            _ = span.pointee.sweep()
-            full.remove(span)
-            if span.pointee.allocCount == 0 && MCentral.noFreeInFlight(span) {
-                span.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)
-                heap.pointee.freeSpan(span)
-            } else if span.pointee.allocCount < span.pointee.nelems {
-                span.pointee.location.store(SpanLocation.partial, ordering: .sequentiallyConsistent)
-                partial.pushBack(span)
-            } else {
-                full.pushBack(span)
-            }
+            pointee.full.remove(span)
+            _ = span.sweep()
+            if placeSweptLocked(span) { heap.freeSpan(span) }
         }
-        lock.unlock()
+        pointee.lock.unlock()
+    }
+
+    // MARK: - Placing spans (lock held)
+
+    /// With `lock` held: put `s`, just swept and on no list, where its counts say. Returns
+    /// true when it has no live object and no free in flight: it is off every list with
+    /// location none, and the caller gives it to the heap. The location store (seq_cst, even
+    /// when the span goes back to the list it came from) and the settle that follows are the
+    /// sweeper's half of the remote-free handshake (see Concurrency).
+    private func placeSweptLocked(_ s: UnsafeMutablePointer<MSpan>) -> Bool {
+        if s.allocCount == 0 && MCentral.noFreeInFlight(s) {
+            s.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)
+            return true
+        }
+        if s.allocCount == s.pointee.nelems {
+            s.pointee.location.store(SpanLocation.full, ordering: .sequentiallyConsistent)
+            pointee.full.pushBack(s)
+        } else {
+            s.pointee.location.store(SpanLocation.partial, ordering: .sequentiallyConsistent)
+            pointee.partial.pushBack(s)
+        }
+        return settleLocked(s)
+    }
+
+    /// With `lock` held: move a full span that gained frees to partial; take a span with no
+    /// live objects off its list (location none) and return true: the caller frees it.
+    private func settleLocked(_ s: UnsafeMutablePointer<MSpan>) -> Bool {
+        let loc = s.pointee.location.load(ordering: .sequentiallyConsistent)
+        // The span may have been cached or freed (and even reused) since the caller looked.
+        guard s.spanClass == pointee.spanClass,
+              loc == SpanLocation.partial || loc == SpanLocation.full else { return false }
+        let pending = s.pointee.remoteFreeCount.load(ordering: .sequentiallyConsistent)
+        if s.allocCount &- pending <= 0 {
+            if loc == SpanLocation.full { pointee.full.remove(s) } else { pointee.partial.remove(s) }
+            s.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)
+            return true
+        }
+        if loc == SpanLocation.full && pending > 0 {
+            pointee.full.remove(s)
+            s.pointee.location.store(SpanLocation.partial, ordering: .sequentiallyConsistent)
+            pointee.partial.pushBack(s)
+        }
+        return false
     }
 }

@@ -39,8 +39,8 @@ struct MHeap: ~Copyable {
     var nprocs: Int
     /// 136 mcentrals, centralStride bytes apart.
     var centrals: UnsafeMutableRawPointer
-    /// Flat copies of the lookup tables for the C fast path (no bounds checks):
-    /// cSizeToClass8 (129 bytes) then sizeToClass128 (249 bytes).
+    /// Flat copies of the size-class lookup tables for the malloc paths (SizeClasses.swift:
+    /// sizeClass(for:cABI:)), without bounds checks.
     var fastClassTable: UnsafeMutablePointer<UInt8>
     var sizeClasses: SizeClassTable
 
@@ -54,9 +54,8 @@ struct MHeap: ~Copyable {
     /// Bitmaps for 1, 2, 4, 8, 16 words per bitmap (three bitmaps per span).
     var bitmapAllocs: InlineArray<5, FixAlloc>
     var arenas: ArenaSet
-    /// Pages of in-use spans (heap objects and manual). Guarded by lock.
+    /// Pages of in-use spans. Guarded by lock.
     var pagesInUse: Int
-    var pagesManual: Int
     /// Bytes committed for the heap (Go's HeapSys). Guarded by lock.
     var heapSys: Int
     /// Large objects: count and bytes allocated / freed. Guarded by lock.
@@ -69,13 +68,8 @@ struct MHeap: ~Copyable {
     /// Scavenger: keep at most this percentage of in-use pages (plus one chunk) free and
     /// unreleased; beyond that, free pages are returned to the OS. Immutable after init.
     var retainPercent: Int
-    /// Pages released to the OS by the scavenger, cumulative. Guarded by lock.
-    var scavengedTotal: Int
     /// When the scavenger last released memory (CLOCK_MONOTONIC ns). Guarded by lock.
     var lastScavenge: UInt64
-    /// mremap moves still allowed (see moveLargeMinPages). Guarded by lock; read racily.
-    var movesLeft: Int
-    static let moveBudget = 2048
 
     init(releasesMemory: Bool) {
         arenasL1 = UnsafeMutablePointer(bitPattern: 8)!
@@ -86,88 +80,95 @@ struct MHeap: ~Copyable {
         centrals = UnsafeMutableRawPointer(bitPattern: 8)!
         fastClassTable = UnsafeMutablePointer(bitPattern: 8)!
         sizeClasses = SizeClassTable()
-        lock = RuntimeLock()
+        lock = RuntimeLock(rank: .mheap)
         pages = PageAlloc(releasesMemory: releasesMemory)
         persistent = PersistentAlloc()
-        spanAlloc = FixAlloc(size: MemoryLayout<MSpan>.stride)
+        // Span metadata is type-stable and not zeroed on reuse: threads holding a stale span
+        // pointer read its atomics concurrently (MSpan's Concurrency; Go: spanalloc.zero = false).
+        spanAlloc = FixAlloc(size: MemoryLayout<MSpan>.stride, zero: false)
         cacheAlloc = FixAlloc(size: MemoryLayout<MCache>.stride)
-        bitmapAllocs = InlineArray { i in FixAlloc(size: 3 * 8 * (1 << i)) }
+        // Bitmaps are cleared word by word with atomic stores when a span is set up.
+        bitmapAllocs = InlineArray { i in FixAlloc(size: 3 * 8 * (1 << i), zero: false) }
         arenas = ArenaSet()
-        pagesInUse = 0; pagesManual = 0; heapSys = 0
+        pagesInUse = 0; heapSys = 0
         largeAllocCount = 0; largeAllocBytes = 0; largeFreeCount = 0; largeFreeBytes = 0
         mcachesCreated = 0
         retainPercent = 100
-        scavengedTotal = 0
         lastScavenge = 0
-        movesLeft = MHeap.moveBudget
     }
 
     static let centralStride = 128
+}
 
+extension UnsafeMutablePointer where Pointee == MHeap {
     @inline(__always)
     func central(_ spc: SpanClass) -> UnsafeMutablePointer<MCentral> {
-        (centrals + spc.index &* MHeap.centralStride).assumingMemoryBound(to: MCentral.self)
+        (pointee.centrals + spc.index &* MHeap.centralStride).assumingMemoryBound(to: MCentral.self)
     }
 
     /// Set up the metadata that must exist before the first allocation. Returns false if
     /// the OS refuses memory. Go's mallocinit + mheap.init.
-    mutating func initialize(nprocs: Int, retainPercent: Int) -> Bool {
-        sizeClasses.build()
-        self.retainPercent = retainPercent
-        self.nprocs = nprocs
+    func initialize(nprocs n: Int, retainPercent: Int) -> Bool {
+        pointee.sizeClasses.build()
+        pointee.retainPercent = retainPercent
+        pointee.nprocs = n
         let l1Bytes = (1 << arenaL1Bits) * MemoryLayout<UInt>.stride
         guard let l1 = sysAlloc(size: l1Bytes),
-              let pc = persistent.alloc(size: nprocs * pSlotStride, align: pSlotStride),
-              let cc = persistent.alloc(size: numSpanClasses * MHeap.centralStride, align: MHeap.centralStride),
-              let es = persistent.alloc(size: MemoryLayout<MSpan>.stride, align: 64),
-              let ts = persistent.alloc(size: MemoryLayout<MSpan>.stride, align: 64),
-              let ft = persistent.alloc(size: sizeToClass8Count + sizeToClass128Count, align: 64)
+              let pc = pointee.persistent.alloc(size: n * pSlotStride, align: 128),
+              let cc = pointee.persistent.alloc(size: numSpanClasses * MHeap.centralStride, align: MHeap.centralStride),
+              let es = pointee.persistent.alloc(size: MemoryLayout<MSpan>.stride, align: 64),
+              let ts = pointee.persistent.alloc(size: MemoryLayout<MSpan>.stride, align: 64),
+              let ft = pointee.persistent.alloc(size: fastClassTableBytes, align: 64)
         else { return false }
-        fastClassTable = ft.bindMemory(to: UInt8.self, capacity: sizeToClass8Count + sizeToClass128Count)
-        for i in 0..<sizeToClass8Count { fastClassTable[i] = sizeClasses.cSizeToClass8[i] }
-        for i in 0..<sizeToClass128Count { fastClassTable[sizeToClass8Count + i] = sizeClasses.sizeToClass128[i] }
-        arenasL1 = l1.bindMemory(to: ArenaL2?.self, capacity: 1 << arenaL1Bits)
-        procs = pc
-        for i in 0..<nprocs {
+        pointee.fastClassTable = ft.bindMemory(to: UInt8.self, capacity: fastClassTableBytes)
+        pointee.sizeClasses.writeFastTable(pointee.fastClassTable)
+        pointee.arenasL1 = l1.bindMemory(to: ArenaL2?.self, capacity: 1 << arenaL1Bits)
+        pointee.procs = pc
+        for i in 0..<n {
             (pc + i * pSlotStride).bindMemory(to: PSlot.self, capacity: 1).initialize(to: PSlot(index: i))
         }
-        centrals = cc
+        pointee.centrals = cc
         for i in 0..<numSpanClasses {
             (cc + i * MHeap.centralStride).bindMemory(to: MCentral.self, capacity: 1)
                 .initialize(to: MCentral(spanClass: SpanClass(raw: UInt8(i))))
         }
-        emptySpan = es.bindMemory(to: MSpan.self, capacity: 1)
-        emptySpan.initialize(to: MSpan())
-        emptySpan.pointee.state.store(SpanState.manual.rawValue, ordering: .relaxed)
-        tombstone = ts.bindMemory(to: MSpan.self, capacity: 1)
-        tombstone.initialize(to: MSpan())
+        pointee.emptySpan = es.bindMemory(to: MSpan.self, capacity: 1)
+        pointee.emptySpan.initialize(to: MSpan())
+        pointee.emptySpan.pointee.state.store(SpanState.manual.rawValue, ordering: .relaxed)
+        pointee.tombstone = ts.bindMemory(to: MSpan.self, capacity: 1)
+        pointee.tombstone.initialize(to: MSpan())
         return true
     }
 
     // MARK: - Page map
 
     /// The span whose page map entry covers `addr`, or nil if the address is not ours or
-    /// its page is free, or `tombstone`. Lock-free (see Concurrency).
+    /// its page is free, or `tombstone`. Lock-free (see Concurrency): three dependent
+    /// acquiring loads (arena map L1, L2, the arena's page table).
     @inline(__always)
     func spanOf(_ addr: UInt) -> UnsafeMutablePointer<MSpan>? {
         if addr >> UInt(heapAddrBits) != 0 { return nil }
         let ai = Int(truncatingIfNeeded: addr >> UInt(logHeapArenaBytes))
-        guard let l2 = arenasL1[ai >> arenaL2Bits],
-              let table = l2[ai & ((1 << arenaL2Bits) &- 1)] else { return nil }
-        return table[Int(truncatingIfNeeded: addr >> UInt(pageShift)) & (pagesPerArena &- 1)]
+        guard let l2 = ArenaL2(bitPattern: mapLoad(pointee.arenasL1 + (ai >> arenaL2Bits))),
+              let table = ArenaPageTable(bitPattern: mapLoad(l2 + (ai & ((1 << arenaL2Bits) &- 1)))) else { return nil }
+        return UnsafeMutablePointer<MSpan>(bitPattern:
+            mapLoad(table + (Int(truncatingIfNeeded: addr >> UInt(pageShift)) & (pagesPerArena &- 1))))
     }
 
     /// Set the page map entry of the page holding `addr`. The arena must be registered.
+    /// Caller holds the heap lock.
     @inline(__always)
     func setSpan(_ addr: UInt, _ s: UnsafeMutablePointer<MSpan>?) {
         let ai = Int(truncatingIfNeeded: addr >> UInt(logHeapArenaBytes))
-        let table = arenasL1[ai >> arenaL2Bits].unsafelyUnwrapped[ai & ((1 << arenaL2Bits) &- 1)].unsafelyUnwrapped
-        table[Int(truncatingIfNeeded: addr >> UInt(pageShift)) & (pagesPerArena &- 1)] = s
+        let l2 = pointee.arenasL1[ai >> arenaL2Bits].unsafelyUnwrapped
+        let table = l2[ai & ((1 << arenaL2Bits) &- 1)].unsafelyUnwrapped
+        mapStore(table + (Int(truncatingIfNeeded: addr >> UInt(pageShift)) & (pagesPerArena &- 1)),
+                 UInt(bitPattern: s))
     }
 
-    /// Map the pages of `s` (all of them for small spans, the first for large and manual).
+    /// Map the pages of `s` (all of them for small spans, the first for large ones).
     func mapSpanPages(_ s: UnsafeMutablePointer<MSpan>, to value: UnsafeMutablePointer<MSpan>?) {
-        let n = s.pointee.spanClass.sizeClass == 0 ? 1 : s.pointee.npages
+        let n = s.spanClass.sizeClass == 0 ? 1 : s.pointee.npages
         var a = s.pointee.startAddr
         for _ in 0..<n {
             setSpan(a, value)
@@ -179,26 +180,18 @@ struct MHeap: ~Copyable {
 
     /// Go's mheap.alloc: a span of `npages` pages for span class `spanClass` (class 0:
     /// one large object), in use, page map set. nil when the OS refuses memory.
-    mutating func allocSpan(npages: Int, spanClass: SpanClass, alignPages: Int = 1) -> UnsafeMutablePointer<MSpan>? {
-        lock.lock()
-        defer { lock.unlock() }
-        return allocSpanLocked(npages: npages, spanClass: spanClass, alignPages: alignPages, manual: false)
+    func allocSpan(npages: Int, spanClass: SpanClass, alignPages: Int = 1) -> UnsafeMutablePointer<MSpan>? {
+        pointee.lock.lock()
+        defer { pointee.lock.unlock() }
+        return allocSpanLocked(npages: npages, spanClass: spanClass, alignPages: alignPages)
     }
 
-    /// A manual span (stacks): in use by its owner, no objects of ours inside.
-    mutating func allocManual(npages: Int) -> UnsafeMutablePointer<MSpan>? {
-        lock.lock()
-        defer { lock.unlock() }
-        return allocSpanLocked(npages: npages, spanClass: SpanClass.large, alignPages: 1, manual: true)
-    }
-
-    private mutating func allocSpanLocked(npages: Int, spanClass: SpanClass, alignPages: Int,
-                                          manual: Bool) -> UnsafeMutablePointer<MSpan>? {
+    private func allocSpanLocked(npages: Int, spanClass: SpanClass, alignPages: Int) -> UnsafeMutablePointer<MSpan>? {
         let want = npages &+ alignPages &- 1
-        var (base, scav) = pages.alloc(npages: want)
+        var (base, scav) = pointee.pages.alloc(npages: want)
         if base == 0 {
             guard grow(npages: want) else { return nil }
-            (base, scav) = pages.alloc(npages: want)
+            (base, scav) = pointee.pages.alloc(npages: want)
             if base == 0 { return nil }
         }
         if alignPages > 1 {
@@ -207,137 +200,137 @@ struct MHeap: ~Copyable {
             let aligned = (base &+ alignBytes &- 1) & ~(alignBytes &- 1)
             let head = Int((aligned &- base) >> UInt(pageShift))
             let tail = want &- head &- npages
-            if head > 0 { pages.free(base: base, npages: head) }
-            if tail > 0 { pages.free(base: aligned &+ UInt(npages &* pageSize), npages: tail) }
+            if head > 0 { pointee.pages.free(base: base, npages: head) }
+            if tail > 0 { pointee.pages.free(base: aligned &+ UInt(npages &* pageSize), npages: tail) }
             base = aligned
         }
-        guard let raw = spanAlloc.alloc(from: &persistent) else {
-            pages.free(base: base, npages: npages)
-            return nil
-        }
-        let s = raw.bindMemory(to: MSpan.self, capacity: 1)
-        s.initialize(to: MSpan())
-        s.pointee.startAddr = base
-        s.pointee.npages = npages
-        s.pointee.spanClass = spanClass
-        // Pages fresh from the OS or scavenged read as zero (Linux anonymous memory).
-        s.pointee.needzero = scav < want
         let c = spanClass.sizeClass
+        var bits: UnsafeMutableRawPointer? = nil
+        let nelems = c != 0 ? Int(pointee.sizeClasses.classToNElems[c]) : 1
+        let words = MSpan.bitmapWords(for: nelems)
         if c != 0 {
-            let size = Int(sizeClasses.classToSize[c])
-            let nelems = Int(sizeClasses.classToNElems[c])
-            let words = MSpan.bitmapWords(for: nelems)
-            let which = words.trailingZeroBitCount
-            guard let bits = bitmapAllocs[which].alloc(from: &persistent) else {
-                spanAlloc.free(raw)
-                pages.free(base: base, npages: npages)
+            bits = pointee.bitmapAllocs[words.trailingZeroBitCount].alloc(from: &pointee.persistent)
+            if bits == nil {
+                pointee.pages.free(base: base, npages: npages)
                 return nil
             }
-            s.pointee.bits = bits.bindMemory(to: UInt64.self, capacity: 3 * words)
+        }
+        guard let raw = pointee.spanAlloc.alloc(from: &pointee.persistent) else {
+            if let bits { pointee.bitmapAllocs[words.trailingZeroBitCount].free(bits) }
+            pointee.pages.free(base: base, npages: npages)
+            return nil
+        }
+        // Fresh FixAlloc memory is zero, a valid MSpan; reused memory is an old MSpan (its
+        // first word overwritten by the free list). Either way every field is set here, one
+        // at a time, the atomics through stores: stale readers may be looking (MSpan).
+        let s = raw.assumingMemoryBound(to: MSpan.self)
+        s.pointee.startAddr = base
+        s.pointee.npages = npages
+        s.spanClass = spanClass
+        // Pages fresh from the OS or scavenged read as zero (Linux anonymous memory).
+        s.pointee.needzero = scav < want
+        s.pointee.localFreeCount = 0
+        s.pointee.next = nil
+        s.pointee.prev = nil
+        s.freeIndex = 0
+        s.allocCount = 0
+        s.pointee.remoteFreeCount.store(0, ordering: .relaxed)
+        s.pointee.location.store(SpanLocation.none, ordering: .relaxed)
+        if let bits {
+            let b = bits.bindMemory(to: UInt64.self, capacity: 3 * words)
+            s.pointee.bits = b
             s.pointee.bitmapWords = words
-            s.pointee.freeBitsBase = s.pointee.bits.unsafelyUnwrapped + words
-            s.pointee.elemSize = size
+            s.pointee.freeBitsBase = b + words
+            s.pointee.elemSize = Int(pointee.sizeClasses.classToSize[c])
             s.pointee.nelems = nelems
-            s.pointee.divMul = sizeClasses.classToDivMul[c]
-            for w in 0..<words { s.pointee.allocBits[w] = MSpan.tailMask(word: w, nelems: nelems) }
-            s.pointee.allocCache = ~s.pointee.allocBits[0]
+            s.pointee.divMul = pointee.sizeClasses.classToDivMul[c]
+            let all = AtomicWords(base: b)
+            for w in 0..<words {
+                all[w] = MSpan.tailMask(word: w, nelems: nelems)
+                all[words &+ w] = 0
+                all[2 &* words &+ w] = 0
+            }
+            s.pointee.allocCache = ~all[0]
         } else {
+            s.pointee.bits = nil
+            s.pointee.bitmapWords = 0
+            s.pointee.freeBitsBase = nil
             s.pointee.elemSize = npages &* pageSize
             s.pointee.nelems = 1
+            s.pointee.divMul = 0
+            s.pointee.allocCache = 0
         }
-        s.pointee.state.store(manual ? SpanState.manual.rawValue : SpanState.inUse.rawValue, ordering: .releasing)
+        s.pointee.state.store(SpanState.inUse.rawValue, ordering: .releasing)
         mapSpanPages(s, to: s)
-        pagesInUse &+= npages
-        if manual { pagesManual &+= npages }
-        if c == 0 && !manual {
-            largeAllocCount &+= 1
-            largeAllocBytes &+= UInt64(npages &* pageSize)
+        pointee.pagesInUse &+= npages
+        if c == 0 {
+            pointee.largeAllocCount &+= 1
+            pointee.largeAllocBytes &+= UInt64(npages &* pageSize)
         }
         return s
     }
 
     /// Go's mheap.freeSpan: return the span's pages to the page allocator and its metadata
-    /// to the fixallocs. The span must be in use (or manual) and on no list or cache.
-    mutating func freeSpan(_ s: UnsafeMutablePointer<MSpan>) {
-        lock.lock()
-        freeSpanLocked(s)
-        scavengeIfNeeded()
-        lock.unlock()
-    }
-
-    /// realloc of a large block too big to copy cheaply that cannot grow in place: a new
-    /// span of `npages`, onto which the old pages are moved by the kernel (no copy); the old
-    /// span is freed as already released. nil (nothing changed) if that is not possible.
-    mutating func moveLarge(_ s: UnsafeMutablePointer<MSpan>, to npages: Int) -> UnsafeMutablePointer<MSpan>? {
-        guard let t = allocSpan(npages: npages, spanClass: SpanClass.large) else { return nil }
-        let n = Swift.min(s.pointee.npages, npages)
-        guard sysMovePages(from: s.pointee.startAddr, to: t.pointee.startAddr, size: n &* pageSize) else {
-            freeSpan(t)
-            return nil
-        }
-        lock.lock()
-        movesLeft &-= 1
-        freeSpanLocked(s, released: true)
-        lock.unlock()
-        return t
-    }
-
-    private mutating func freeSpanLocked(_ s: UnsafeMutablePointer<MSpan>, released: Bool = false) {
+    /// to the fixallocs. The span must be in use and on no list or cache. `released`: its
+    /// pages are already returned to the OS (moved away by mremap).
+    func freeSpan(_ s: UnsafeMutablePointer<MSpan>, released: Bool = false) {
+        pointee.lock.lock()
         let n = s.pointee.npages
-        let manual = s.pointee.state.load(ordering: .relaxed) == SpanState.manual.rawValue
-        mapSpanPages(s, to: s.pointee.spanClass.sizeClass == 0 && !manual ? tombstone : nil)
+        let large = s.spanClass.sizeClass == 0
+        mapSpanPages(s, to: large ? pointee.tombstone : nil)
         s.pointee.state.store(SpanState.free.rawValue, ordering: .releasing)
-        pages.free(base: s.pointee.startAddr, npages: n, released: released)
-        pagesInUse &-= n
-        if manual { pagesManual &-= n }
+        pointee.pages.free(base: s.pointee.startAddr, npages: n, released: released)
+        pointee.pagesInUse &-= n
         if let bits = s.pointee.bits {
-            bitmapAllocs[s.pointee.bitmapWords.trailingZeroBitCount].free(UnsafeMutableRawPointer(bits))
-            s.pointee.bits = nil
-            s.pointee.freeBitsBase = nil
+            pointee.bitmapAllocs[s.pointee.bitmapWords.trailingZeroBitCount].free(UnsafeMutableRawPointer(bits))
         }
-        if s.pointee.spanClass.sizeClass == 0 && !manual {
-            largeFreeCount &+= 1
-            largeFreeBytes &+= UInt64(n &* pageSize)
+        if large {
+            pointee.largeFreeCount &+= 1
+            pointee.largeFreeBytes &+= UInt64(n &* pageSize)
         }
-        spanAlloc.free(UnsafeMutableRawPointer(s))
+        pointee.spanAlloc.free(UnsafeMutableRawPointer(s))
+        scavengeIfNeeded()
+        pointee.lock.unlock()
     }
+
+    // MARK: - Large spans resized in place (realloc's mechanisms; its policy is in Realloc.swift)
 
     /// Shrink a large span in place to `npages`, returning its tail pages to the heap.
-    mutating func shrinkLarge(_ s: UnsafeMutablePointer<MSpan>, to npages: Int) {
-        lock.lock()
+    func shrinkLarge(_ s: UnsafeMutablePointer<MSpan>, to npages: Int) {
+        pointee.lock.lock()
         let old = s.pointee.npages
         if npages < old {
-            pages.free(base: s.pointee.startAddr &+ UInt(npages &* pageSize), npages: old &- npages)
+            pointee.pages.free(base: s.pointee.startAddr &+ UInt(npages &* pageSize), npages: old &- npages)
             s.pointee.npages = npages
             s.pointee.elemSize = npages &* pageSize
-            pagesInUse &-= old &- npages
-            largeFreeBytes &+= UInt64((old &- npages) &* pageSize)
+            pointee.pagesInUse &-= old &- npages
+            pointee.largeFreeBytes &+= UInt64((old &- npages) &* pageSize)
             scavengeIfNeeded()
         }
-        lock.unlock()
+        pointee.lock.unlock()
     }
 
     /// Grow a large span in place to `npages` if the pages right after it are free.
-    mutating func growLargeInPlace(_ s: UnsafeMutablePointer<MSpan>, to npages: Int) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
+    func growLargeInPlace(_ s: UnsafeMutablePointer<MSpan>, to npages: Int) -> Bool {
+        pointee.lock.lock()
+        defer { pointee.lock.unlock() }
         let old = s.pointee.npages
         let extra = npages &- old
         let end = s.pointee.startAddr &+ UInt(old &* pageSize)
         if extra <= 0 { return false }
-        if pages.allocAt(base: end, npages: extra) == nil {
+        if pointee.pages.allocAt(base: end, npages: extra) == nil {
             // Near the end of the committed heap: commit the next chunks and try again (the
             // pages between `end` and the old end must be free, which allocAt checks).
             let limit = end &+ UInt(extra &* pageSize)
-            let committed = arenas.currentBase
+            let committed = pointee.arenas.currentBase
             guard committed >= end, committed < limit,
                   grow(npages: Int((limit &- committed) >> UInt(pageShift))),
-                  pages.allocAt(base: end, npages: extra) != nil else { return false }
+                  pointee.pages.allocAt(base: end, npages: extra) != nil else { return false }
         }
         s.pointee.npages = npages
         s.pointee.elemSize = npages &* pageSize
-        pagesInUse &+= extra
-        largeAllocBytes &+= UInt64(extra &* pageSize)
+        pointee.pagesInUse &+= extra
+        pointee.largeAllocBytes &+= UInt64(extra &* pageSize)
         return true
     }
 
@@ -345,34 +338,30 @@ struct MHeap: ~Copyable {
 
     /// Add at least `npages` free pages to the page allocator, committing address space in
     /// whole chunks from the current arena reservation and reserving new arenas as needed.
-    mutating func grow(npages: Int) -> Bool {
+    func grow(npages: Int) -> Bool {
         let ask = (UInt(npages &* pageSize) &+ UInt(pallocChunkBytes) &- 1) & ~(UInt(pallocChunkBytes) &- 1)
-        if arenas.currentEnd &- arenas.currentBase < ask {
+        if pointee.arenas.currentEnd &- pointee.arenas.currentBase < ask {
             guard let (base, size) = reserveArenas(atLeast: ask) else { return false }
-            if base != arenas.currentEnd && arenas.currentEnd > arenas.currentBase {
+            if base != pointee.arenas.currentEnd && pointee.arenas.currentEnd > pointee.arenas.currentBase {
                 // Not contiguous: commit the rest of the old reservation so it is not lost.
-                let restBase = arenas.currentBase
-                let rest = arenas.currentEnd &- restBase
+                let restBase = pointee.arenas.currentBase
+                let rest = pointee.arenas.currentEnd &- restBase
                 if sysMap(UnsafeMutableRawPointer(bitPattern: restBase)!, size: Int(rest)),
-                   pages.grow(base: restBase, size: rest) {
-                    heapSys &+= Int(rest)
+                   pointee.pages.grow(base: restBase, size: rest) {
+                    pointee.heapSys &+= Int(rest)
                 }
-                arenas.currentBase = base
-            } else if arenas.currentEnd <= arenas.currentBase {
-                arenas.currentBase = base
+                pointee.arenas.currentBase = base
+            } else if pointee.arenas.currentEnd <= pointee.arenas.currentBase {
+                pointee.arenas.currentBase = base
             }
-            arenas.currentEnd = base &+ size
+            pointee.arenas.currentEnd = base &+ size
         }
-        let v = arenas.currentBase
+        let v = pointee.arenas.currentBase
         guard sysMap(UnsafeMutableRawPointer(bitPattern: v)!, size: Int(ask)) else { return false }
-        guard pages.grow(base: v, size: ask) else { return false }
-        arenas.currentBase = v &+ ask
-        heapSys &+= Int(ask)
+        guard pointee.pages.grow(base: v, size: ask) else { return false }
+        pointee.arenas.currentBase = v &+ ask
+        pointee.heapSys &+= Int(ask)
         return true
     }
 
-    // MARK: - Scavenging (the policy lives in Scavenger.swift)
-
-    /// Bytes in free pages that have not been returned to the OS.
-    var freeUnscavengedPages: Int { pages.freePages &- pages.scavengedPages }
 }

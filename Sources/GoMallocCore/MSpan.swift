@@ -32,8 +32,18 @@
 //       setting its bit and counting it (it holds a P meanwhile: a stopped world sees the
 //       equality) — a sweep that merges such a bit first leaves the count below, even < 0.
 // Concurrency: fields are tagged. "Owner" = the P whose mcache holds the span (its holder
-//   thread), or the mcentral lock while the span is on a central list.
-// Failure: none here; bad frees are detected by the caller (Malloc.swift) and reported.
+//   thread), or the mcentral lock while the span is on a central list. A field that another
+//   thread reads while the owner may write it is an Atomic (or, for the bitmap words, read
+//   and written only through AtomicWords), with the ordering said at the field; the owner's
+//   own loads and stores of it are relaxed, which on x86-64 and AArch64 are plain moves.
+//   Everything else is reached through `UnsafeMutablePointer<MSpan>` one stored field at a
+//   time (the methods are on the pointer), never through a `mutating` method on the whole
+//   struct, so concurrent accesses to different fields never overlap in Swift's sense.
+//   Span metadata is type-stable (FixAlloc never returns it and does not zero it on reuse):
+//   a thread holding a stale pointer (a remote freer after its count, see MCentral) reads
+//   atomics of some span, never freed memory or torn values.
+// Failure: none here. Bad frees found by a sweep are deferred (Report.swift) and reported
+//   by the caller once it holds no lock and no P.
 import CGoMallocSys
 import Synchronization
 
@@ -56,25 +66,47 @@ enum SpanLocation {
     @inline(__always) static func cached(_ slot: UnsafeMutablePointer<PSlot>) -> UInt { UInt(bitPattern: slot) }
 }
 
+/// A bitmap in span metadata whose words may be read by threads that do not own the span:
+/// every access is a relaxed atomic load or store (the owner is the only writer).
+struct AtomicWords {
+    let base: UnsafeMutablePointer<UInt64>
+
+    @inline(__always)
+    func word(_ w: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        UnsafeMutableRawPointer(base + w).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+
+    subscript(w: Int) -> UInt64 {
+        @inline(__always) get { word(w).pointee.load(ordering: .relaxed) }
+        @inline(__always) nonmutating set { word(w).pointee.store(newValue, ordering: .relaxed) }
+    }
+}
+
 struct MSpan: ~Copyable {
     // MARK: - Hot fields (read on every malloc from this span)
 
     /// Complement of allocBits starting at freeIndex; ctz finds the next free object. Owner.
     var allocCache: UInt64
-    /// Objects below freeIndex are allocated; the scan resumes here. Owner.
-    var freeIndex: Int
+    /// Objects below freeIndex are allocated; the scan resumes here. Owner writes; remote
+    /// freers read it to validate a free (relaxed: a legitimate free was ordered after its
+    /// malloc by the program, so it sees the index past its object).
+    let freeIndexWord: Atomic<Int>
     /// Number of objects in the span. Immutable while in use.
     var nelems: Int
-    /// Object size. Immutable while in use.
+    /// Object size. Immutable while in use (a large span's changes under realloc, which
+    /// owns the block).
     var elemSize: Int
     /// First byte of the span. Immutable while in use.
     var startAddr: UInt
-    /// Objects allocated as of the last sweep plus those handed out since. Owner.
-    var allocCount: Int
+    /// Objects allocated as of the last sweep plus those handed out since. Owner writes;
+    /// remote freers read it (relaxed) after their sequentially consistent load of
+    /// `location`, which is stored after every change that matters to them (MCentral).
+    let allocCountWord: Atomic<Int>
 
     // MARK: - Bitmaps (3 * bitmapWords words: allocBits, freeBits, remoteBits)
 
-    /// Owner (allocBits and freeBits words); remoteBits words are Atomic: fetch-or / exchange.
+    /// allocBits and freeBits: owner writes, anyone reads (AtomicWords); remoteBits: atomic
+    /// fetch-or by freers, exchange by the sweep. Immutable (the pointer) while in use.
     var bits: UnsafeMutablePointer<UInt64>?
     /// Words per bitmap. Immutable while in use.
     var bitmapWords: Int
@@ -87,16 +119,18 @@ struct MSpan: ~Copyable {
     var npages: Int
     /// Go 1.17's divMagic: index = (offset * divMul) >> 32. Immutable while in use.
     var divMul: UInt32
-    var spanClass: SpanClass
+    /// SpanClass.raw. Written when the span is set up (heap lock); read by remote freers that
+    /// may hold a stale pointer (relaxed, after an acquiring load of `location` or `state`).
+    let spanClassWord: Atomic<UInt8>
     /// True when some object may hold old data (calloc must clear it). Owner.
     var needzero: Bool
     /// Frees recorded in freeBits since the last sweep. Owner.
     var localFreeCount: Int
-    /// Central list links. Guarded by: mcentral lock.
+    /// Central list links (mcentral lock), or the retired list's (owner).
     var next: UnsafeMutablePointer<MSpan>?
     var prev: UnsafeMutablePointer<MSpan>?
-    /// SpanState. Atomic: written under the heap lock (acquire/release); large spans CAS
-    /// inUse -> free in free() to catch double frees without a lock.
+    /// SpanState. Atomic: written under the heap lock (release), read with acquire; large
+    /// spans CAS inUse -> free in free() to catch double frees without a lock.
     let state: Atomic<UInt32>
     /// SpanLocation. Atomic: written under the mcentral lock, read by remote freers (seq_cst).
     let location: Atomic<UInt>
@@ -104,24 +138,23 @@ struct MSpan: ~Copyable {
     /// transiently while a sweep races a freer; see sweep().
     let remoteFreeCount: Atomic<Int>
 
+    /// A span with every field zero (the dummy spans; FixAlloc memory is the same bytes).
     init() {
-        allocCache = 0; freeIndex = 0; nelems = 0; elemSize = 0; startAddr = 0; allocCount = 0
-        bits = nil; bitmapWords = 0; freeBitsBase = nil; npages = 0; divMul = 0; spanClass = SpanClass(raw: 0)
+        allocCache = 0; freeIndexWord = Atomic(0); nelems = 0; elemSize = 0; startAddr = 0
+        allocCountWord = Atomic(0)
+        bits = nil; bitmapWords = 0; freeBitsBase = nil; npages = 0; divMul = 0
+        spanClassWord = Atomic(0)
         needzero = false; localFreeCount = 0; next = nil; prev = nil
         state = Atomic(SpanState.free.rawValue)
         location = Atomic(SpanLocation.none)
         remoteFreeCount = Atomic(0)
     }
 
-    @inline(__always) var base: UInt { startAddr }
-    @inline(__always) var limit: UInt { startAddr &+ UInt(npages &* pageSize) }
-    @inline(__always) var allocBits: UnsafeMutablePointer<UInt64> { bits.unsafelyUnwrapped }
-    @inline(__always) var freeBits: UnsafeMutablePointer<UInt64> { freeBitsBase.unsafelyUnwrapped }
-    @inline(__always) var remoteBits: UnsafeMutablePointer<UInt64> { bits.unsafelyUnwrapped + 2 &* bitmapWords }
-
-    @inline(__always)
-    func remoteWord(_ w: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        UnsafeMutableRawPointer(remoteBits + w).assumingMemoryBound(to: Atomic<UInt64>.self)
+    /// Words needed for one bitmap of `nelems` bits, rounded up to a power of two
+    /// (so that bitmaps come from five fixallocs: 1, 2, 4, 8, 16 words).
+    static func bitmapWords(for nelems: Int) -> Int {
+        let w = Swift.max(1, (nelems + 63) / 64)
+        return w <= 1 ? 1 : 1 << (Int.bitWidth - (w - 1).leadingZeroBitCount)
     }
 
     /// The bits of allocBits word `w` at or above `nelems` (I3b).
@@ -132,12 +165,37 @@ struct MSpan: ~Copyable {
         if valid <= 0 { return ~0 }
         return ~((UInt64(1) << UInt64(valid)) &- 1)
     }
+}
 
-    /// Words needed for one bitmap of `nelems` bits, rounded up to a power of two
-    /// (so that bitmaps come from five fixallocs: 1, 2, 4, 8, 16 words).
-    static func bitmapWords(for nelems: Int) -> Int {
-        let w = Swift.max(1, (nelems + 63) / 64)
-        return w <= 1 ? 1 : 1 << (Int.bitWidth - (w - 1).leadingZeroBitCount)
+// MARK: - Methods, on the pointer (see Concurrency)
+
+extension UnsafeMutablePointer where Pointee == MSpan {
+    @inline(__always) var base: UInt { pointee.startAddr }
+    @inline(__always) var limit: UInt { pointee.startAddr &+ UInt(pointee.npages &* pageSize) }
+    @inline(__always) var allocBits: AtomicWords { AtomicWords(base: pointee.bits.unsafelyUnwrapped) }
+    @inline(__always) var freeBits: AtomicWords { AtomicWords(base: pointee.freeBitsBase.unsafelyUnwrapped) }
+    @inline(__always) var remoteBits: AtomicWords {
+        AtomicWords(base: pointee.bits.unsafelyUnwrapped + 2 &* pointee.bitmapWords)
+    }
+
+    @inline(__always)
+    func remoteWord(_ w: Int) -> UnsafeMutablePointer<Atomic<UInt64>> { remoteBits.word(w) }
+
+    /// freeIndex (relaxed; see MSpan.freeIndexWord).
+    var freeIndex: Int {
+        @inline(__always) get { pointee.freeIndexWord.load(ordering: .relaxed) }
+        @inline(__always) nonmutating set { pointee.freeIndexWord.store(newValue, ordering: .relaxed) }
+    }
+
+    /// allocCount (relaxed; see MSpan.allocCountWord).
+    var allocCount: Int {
+        @inline(__always) get { pointee.allocCountWord.load(ordering: .relaxed) }
+        @inline(__always) nonmutating set { pointee.allocCountWord.store(newValue, ordering: .relaxed) }
+    }
+
+    var spanClass: SpanClass {
+        @inline(__always) get { SpanClass(raw: pointee.spanClassWord.load(ordering: .relaxed)) }
+        @inline(__always) nonmutating set { pointee.spanClassWord.store(newValue.raw, ordering: .relaxed) }
     }
 
     // MARK: - Object index by multiplication
@@ -145,24 +203,24 @@ struct MSpan: ~Copyable {
     /// Index of the object containing `addr` (no division: Go's divMagic).
     @inline(__always)
     func objIndex(_ addr: UInt) -> Int {
-        Int(truncatingIfNeeded: (UInt64(addr &- startAddr) &* UInt64(divMul)) >> 32)
+        Int(truncatingIfNeeded: (UInt64(addr &- pointee.startAddr) &* UInt64(pointee.divMul)) >> 32)
     }
 
     // MARK: - Fast path
 
     /// Go's nextFreeFast: the next free object from the allocCache window, or 0 on a miss.
     /// Unlike Go's it needs no `result < nelems` test (I3b) and may stop on a word boundary
-    /// with an empty cache (I3): nextFreeIndex refills it there.
+    /// with an empty cache (I3): nextFreeIndex refills it there. Owner.
     @inline(__always)
-    mutating func nextFreeFast() -> UInt {
-        let cache = allocCache
+    func nextFreeFast() -> UInt {
+        let cache = pointee.allocCache
         let theBit = cache.trailingZeroBitCount
         if theBit < 64 {
             let result = freeIndex &+ theBit
-            allocCache = (cache &>> UInt64(theBit)) &>> 1
+            pointee.allocCache = (cache &>> UInt64(theBit)) &>> 1
             freeIndex = result &+ 1
-            allocCount &+= 1
-            return startAddr &+ UInt(bitPattern: result &* elemSize)
+            allocCount = allocCount &+ 1
+            return pointee.startAddr &+ UInt(bitPattern: result &* pointee.elemSize)
         }
         return 0
     }
@@ -170,21 +228,22 @@ struct MSpan: ~Copyable {
     // MARK: - Slow path (partner of nextFreeFast)
 
     /// Load allocCache with the complement of the allocBits word holding object `index`
-    /// (a multiple of 64). Go's refillAllocCache.
+    /// (a multiple of 64). Go's refillAllocCache. Owner.
     @inline(__always)
-    mutating func refillAllocCache(_ index: Int) {
-        allocCache = ~allocBits[index >> 6]
+    func refillAllocCache(_ index: Int) {
+        pointee.allocCache = ~allocBits[index >> 6]
     }
 
-    /// Go's nextFreeIndex: the index of the next free object at or after freeIndex, or nelems.
+    /// Go's nextFreeIndex: the index of the next free object at or after freeIndex, or
+    /// nelems. Owner.
     @inline(never)
-    mutating func nextFreeIndex() -> Int {
+    func nextFreeIndex() -> Int {
         var sfreeindex = freeIndex
-        let snelems = nelems
+        let snelems = pointee.nelems
         if sfreeindex >= snelems { return snelems }
         // The fast path can leave freeIndex on a word boundary with the cache used up.
         if sfreeindex & 63 == 0 { refillAllocCache(sfreeindex) }
-        var aCache = allocCache
+        var aCache = pointee.allocCache
         var bitIndex = aCache.trailingZeroBitCount
         while bitIndex == 64 {
             sfreeindex = (sfreeindex &+ 64) & ~63
@@ -193,7 +252,7 @@ struct MSpan: ~Copyable {
                 return snelems
             }
             refillAllocCache(sfreeindex)
-            aCache = allocCache
+            aCache = pointee.allocCache
             bitIndex = aCache.trailingZeroBitCount
         }
         let result = sfreeindex &+ bitIndex
@@ -201,7 +260,7 @@ struct MSpan: ~Copyable {
             freeIndex = snelems
             return snelems
         }
-        allocCache = (aCache &>> UInt64(bitIndex)) &>> 1
+        pointee.allocCache = (aCache &>> UInt64(bitIndex)) &>> 1
         sfreeindex = result &+ 1
         if sfreeindex & 63 == 0 && sfreeindex != snelems {
             refillAllocCache(sfreeindex)
@@ -212,10 +271,13 @@ struct MSpan: ~Copyable {
 
     /// The sweep: merge freeBits and remoteBits into allocBits, restart the scan at 0.
     /// Returns the number of objects reclaimed. Caller is the owner (the caching P, or the
-    /// mcentral lock holder). A bit freed both locally and remotely is a double free:
-    /// it is reported and the process aborts.
-    mutating func sweep() -> Int {
-        let nw = bitmapWords
+    /// mcentral lock holder). A bit freed both locally and remotely is a double free, a free
+    /// bit on a slot never handed out an invalid free: the first is deferred (Report.swift)
+    /// for the caller to report once it has let go of its P and locks.
+    func sweep() -> Int {
+        let nw = pointee.bitmapWords
+        let nelems = pointee.nelems
+        let fi = freeIndex
         let a = allocBits, f = freeBits
         var live = 0
         var reclaimed = 0
@@ -224,25 +286,23 @@ struct MSpan: ~Copyable {
             let lo = w &* 64
             var word = a[w]
             // Everything below freeIndex was handed out.
-            if freeIndex >= lo &+ 64 {
+            if fi >= lo &+ 64 {
                 word = ~0
-            } else if freeIndex > lo {
-                word |= (UInt64(1) << UInt64(freeIndex &- lo)) &- 1
+            } else if fi > lo {
+                word |= (UInt64(1) << UInt64(fi &- lo)) &- 1
             }
             let local = f[w]
-            f[w] = 0
+            if local != 0 { f[w] = 0 }
             let remote = remoteWord(w).pointee.load(ordering: .relaxed) == 0
                 ? 0 : remoteWord(w).pointee.exchange(0, ordering: .acquiring)
             if local & remote != 0 {
                 let i = lo &+ (local & remote).trailingZeroBitCount
-                reportBadPointer(function: "free", problem: "double free",
-                                 address: startAddr &+ UInt(bitPattern: i &* elemSize))
+                deferBadPointer(.doubleFree, address: pointee.startAddr &+ UInt(bitPattern: i &* pointee.elemSize))
             }
             let freed = local | remote
             if freed & ~word != 0 {
                 let i = lo &+ (freed & ~word).trailingZeroBitCount
-                reportBadPointer(function: "free", problem: "invalid pointer",
-                                 address: startAddr &+ UInt(bitPattern: i &* elemSize))
+                deferBadPointer(.invalidPointer, address: pointee.startAddr &+ UInt(bitPattern: i &* pointee.elemSize))
             }
             word &= ~freed
             // Bits past nelems stay set (I3b) and are not objects.
@@ -252,17 +312,17 @@ struct MSpan: ~Copyable {
             reclaimed &+= freed.nonzeroBitCount
             remoteMerged &+= remote.nonzeroBitCount
         }
-        if remoteMerged != 0 { remoteFreeCount.subtract(remoteMerged, ordering: .sequentiallyConsistent) }
+        if remoteMerged != 0 { pointee.remoteFreeCount.subtract(remoteMerged, ordering: .sequentiallyConsistent) }
         allocCount = live
-        localFreeCount = 0
+        pointee.localFreeCount = 0
         freeIndex = 0
         refillAllocCache(0)
-        if reclaimed != 0 { needzero = true }
+        if reclaimed != 0 { pointee.needzero = true }
         return reclaimed
     }
 
     /// Is object `i` live? Used by free to tell a double free or a never-allocated slot.
-    /// Reads freeIndex, allocBits and freeBits without owning the span ("racy read"): a
+    /// Reads freeIndex, allocBits and freeBits without owning the span (relaxed atomics): a
     /// legitimate free is ordered after its malloc by the program, so it always sees the
     /// object as live; only a bad free can be misjudged, and the sweep catches it later.
     @inline(__always)
@@ -272,7 +332,7 @@ struct MSpan: ~Copyable {
         let allocated = i < freeIndex || allocBits[w] & bit != 0
         if !allocated { return false }
         if freeBits[w] & bit != 0 { return false }
-        return remoteWord(w).pointee.load(ordering: .relaxed) & bit == 0
+        return remoteBits[w] & bit == 0
     }
 
     /// Free objects a sweep would find now, without sweeping: never handed out since the last
@@ -280,13 +340,14 @@ struct MSpan: ~Copyable {
     /// bits for an instant). Owner.
     @inline(__always)
     var freeEstimate: Int {
-        nelems &- allocCount &+ localFreeCount &+ Swift.max(0, remoteFreeCount.load(ordering: .relaxed))
+        pointee.nelems &- allocCount &+ pointee.localFreeCount
+            &+ Swift.max(0, pointee.remoteFreeCount.load(ordering: .relaxed))
     }
 
     /// Number of objects live right now, counting unmerged frees (slow; checks and stats).
     func liveObjectsSlow() -> Int {
         var n = 0
-        for i in 0..<nelems where isLive(i) { n &+= 1 }
+        for i in 0..<pointee.nelems where isLive(i) { n &+= 1 }
         return n
     }
 }

@@ -9,10 +9,11 @@
 //   I2. Mallocs - Frees == live objects, summed over size classes and large objects.
 //   I3. With no thread inside malloc/free, HeapAlloc == the bytes of all live objects
 //       (their size-class or page-rounded sizes), as recounted by checkInvariants.
-// Concurrency: heap figures are read under the heap lock; per-P counters are racy reads of
-//   words their owners write (exact once the threads are quiet).
+// Concurrency: heap figures are read under the heap lock; per-P counters are relaxed atomic
+//   loads of words their P's holder writes (exact once the threads are quiet).
 // Failure: none; before the first allocation every figure is zero.
 import CGoMallocSys
+import Synchronization
 
 package struct MemStatsSnapshot {
     package var heapAlloc: UInt64 = 0
@@ -46,7 +47,6 @@ package func readMemStats() -> MemStatsSnapshot {
     h.pointee.lock.lock()
     let heapSys = UInt64(h.pointee.heapSys)
     let inUse = UInt64(h.pointee.pagesInUse &* pageSize)
-    let manual = UInt64(h.pointee.pagesManual &* pageSize)
     m.heapReleased = UInt64(h.pointee.pages.scavengedPages &* pageSize)
     m.largeMallocs = h.pointee.largeAllocCount
     m.largeFrees = h.pointee.largeFreeCount
@@ -59,16 +59,15 @@ package func readMemStats() -> MemStatsSnapshot {
     h.pointee.lock.unlock()
 
     m.nprocs = h.pointee.nprocs
-    m.stackInuse = manual
-    m.heapSys = heapSys &- manual
-    m.heapInuse = inUse &- manual
+    m.heapSys = heapSys
+    m.heapInuse = inUse
     m.heapIdle = m.heapSys &- m.heapInuse
     for c in 0..<numSizeClasses { m.classSize[c] = h.pointee.sizeClasses.classToSize[c] }
     for i in 0..<h.pointee.nprocs {
-        guard let cache = h.pointee.proc(i).pointee.mcache else { continue }
+        let p = h.proc(i)
         for c in 1..<numSizeClasses {
-            m.classMallocs[c] &+= cache.pointee.nmalloc[c]
-            m.classFrees[c] &+= cache.pointee.nfree[c]
+            m.classMallocs[c] &+= p.mallocs[c]
+            m.classFrees[c] &+= p.frees[c]
         }
     }
     m.classMallocs[0] = m.largeMallocs
@@ -127,4 +126,33 @@ package func printMemStats(fd: Int32) {
         line.append(decimal: UInt(m.classFrees[c]))
         line.write(to: fd)
     }
+}
+
+// MARK: - GOMALLOC_STATS: the summary at exit
+
+private let statsRegistered = Atomic<Bool>(false)
+/// A private copy of stderr taken at registration: programs (coreutils) close fd 2 in their
+/// own exit handlers, which run before ours.
+private let statsFD = Atomic<Int32>(2)
+/// With GOMALLOC_STATS=<pid>, the one process that reports (forked children inherit the
+/// exit handler and must stay quiet); 0: every process.
+private let statsPID = Atomic<Int>(0)
+
+/// With GOMALLOC_STATS=1 (or this process's pid), print the statistics at exit, once per
+/// process. Called at library load and after the heap is set up; atexit may call malloc,
+/// so never with an allocator lock held.
+func registerStatsAtExit() {
+    let which = Option.stats.read()
+    if which == 0 || (which > 1 && which != Int(gm_sys_getpid())) { return }
+    statsPID.store(which > 1 ? which : 0, ordering: .relaxed)
+    if statsRegistered.exchange(true, ordering: .acquiringAndReleasing) { return }
+    let fd = gm_sys_dup_private(2)
+    if fd >= 0 { statsFD.store(fd, ordering: .relaxed) }
+    _ = gm_sys_atexit(printStatsAtExit)
+}
+
+private func printStatsAtExit() {
+    let pid = statsPID.load(ordering: .relaxed)
+    if pid != 0 && pid != Int(gm_sys_getpid()) { return }
+    printMemStats(fd: statsFD.load(ordering: .relaxed))
 }

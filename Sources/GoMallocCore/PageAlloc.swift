@@ -155,22 +155,22 @@ package struct PageAlloc: ~Copyable {
     /// Allocated pages. Guarded by: heap lock.
     private var inUse: Int
     /// Free pages whose memory was returned to the OS. Guarded by: heap lock.
-    private var scav: Int
+    var scav: Int
     /// Pages grown so far. Guarded by: heap lock.
     private var total: Int
     /// No free, unscavenged page lies at or above this address (I6). Guarded by: heap lock.
-    private var scavHint: UInt
+    var scavHint: UInt
     /// Grown ranges, sorted and merged (I8), in sysAlloc'd memory. Guarded by: heap lock.
-    private var ranges: UnsafeMutablePointer<AddrRange>?
+    var ranges: UnsafeMutablePointer<AddrRange>?
     /// Guarded by: heap lock.
-    private var rangeCount: Int
+    var rangeCount: Int
     /// Capacity of `ranges` in entries. Guarded by: heap lock.
     private var rangeCapacity: Int
     /// Bytes of metadata mapped so far (root, directories, blocks, range list).
     /// Guarded by: heap lock.
     package private(set) var metadataBytes: Int
     /// Whether scavenge calls sysUnused (false for tests over fake addresses). Immutable.
-    private let releasesMemory: Bool
+    let releasesMemory: Bool
 
     package init(releasesMemory: Bool) {
         searchAddr = maxSearchAddr
@@ -317,7 +317,7 @@ package struct PageAlloc: ~Copyable {
     }
 
     @inline(__always)
-    private func summary(_ level: Int, _ index: Int) -> PallocSum { summaryPointer(level, index).pointee }
+    func summary(_ level: Int, _ index: Int) -> PallocSum { summaryPointer(level, index).pointee }
 
     /// The summary of entry `index` at `level`, or none if its block was never mapped.
     @inline(__always)
@@ -328,7 +328,7 @@ package struct PageAlloc: ~Copyable {
 
     /// Go's `chunkOf`: the bitmaps of chunk `ci`; its block must be mapped.
     @inline(__always)
-    private func chunk(_ ci: Int) -> UnsafeMutablePointer<PallocData> {
+    func chunk(_ ci: Int) -> UnsafeMutablePointer<PallocData> {
         guard let b = block(chunkTable, ci &>> logChunksPerBlock) else {
             throwFatal("pageAlloc: chunk bitmaps not mapped")
         }
@@ -757,95 +757,12 @@ package struct PageAlloc: ~Copyable {
         }
     }
 
-    // MARK: - Scavenge
-
-    /// Mark up to `maxPages` free, unscavenged pages as scavenged, highest addresses first, and
-    /// (when releasesMemory) release each contiguous run with sysUnused. Returns pages scavenged.
-    package mutating func scavenge(maxPages: Int) -> Int {
-        if maxPages <= 0 || rangeCount == 0 || scavHint == 0 { return 0 }
-        let leaf = summaryLevels &- 1
-        var remaining = maxPages
-        var pendingBase: UInt = 0   // the run not yet released: [pendingBase, pendingLimit)
-        var pendingLimit: UInt = 0
-        var stoppedAt: UInt = 0     // lowest page scavenged, if maxPages ran out
-        var failedLimit: UInt = 0   // highest page whose release failed (it stays unscavenged)
-        var done = 0
-        var r = rangeCount
-        walk: while r > 0 {
-            r &-= 1
-            let range = ranges![r]
-            if range.base >= scavHint { continue }
-            let top = range.limit < scavHint ? range.limit : scavHint
-            let first = Self.chunkIndex(range.base)
-            var c = Self.chunkIndex(top &- 1)
-            while c >= first {
-                if !summary(leaf, c).isNone {
-                    let data = chunk(c)
-                    let chunkBase = Self.chunkBase(c)
-                    var below = pallocChunkPages
-                    while true {
-                        let (i, n) = data.pointee.scavengeHighestRun(below: below, maxPages: remaining)
-                        if n == 0 { break }
-                        let runBase = chunkBase &+ UInt(truncatingIfNeeded: i) &<< UInt(pageShift)
-                        let runLimit = runBase &+ UInt(truncatingIfNeeded: n) &<< UInt(pageShift)
-                        if runLimit == pendingBase {
-                            pendingBase = runBase
-                        } else {
-                            let failed = releaseRun(base: pendingBase, limit: pendingLimit)
-                            done &-= failed.pages
-                            if failed.limit > failedLimit { failedLimit = failed.limit }
-                            pendingBase = runBase
-                            pendingLimit = runLimit
-                        }
-                        scav &+= n
-                        done &+= n
-                        remaining &-= n
-                        below = i
-                        if remaining == 0 {
-                            stoppedAt = runBase
-                            break walk
-                        }
-                    }
-                }
-                c &-= 1
-            }
-        }
-        let failed = releaseRun(base: pendingBase, limit: pendingLimit)
-        done &-= failed.pages
-        if failed.limit > failedLimit { failedLimit = failed.limit }
-        // Everything at or above stoppedAt (0: everything) is now allocated or scavenged.
-        scavHint = stoppedAt > failedLimit ? stoppedAt : failedLimit
-        checkInvariantsIfExpensive()
-        return done
-    }
-
-    /// Release [base, limit) to the OS. If that fails the pages are put back to unscavenged;
-    /// returns how many pages that was and the range's limit (0, 0 on success).
-    private mutating func releaseRun(base: UInt, limit: UInt) -> (pages: Int, limit: UInt) {
-        if base >= limit || !releasesMemory { return (0, 0) }
-        if sysUnused(UnsafeMutableRawPointer(bitPattern: base)!, size: Int(truncatingIfNeeded: limit &- base)) {
-            return (0, 0)
-        }
-        var pages = 0
-        var addr = base
-        while addr < limit {
-            let ci = Self.chunkIndex(addr)
-            let chunkLimit = Self.chunkBase(ci &+ 1)
-            let end = limit < chunkLimit ? limit : chunkLimit
-            let first = Self.chunkPageIndex(addr)
-            let n = Int(truncatingIfNeeded: (end &- addr) &>> UInt(pageShift))
-            chunk(ci).pointee.scavenged.clearRange(first, n)
-            pages &+= n
-            addr = end
-        }
-        scav &-= pages
-        return (pages, limit)
-    }
+    // MARK: - Scavenge (the mechanism lives with its policy, in Scavenger.swift)
 
     // MARK: - Invariant checks
 
     @inline(__always)
-    private func checkInvariantsIfExpensive() {
+    func checkInvariantsIfExpensive() {
         #if GOMALLOC_EXPENSIVE_CHECKS
         checkInvariants()
         #endif

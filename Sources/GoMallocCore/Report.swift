@@ -6,9 +6,15 @@
 // Invariants:
 //   I1. Nothing here allocates: no String, no interpolation, no print; StaticString and
 //       integers only, formatted into a fixed 256-byte buffer.
-// Concurrency: reentrant; each report uses its own stack buffer.
+//   I2. A report is made only by a thread that holds no P and no lock: a SIGABRT handler
+//       that calls malloc must not find the allocator locked by the dying thread. Code that
+//       finds misuse while holding them (a sweep) defers it; the entry point that called it
+//       reports it once it has let go (reportDeferred).
+// Concurrency: reentrant; each report uses its own stack buffer. The deferred report is one
+//   atomic word: the first finder wins, and every thread that checks it afterwards aborts.
 // Failure: output that does not fit is truncated; the abort still happens.
 import CGoMallocSys
+import Synchronization
 
 /// A line being formatted on the stack. Append pieces, then `write(to:)`.
 struct ReportLine: ~Copyable {
@@ -105,6 +111,43 @@ func reportBadPointer(function: StaticString, problem: StaticString, address: UI
     line.append(hex: address)
     line.write(to: 2)
     gm_sys_abort()
+}
+
+/// The kinds of misuse a deferred report can name (also the `problem` of reportBadPointer).
+enum BadPointerProblem: UInt {
+    case doubleFree = 1
+    case invalidPointer = 2
+
+    var text: StaticString {
+        switch self {
+        case .doubleFree: "double free"
+        case .invalidPointer: "invalid pointer"
+        }
+    }
+}
+
+/// The first misuse found while holding a P or a lock: problem << 56 | address (addresses
+/// fit in heapAddrBits); 0 when none. Atomic: CAS from 0 (first wins), loads relaxed.
+private let deferredReport = Atomic<UInt>(0)
+
+/// Record misuse at `address` for the caller to report once it holds no P and no lock.
+func deferBadPointer(_ problem: BadPointerProblem, address: UInt) {
+    _ = deferredReport.compareExchange(expected: 0, desired: problem.rawValue << 56 | address,
+                                       ordering: .relaxed)
+}
+
+/// Report a deferred misuse, if any. Called by the paths that can sweep (the malloc slow
+/// path, trim) after they have released their P and locks, before they return anything.
+@inline(__always)
+func reportDeferred() {
+    let r = deferredReport.load(ordering: .relaxed)
+    if r != 0 { reportDeferredSlow(r) }
+}
+
+@inline(never)
+private func reportDeferredSlow(_ r: UInt) -> Never {
+    let problem = BadPointerProblem(rawValue: r >> 56) ?? .invalidPointer
+    reportBadPointer(function: "free", problem: problem.text, address: r & ((1 << 56) - 1))
 }
 
 /// Cheap invariant (mimalloc's first tier): compiled in with GOMALLOC_INTERNAL_CHECKS.

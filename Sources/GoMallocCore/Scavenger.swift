@@ -9,7 +9,9 @@
 //   once per scavengePeriod, so memory freed and reused within a few milliseconds (a large
 //   buffer replaced by another) is not released and faulted back in each time — unless the
 //   excess grows past twice the goal plus 32 MiB, which is released at once. malloc_trim
-//   releases everything.
+//   (trimHeap, here) flushes the caches and releases everything. The mechanism — finding
+//   free, unscavenged runs highest first in the page allocator's bitmaps and releasing them
+//   with sysUnused — is the page allocator's, and sits at the end of this file.
 //   Limit: without a thread of our own, a program that frees a lot and then makes no more
 //   heap calls keeps the excess accumulated since the last release (at most the bound above).
 // Go counterpart: mgcscavenge.go (bgscavenge, scavengeGoal, pageAlloc.scavenge).
@@ -21,29 +23,138 @@
 // Failure: a failed madvise leaves pages resident; nothing else changes.
 import CGoMallocSys
 
-extension MHeap {
+/// Go paces its scavenger to about 1% of a CPU; 50 ms between releases is our equivalent.
+let scavengePeriodNanos: UInt64 = 50_000_000
+
+// MARK: - Policy
+
+extension UnsafeMutablePointer where Pointee == MHeap {
+    /// Free pages not returned to the OS.
+    var freeUnscavengedPages: Int { pointee.pages.freePages &- pointee.pages.scavengedPages }
+
     /// Pages we may keep free and resident.
-    var retainGoalPages: Int { pagesInUse &* retainPercent / 100 &+ pallocChunkPages }
+    var retainGoalPages: Int { pointee.pagesInUse &* pointee.retainPercent / 100 &+ pallocChunkPages }
 
     /// Release the excess over the retain goal. Caller holds the heap lock.
-    mutating func scavengeIfNeeded() {
+    func scavengeIfNeeded() {
         let free = freeUnscavengedPages
         let goal = retainGoalPages
         if free <= goal &+ pallocChunkPages { return }
         let now = gm_sys_nanotime()
         let urgent = free > 2 &* goal &+ 8 &* pallocChunkPages
-        if !urgent && now &- lastScavenge < MHeap.scavengePeriodNanos { return }
-        lastScavenge = now
-        scavengedTotal &+= pages.scavenge(maxPages: free &- goal)
+        if !urgent && now &- pointee.lastScavenge < scavengePeriodNanos { return }
+        pointee.lastScavenge = now
+        _ = pointee.pages.scavenge(maxPages: free &- goal)
+    }
+}
+
+// MARK: - malloc_trim
+
+/// malloc_trim: flush every mcache (each P taken in turn), sweep every mcentral, release
+/// all free pages. Returns pages released to the OS.
+func trimHeap() -> Int {
+    guard let h = theHeap() else { return 0 }
+    for i in 0..<h.pointee.nprocs {
+        let slot = h.acquireP(at: i)
+        if let c = slot.mcache { c.releaseAll(heap: h) }
+        h.releaseP(slot)
+    }
+    for i in 0..<numSpanClasses {
+        h.central(SpanClass(raw: UInt8(i))).reclaimAll(heap: h)
+    }
+    h.pointee.lock.lock()
+    let n = h.pointee.pages.scavenge(maxPages: Int.max)
+    h.pointee.lock.unlock()
+    // A sweep above may have found a bad free: report it now that nothing is held.
+    reportDeferred()
+    return n
+}
+
+// MARK: - Mechanism (Go's pageAlloc.scavenge)
+
+extension PageAlloc {
+
+    /// Mark up to `maxPages` free, unscavenged pages as scavenged, highest addresses first, and
+    /// (when releasesMemory) release each contiguous run with sysUnused. Returns pages scavenged.
+    package mutating func scavenge(maxPages: Int) -> Int {
+        if maxPages <= 0 || rangeCount == 0 || scavHint == 0 { return 0 }
+        let leaf = summaryLevels &- 1
+        var remaining = maxPages
+        var pendingBase: UInt = 0   // the run not yet released: [pendingBase, pendingLimit)
+        var pendingLimit: UInt = 0
+        var stoppedAt: UInt = 0     // lowest page scavenged, if maxPages ran out
+        var failedLimit: UInt = 0   // highest page whose release failed (it stays unscavenged)
+        var done = 0
+        var r = rangeCount
+        walk: while r > 0 {
+            r &-= 1
+            let range = ranges![r]
+            if range.base >= scavHint { continue }
+            let top = range.limit < scavHint ? range.limit : scavHint
+            let first = Self.chunkIndex(range.base)
+            var c = Self.chunkIndex(top &- 1)
+            while c >= first {
+                if !summary(leaf, c).isNone {
+                    let data = chunk(c)
+                    let chunkBase = Self.chunkBase(c)
+                    var below = pallocChunkPages
+                    while true {
+                        let (i, n) = data.pointee.scavengeHighestRun(below: below, maxPages: remaining)
+                        if n == 0 { break }
+                        let runBase = chunkBase &+ UInt(truncatingIfNeeded: i) &<< UInt(pageShift)
+                        let runLimit = runBase &+ UInt(truncatingIfNeeded: n) &<< UInt(pageShift)
+                        if runLimit == pendingBase {
+                            pendingBase = runBase
+                        } else {
+                            let failed = releaseRun(base: pendingBase, limit: pendingLimit)
+                            done &-= failed.pages
+                            if failed.limit > failedLimit { failedLimit = failed.limit }
+                            pendingBase = runBase
+                            pendingLimit = runLimit
+                        }
+                        scav &+= n
+                        done &+= n
+                        remaining &-= n
+                        below = i
+                        if remaining == 0 {
+                            stoppedAt = runBase
+                            break walk
+                        }
+                    }
+                }
+                c &-= 1
+            }
+        }
+        let failed = releaseRun(base: pendingBase, limit: pendingLimit)
+        done &-= failed.pages
+        if failed.limit > failedLimit { failedLimit = failed.limit }
+        // Everything at or above stoppedAt (0: everything) is now allocated or scavenged.
+        scavHint = stoppedAt > failedLimit ? stoppedAt : failedLimit
+        checkInvariantsIfExpensive()
+        return done
     }
 
-    /// Go paces its scavenger to about 1% of a CPU; 50 ms between releases is our equivalent.
-    static let scavengePeriodNanos: UInt64 = 50_000_000
-
-    /// Release every free page (malloc_trim). Returns pages released. Caller holds the lock.
-    mutating func scavengeAll() -> Int {
-        let n = pages.scavenge(maxPages: Int.max)
-        scavengedTotal &+= n
-        return n
+    /// Release [base, limit) to the OS. If that fails the pages are put back to unscavenged;
+    /// returns how many pages that was and the range's limit (0, 0 on success).
+    private mutating func releaseRun(base: UInt, limit: UInt) -> (pages: Int, limit: UInt) {
+        if base >= limit || !releasesMemory { return (0, 0) }
+        if sysUnused(UnsafeMutableRawPointer(bitPattern: base)!, size: Int(truncatingIfNeeded: limit &- base)) {
+            return (0, 0)
+        }
+        var pages = 0
+        var addr = base
+        while addr < limit {
+            let ci = Self.chunkIndex(addr)
+            let chunkLimit = Self.chunkBase(ci &+ 1)
+            let end = limit < chunkLimit ? limit : chunkLimit
+            let first = Self.chunkPageIndex(addr)
+            let n = Int(truncatingIfNeeded: (end &- addr) &>> UInt(pageShift))
+            chunk(ci).pointee.scavenged.clearRange(first, n)
+            pages &+= n
+            addr = end
+        }
+        scav &-= pages
+        return (pages, limit)
     }
+
 }

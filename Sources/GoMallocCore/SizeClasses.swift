@@ -131,6 +131,48 @@ struct SizeClassTable {
     }
 }
 
+// MARK: - Size to class (the one lookup every allocation uses)
+
+/// Bytes of the flat lookup table in heap metadata (MHeap.fastClassTable): sizeToClass8,
+/// then cSizeToClass8, then sizeToClass128, so that a lookup is one load with no bounds
+/// check and the C and Swift rules share one code path.
+let fastClassTableBytes = 2 * sizeToClass8Count + sizeToClass128Count
+
+extension SizeClassTable {
+    /// Copy the three lookup tables into `t` (fastClassTableBytes bytes).
+    func writeFastTable(_ t: UnsafeMutablePointer<UInt8>) {
+        for i in 0..<sizeToClass8Count {
+            t[i] = sizeToClass8[i]
+            t[sizeToClass8Count + i] = cSizeToClass8[i]
+        }
+        for i in 0..<sizeToClass128Count { t[2 * sizeToClass8Count + i] = sizeToClass128[i] }
+    }
+}
+
+extension UnsafeMutablePointer where Pointee == MHeap {
+    /// Size class for a small request (1...maxSmallSize; 0 is served as 1 by the tables);
+    /// `cABI` keeps blocks > 8 bytes 16-byte aligned.
+    @inline(__always)
+    func sizeClass(for size: Int, cABI: Bool) -> Int {
+        let t = pointee.fastClassTable
+        if size <= smallSizeMax &- 8 {
+            return Int(t[(cABI ? sizeToClass8Count : 0) &+ ((size &+ 7) &>> 3)])
+        }
+        return Int(t[2 &* sizeToClass8Count &+ ((size &- smallSizeMax &+ largeSizeDiv &- 1) &>> 7)])
+    }
+
+    /// Smallest class >= the class of `size` whose objects are all `align`-aligned
+    /// (align <= pageSize), or 0 if none.
+    func alignedSizeClass(for size: Int, align: Int) -> Int {
+        var c = sizeClass(for: Swift.max(size, 1), cABI: false)
+        while c < numSizeClasses {
+            if Int(pointee.sizeClasses.classToSize[c]) % align == 0 { return c }
+            c &+= 1
+        }
+        return 0
+    }
+}
+
 /// `spanClass = sizeclass << 1 | noscan`: 136 span classes.
 struct SpanClass: Equatable {
     var raw: UInt8

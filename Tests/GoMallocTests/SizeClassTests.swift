@@ -54,15 +54,15 @@ final class SizeClassTests: XCTestCase {
         let h = try XCTUnwrap(theHeap())
         let sizes = GoAllocator.sizeClasses.map(\.bytesPerObject)
         for n in 1...32768 {
-            let c = h.pointee.sizeClass(for: n, cABI: false)
+            let c = h.sizeClass(for: n, cABI: false)
             let want = sizes.firstIndex { $0 >= n }! + 1
             if c != want { XCTFail("size \(n): class \(c), want \(want)"); return }
             // C's table: same, except that blocks over 8 bytes must be 16-byte aligned.
-            let cc = h.pointee.sizeClass(for: n, cABI: true)
+            let cc = h.sizeClass(for: n, cABI: true)
             let wantC = n <= 8 ? want : sizes.firstIndex { $0 >= n && $0 % 16 == 0 }! + 1
             if cc != wantC { XCTFail("C size \(n): class \(cc), want \(wantC)"); return }
         }
-        XCTAssertEqual(h.pointee.sizeClass(for: 0, cABI: true), 1)
+        XCTAssertEqual(h.sizeClass(for: 0, cABI: true), 1)
     }
 
     func testDivMulIsExactForEveryOffsetOfEverySpan() {
@@ -90,12 +90,13 @@ final class SizeClassTests: XCTestCase {
 }
 
 final class LayoutTests: XCTestCase {
-    /// The fast paths index MCache's arrays through raw offsets (MCache.allocSlot & co.).
-    func testMCacheLayoutMatchesTheFastPathOffsets() {
+    /// The fast paths index MCache's span array through a raw offset (MCache.allocSlot), and
+    /// a P's counters follow its slot's padded header.
+    func testLayoutMatchesTheFastPathOffsets() {
         XCTAssertEqual(MemoryLayout<MCache>.offset(of: \MCache.alloc), 0)
-        XCTAssertEqual(MemoryLayout<MCache>.offset(of: \MCache.nmalloc), MCache.nmallocOffset)
-        XCTAssertEqual(MemoryLayout<MCache>.offset(of: \MCache.nfree), MCache.nfreeOffset)
         XCTAssertLessThanOrEqual(MemoryLayout<MCentral>.size, MHeap.centralStride)
-        XCTAssertLessThanOrEqual(MemoryLayout<PSlot>.size, pSlotStride)
+        XCTAssertLessThanOrEqual(MemoryLayout<PSlot>.size, pSlotHeaderBytes)
+        XCTAssertLessThanOrEqual(pSlotHeaderBytes + 2 * numSizeClasses * 8, pSlotStride)
+        XCTAssertEqual(pSlotStride % 128, 0)
     }
 }

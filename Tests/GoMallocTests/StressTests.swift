@@ -320,7 +320,7 @@ private func startStalledFreer() -> (pthread_t?, Int32) {
 /// here (no watchpoint, one P), other values: the set-up did not go as planned (stderr).
 private func stalledRemoteFreeScenario() -> Int32 {
     let h = theHeap()!
-    func span(_ p: UnsafeMutableRawPointer) -> UnsafeMutablePointer<MSpan>? { h.pointee.spanOf(UInt(bitPattern: p)) }
+    func span(_ p: UnsafeMutableRawPointer) -> UnsafeMutablePointer<MSpan>? { h.spanOf(UInt(bitPattern: p)) }
     if h.pointee.nprocs < 2 { return scenarioFail(3, "needs two Ps") }
     GoAllocator.trim()
 
@@ -329,10 +329,10 @@ private func stalledRemoteFreeScenario() -> Int32 {
     // eight, s, whose objects are all ours.
     var blocks: [UnsafeMutableRawPointer] = []
     for _ in 0..<160 { blocks.append(GoAllocator.allocate(byteCount: 3072, alignment: 8)!) }
-    guard let mine = UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p), let cache = mine.pointee.mcache else {
+    guard let mine = UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p), let cache = mine.mcache else {
         return scenarioFail(10, "no P")
     }
-    let spc = span(blocks[0])!.pointee.spanClass
+    let spc = span(blocks[0])!.spanClass
     guard Int(cache.pointee.retiredCount[spc.index]) == MCache.maxRetired, var s = cache.pointee.retired[spc.index] else {
         return scenarioFail(11, "retired list not full")
     }
@@ -344,8 +344,8 @@ private func stalledRemoteFreeScenario() -> Int32 {
     // Another thread, on the other P, frees all of s; the last free stops after its bit.
     stallOthers = Array(inS.dropLast())
     stallTarget = inS.last!
-    stallFreerP = UInt(bitPattern: h.pointee.proc((mine.pointee.index + 1) % h.pointee.nprocs))
-    stallWatchAddress = UInt(bitPattern: s.pointee.remoteWord(s.pointee.objIndex(UInt(bitPattern: stallTarget!)) >> 6))
+    stallFreerP = UInt(bitPattern: h.proc((mine.pointee.index + 1) % h.pointee.nprocs))
+    stallWatchAddress = UInt(bitPattern: s.remoteWord(s.objIndex(UInt(bitPattern: stallTarget!)) >> 6))
     let (freer, status) = startStalledFreer()
     guard let freer else { return status }
 
@@ -405,7 +405,7 @@ private func stoppedWorldScenario(large: Bool) -> Int32 {
     var keep: UnsafeMutableRawPointer?
     if large {
         let x = GoAllocator.allocate(byteCount: 100_000, alignment: 8)!
-        guard let s = h.pointee.spanOf(UInt(bitPattern: x)) else { return scenarioFail(10, "no span") }
+        guard let s = h.spanOf(UInt(bitPattern: x)) else { return scenarioFail(10, "no span") }
         stallTarget = x
         stallWatchAddress = withUnsafePointer(to: s.pointee.state) { UInt(bitPattern: $0) }
         stallWatchLength = 4
@@ -414,13 +414,13 @@ private func stoppedWorldScenario(large: Bool) -> Int32 {
         let x = GoAllocator.allocate(byteCount: 3072, alignment: 8)!
         let x2 = GoAllocator.allocate(byteCount: 3072, alignment: 8)!
         GoAllocator.trim()
-        guard let s = h.pointee.spanOf(UInt(bitPattern: x)), h.pointee.spanOf(UInt(bitPattern: x2)) == s,
+        guard let s = h.spanOf(UInt(bitPattern: x)), h.spanOf(UInt(bitPattern: x2)) == s,
               s.pointee.location.load(ordering: .relaxed) == SpanLocation.partial else {
             return scenarioFail(10, "blocks not in one span on the partial list")
         }
         keep = x2
         stallTarget = x
-        stallWatchAddress = UInt(bitPattern: s.pointee.remoteWord(s.pointee.objIndex(UInt(bitPattern: x)) >> 6))
+        stallWatchAddress = UInt(bitPattern: s.remoteWord(s.objIndex(UInt(bitPattern: x)) >> 6))
     }
     let (freer, status) = startStalledFreer()
     guard let freer else { return status }

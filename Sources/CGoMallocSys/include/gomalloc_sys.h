@@ -51,6 +51,17 @@ const char *gm_sys_getenv(const char *name);
 /// CPUs this process may use: the affinity mask, capped by a cgroup CPU quota when one is set.
 int gm_sys_ncpu(void);
 void gm_sys_yield(void);
+/// The CPU's spin-wait hint: `pause` on x86-64 (lets the sibling hyperthread run and avoids
+/// the memory-order flush when the spin ends), `yield` on AArch64.
+static inline void gm_sys_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    __asm__ __volatile__("" ::: "memory");
+#endif
+}
 /// CLOCK_MONOTONIC in nanoseconds (vDSO: no system call).
 uint64_t gm_sys_nanotime(void);
 long gm_sys_gettid(void);
@@ -69,6 +80,10 @@ void gm_sys_futex_wake(uint32_t *addr, int count);
 
 /// The P this thread prefers (index + 1; 0 = not chosen yet). Initial-exec TLS: one word.
 extern __thread uintptr_t gm_tls_preferred_p __attribute__((tls_model("initial-exec"))) GM_NONISOLATED;
+
+/// Debug builds only (GOMALLOC_INTERNAL_CHECKS): the lock ranks this thread holds, one bit
+/// per rank (Lock.swift checks the order). Initial-exec TLS: one word.
+extern __thread uintptr_t gm_tls_held_ranks __attribute__((tls_model("initial-exec"))) GM_NONISOLATED;
 
 /// glibc 2.35+: where this thread's rseq area sits relative to the thread pointer.
 extern const ptrdiff_t __rseq_offset;

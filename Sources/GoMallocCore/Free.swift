@@ -1,0 +1,180 @@
+// Free.swift — the free path (explicit free in Go's spirit), one for the C ABI and the Swift API.
+//
+// Role: free(p): find p's span through the page map; check that p is the start of a live
+//   object; record the free in the span's freeBits (plain stores, relaxed atomics: the span is
+//   cached by the P we hold) or remoteBits (an atomic fetch-or: anyone else's span), which a
+//   sweep merges into allocBits later; large spans go back to mheap at once. Also the object
+//   lookup that malloc_usable_size and realloc share with free.
+//   The fast path (the span is cached by this thread's preferred P) is inlined into the
+//   entry points and stays a leaf; a remote free keeps the P it took and moves on to
+//   freeRemoteHoldingP; everything else starts over on the slow path, which reports misuse.
+// Go counterpart: mgcsweep.go (the free side of the bitmaps), malloc.go (findObject in
+//   mbitmap.go), mheap.go (freeSpan for large objects).
+// Invariants:
+//   I1. Nothing is freed that is not the start of a live object: anything else is reported
+//       ("free(): invalid pointer 0x..." / "double free 0x...") and the process aborts.
+//   I2. A free is counted in its P's frees exactly when it is recorded in a span; the P is
+//       held until then, so a stopped world never sees a free half done.
+//   I3. Reports are made holding no P and no lock (Report.swift I2).
+// Concurrency: see MSpan (bitmaps) and MCentral (the remote-free handshake). A free never
+//   needs an mcache (the counters are the P's), so it cannot fail for want of metadata.
+// Failure: none: a valid free always succeeds; an invalid one aborts with one line.
+import CGoMallocSys
+import Synchronization
+
+/// free(). `function` names the caller in reports ("free", "realloc").
+@inline(__always)
+func freeObject(_ ptr: UnsafeMutableRawPointer, function: StaticString) {
+    let addr = UInt(bitPattern: ptr)
+    // The tombstone and the empty span have nelems 0 and fail the index check; large spans
+    // pass it (index 0) and leave below, at the size-class test.
+    if let h = theHeap(), let s = h.spanOf(addr) {
+        let i = s.objIndex(addr)
+        if i < s.pointee.nelems, UInt(bitPattern: i &* s.pointee.elemSize) == addr &- s.pointee.startAddr,
+           let slot = h.tryAcquirePreferredP() {
+            if s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(slot) {
+                // We hold the P whose mcache allocates from `s`: the span is ours and its
+                // bitmaps are exact. The object must be allocated (below freeIndex or in
+                // allocBits) and not freed here since the last sweep; anything else (a second
+                // free after a sweep merged the first, a slot never handed out) goes to the
+                // slow path, which reports it. Left to the sweep, such a slot would be handed
+                // out again first, and the sweep would then free the new owner's object. An
+                // object already freed by another P stays allocated until the sweep, which
+                // catches that double free.
+                let w = i &>> 6
+                let bit = UInt64(1) &<< UInt64(i & 63)
+                let f = s.freeBits[w]
+                if f & bit == 0 && (i < s.freeIndex || s.allocBits[w] & bit != 0) {
+                    s.freeBits[w] = f | bit
+                    s.pointee.localFreeCount &+= 1
+                    slot.countFree(s.spanClass.sizeClass)
+                    h.releaseP(slot)
+                    return
+                }
+            } else if s.spanClass.sizeClass != 0 {
+                return freeRemoteHoldingP(h, s, index: i, addr: addr, slot: slot, function: function)
+            }
+            h.releaseP(slot)
+        }
+    }
+    freeSlow(ptr, function: function)
+}
+
+// MARK: - Slow path (partner of freeObject)
+
+/// The span and object index of a pointer that must be the start of a live object;
+/// anything else is reported under `function`'s name and aborts. Holds nothing.
+func findObject(_ addr: UInt, function: StaticString)
+    -> (heap: UnsafeMutablePointer<MHeap>, span: UnsafeMutablePointer<MSpan>, index: Int)
+{
+    guard let h = theHeap(), let s = h.spanOf(addr) else {
+        reportBadPointer(function: function, problem: "invalid pointer", address: addr)
+    }
+    if s == h.pointee.tombstone {
+        reportBadPointer(function: function, problem: "double free", address: addr)
+    }
+    let off = addr &- s.pointee.startAddr
+    if s.spanClass.sizeClass == 0 {
+        let state = s.pointee.state.load(ordering: .acquiring)
+        if off == 0 && state == SpanState.free.rawValue {
+            reportBadPointer(function: function, problem: "double free", address: addr)
+        }
+        if off != 0 || state != SpanState.inUse.rawValue {
+            reportBadPointer(function: function, problem: "invalid pointer", address: addr)
+        }
+        return (h, s, 0)
+    }
+    // i * elemSize == off with i < nelems also proves off lies inside the span.
+    let i = s.objIndex(addr)
+    if i >= s.pointee.nelems || UInt(bitPattern: i &* s.pointee.elemSize) != off
+        || s.pointee.state.load(ordering: .acquiring) != SpanState.inUse.rawValue {
+        reportBadPointer(function: function, problem: "invalid pointer", address: addr)
+    }
+    return (h, s, i)
+}
+
+@inline(never)
+func freeSlow(_ ptr: UnsafeMutableRawPointer, function: StaticString) {
+    let addr = UInt(bitPattern: ptr)
+    let (h, s, i) = findObject(addr, function: function)
+    if s.spanClass.sizeClass == 0 {
+        freeLarge(h, s, addr: addr, function: function)
+        return
+    }
+    let slot = h.acquireP()
+    if s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(slot) {
+        // Our own span: plain stores.
+        let w = i >> 6
+        let bit = UInt64(1) << UInt64(i & 63)
+        if !s.isLive(i) {
+            h.releaseP(slot)
+            reportBadPointer(function: function, problem: "double free", address: addr)
+        }
+        s.freeBits[w] = s.freeBits[w] | bit
+        s.pointee.localFreeCount &+= 1
+        slot.countFree(s.spanClass.sizeClass)
+        h.releaseP(slot)
+        return
+    }
+    freeRemoteHoldingP(h, s, index: i, addr: addr, slot: slot, function: function)
+}
+
+/// A remote free by a thread holding P `slot`. The P is kept until the free is recorded (bit
+/// set, counted in remoteFreeCount and the P's frees, mcentral notified), then given back: a
+/// stopped world (every P taken) thus never sees a free counted in one place and not the
+/// other. Lock order: P < mcentral < mheap, as noteRemoteFree needs.
+@inline(never)
+func freeRemoteHoldingP(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan>, index i: Int,
+                        addr: UInt, slot: UnsafeMutablePointer<PSlot>, function: StaticString) {
+    // The class first: once the free is recorded the span may go back to the heap and be
+    // reused for another class.
+    let c = s.spanClass.sizeClass
+    let problem = freeRemote(h, s, index: i)
+    if problem == nil { slot.countFree(c) }
+    h.releaseP(slot)
+    if let problem { reportBadPointer(function: function, problem: problem.text, address: addr) }
+}
+
+/// A free into a span some other P caches, or one sitting in mcentral: atomic bits. Returns
+/// the misuse found (nothing recorded then) for the caller to report once it lets go of its P.
+private func freeRemote(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan>,
+                        index i: Int) -> BadPointerProblem? {
+    let w = i >> 6
+    let bit = UInt64(1) << UInt64(i & 63)
+    if s.pointee.state.load(ordering: .acquiring) != SpanState.inUse.rawValue { return .invalidPointer }
+    // Relaxed reads of the owner's words (see MSpan.isLive): a correct free always sees the
+    // object allocated.
+    let allocated = i < s.freeIndex || s.allocBits[w] & bit != 0
+    if !allocated || s.freeBits[w] & bit != 0 { return .doubleFree }
+    let old = s.remoteWord(w).pointee.bitwiseOr(bit, ordering: .relaxed).oldValue
+    if old & bit != 0 { return .doubleFree }
+    let n = s.pointee.remoteFreeCount.add(1, ordering: .sequentiallyConsistent).newValue
+    h.central(s.spanClass).noteRemoteFree(s, count: n, heap: h)
+    return nil
+}
+
+@inline(never)
+func freeLarge(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan>, addr: UInt, function: StaticString) {
+    // Held from the state change until the pages are back, so that a stopped world never
+    // sees a span marked free that still owns its pages (as freeRemoteHoldingP).
+    let slot = h.acquireP()
+    // The state CAS makes a racing second free of the same block lose cleanly.
+    if !s.pointee.state.compareExchange(expected: SpanState.inUse.rawValue, desired: SpanState.free.rawValue,
+                                        ordering: .acquiringAndReleasing).exchanged {
+        h.releaseP(slot)
+        reportBadPointer(function: function, problem: "double free", address: addr)
+    }
+    h.freeSpan(s)
+    h.releaseP(slot)
+}
+
+// MARK: - Usable size
+
+/// Bytes that belong to the block at `ptr` (its class size, or its pages).
+func usableSize(_ ptr: UnsafeMutableRawPointer, function: StaticString) -> Int {
+    let (_, s, i) = findObject(UInt(bitPattern: ptr), function: function)
+    if s.spanClass.sizeClass != 0 && !s.isLive(i) {
+        reportBadPointer(function: function, problem: "invalid pointer", address: UInt(bitPattern: ptr))
+    }
+    return s.pointee.elemSize
+}

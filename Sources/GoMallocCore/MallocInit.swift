@@ -1,0 +1,78 @@
+// MallocInit.swift — the heap root and its one-time initialisation (Go's mallocinit).
+//
+// Role: the heap is created by the first allocation (or the first call that needs it),
+//   in memory of its own from mmap, and published through one atomic word that every
+//   entry point reads. Initialisation reads the options (GOMALLOC_*), sets the number of Ps,
+//   and installs the fork handlers and the at-exit statistics.
+// Go counterpart: malloc.go (mallocinit), proc.go (schedinit: procresize).
+// Invariants:
+//   I1. heapRootWord is 0 or the address of a fully initialised MHeap; it changes once.
+//   I2. heapInitLock is held (1) only by a thread initialising the heap or forking; the fork
+//       handlers exist before any thread takes it for initialisation (Proc.swift), so a child
+//       never inherits it held.
+// Concurrency: heapRootWord: release store once, acquire loads. heapInitLock: CAS acquire,
+//   store release; waiters yield.
+// Failure: initialisation returns nil when the OS refuses memory; a later call tries again.
+import CGoMallocSys
+import Synchronization
+
+/// The heap, published once (release) after initialisation. Atomic: acquire loads.
+let heapRootWord = Atomic<UInt>(0)
+/// Serialises initialisation and fork: 0 idle, 1 held.
+let heapInitLock = Atomic<UInt32>(0)
+
+@inline(__always)
+func theHeap() -> UnsafeMutablePointer<MHeap>? {
+    UnsafeMutablePointer(bitPattern: heapRootWord.load(ordering: .acquiring))
+}
+
+@inline(__always)
+func heap() -> UnsafeMutablePointer<MHeap>? {
+    if let h = theHeap() { return h }
+    return heapInitSlow()
+}
+
+func lockHeapInit() {
+    while !heapInitLock.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
+        gm_sys_yield()
+    }
+}
+
+func unlockHeapInit() {
+    heapInitLock.store(0, ordering: .releasing)
+}
+
+/// Go's mallocinit. Runs on the first allocation; nil if the OS refuses memory.
+@inline(never)
+func heapInitSlow() -> UnsafeMutablePointer<MHeap>? {
+    // Setting up probes the system (options, the cgroup CPU quota: files that may not
+    // exist) and may set errno on the way; a successful malloc leaves it as it was.
+    let savedErrno = gm_sys_errno()
+    defer { gm_sys_set_errno(savedErrno) }
+    // Before the lock: registering may call malloc, which comes back here and initialises.
+    installForkHandlers()
+    lockHeapInit()
+    if let h = theHeap() {
+        unlockHeapInit()
+        return h
+    }
+    let h = createHeap()
+    if let h { heapRootWord.store(UInt(bitPattern: h), ordering: .releasing) }
+    unlockHeapInit()
+    // After publication and the unlock: atexit may call malloc.
+    if h != nil { registerStatsAtExit() }
+    return h
+}
+
+/// A new heap in fresh memory, set up from the options; nil if the OS refuses memory.
+private func createHeap() -> UnsafeMutablePointer<MHeap>? {
+    let bytes = (MemoryLayout<MHeap>.stride + pageSize - 1) & ~(pageSize - 1)
+    guard let raw = sysAlloc(size: bytes) else { return nil }
+    let h = raw.bindMemory(to: MHeap.self, capacity: 1)
+    h.initialize(to: MHeap(releasesMemory: true))
+    var procs = Option.maxProcs.read()
+    if procs == 0 { procs = Int(gm_sys_ncpu()) }
+    procs = Swift.min(Swift.max(procs, 1), maxProcs)
+    guard h.initialize(nprocs: procs, retainPercent: Option.retainPercent.read()) else { return nil }
+    return h
+}

@@ -1,0 +1,42 @@
+// SwiftAPI.swift — the core's entry points for the Swift library (the GoMalloc module).
+//
+// Role: the Swift API's rules — Swift's raw-pointer alignment (a power of two), nil instead
+//   of errno — over the same malloc, free and realloc paths as the C ABI (CABI.swift).
+// Go counterpart: none.
+// Invariants: as Malloc.swift and Free.swift.
+// Concurrency: as Malloc.swift.
+// Failure: nil when out of memory; misuse aborts with one line, as from C.
+
+import CGoMallocSys
+
+/// Allocate with Swift's raw-pointer rules: `alignment` is a power of two; size classes serve
+/// alignments they satisfy by construction, larger ones come from aligned classes or spans.
+package func allocateBytes(_ size: Int, alignment: Int, zero: Bool) -> UnsafeMutableRawPointer? {
+    if size < 0 || size > maxRequest { return nil }
+    if alignment <= 8 { return mallocgc(size, cABI: false, zero: zero) }
+    if alignment == 16 { return mallocgc(Swift.max(size, 9), cABI: true, zero: zero) }
+    return mallocAligned(size, alignment: alignment, zero: zero)
+}
+
+package func deallocateBytes(_ ptr: UnsafeMutableRawPointer) {
+    freeObject(ptr, function: "free")
+}
+
+/// Resize keeping the contents; nil (and the old block intact) when out of memory.
+package func reallocateBytes(_ ptr: UnsafeMutableRawPointer, size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+    if size < 0 || size > maxRequest { return nil }
+    if alignment <= 16 { return reallocObject(ptr, size: Swift.max(size, 1), cABI: alignment == 16) }
+    // Over-aligned: keep the block if it still fits, else move.
+    let old = usableSize(ptr, function: "realloc")
+    if size <= old && UInt(bitPattern: ptr) % UInt(alignment) == 0 { return ptr }
+    guard let new = mallocAligned(size, alignment: alignment, zero: false) else { return nil }
+    gm_sys_memcpy(new, ptr, Swift.min(old, size))
+    freeObject(ptr, function: "realloc")
+    return new
+}
+
+package func usableBytes(_ ptr: UnsafeMutableRawPointer) -> Int {
+    usableSize(ptr, function: "malloc_usable_size")
+}
+
+package func trimBytes() -> Int { trimHeap() &* pageSize }
