@@ -2,6 +2,7 @@
 //
 // Role: the only Swift file that asks the OS for memory. Memory moves between Go's states:
 //   None --sysReserve--> Reserved --sysMap--> Ready --sysUnused--> Scavenged --(touch)--> Ready
+//   (Go's sysUsed, Scavenged -> Ready, has nothing to do on Linux: touching the pages is enough.)
 //   and any state --sysFree--> None. Metadata comes Ready at once from sysAlloc.
 // Go counterpart: mem_linux.go, mem.go.
 // Invariants:
@@ -52,10 +53,6 @@ func sysMap(_ base: UnsafeMutableRawPointer, size: Int) -> Bool {
 func sysUnused(_ base: UnsafeMutableRawPointer, size: Int) -> Bool {
     gm_sys_release(base, size) == 0
 }
-
-/// Scavenged -> Ready. On Linux touching the pages is enough; kept to name the transition.
-@inline(__always)
-func sysUsed(_ base: UnsafeMutableRawPointer, size: Int) {}
 
 /// Any -> None.
 @discardableResult
