@@ -1,6 +1,6 @@
 // Allocators.swift: finding the allocators `gomalloc bench` compares: glibc (no preload), the
 // peers (jemalloc, tcmalloc, mimalloc) in the library directories or `ldconfig -p`, and
-// GoMalloc's drop-in library (next to this executable or in .build/release).
+// GoMalloc's drop-in library (through DropInLibrary, the rule `gomalloc run` uses too).
 
 import Foundation
 
@@ -88,53 +88,6 @@ func findPeer(_ spec: PeerSpec, ldcache: () -> [String: String]) -> String? {
     return nil
 }
 
-func currentExecutable() -> URL {
-    if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-        return URL(fileURLWithPath: path)
-    }
-    return URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-}
-
-/// Directories that may be the package root: ancestors of the executable and of this
-/// source file (`#filePath`), and the current directory.
-func packageRootCandidates() -> [URL] {
-    var roots: [URL] = [URL(fileURLWithPath: FileManager.default.currentDirectoryPath)]
-    var dir = currentExecutable().deletingLastPathComponent()
-    for _ in 0..<6 {
-        roots.append(dir)
-        dir = dir.deletingLastPathComponent()
-    }
-    // This file is Sources/gomalloc/Bench/Allocators.swift.
-    let source = URL(fileURLWithPath: #filePath)
-    roots.append(source.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent())
-    var seen = Set<String>()
-    return roots.filter { seen.insert($0.standardizedFileURL.path).inserted }
-}
-
-func findGoMallocLibrary(explicit: String?) -> (path: String?, looked: [String]) {
-    let name = "libgomalloc-preload.so"
-    var candidates: [String] = []
-    if let explicit { candidates.append(explicit) }
-    if let env = ProcessInfo.processInfo.environment["GOMALLOC_PRELOAD_LIB"] { candidates.append(env) }
-    // Next to this executable; but a debug build's library (SwiftPM builds the .so with the
-    // debug CLI too) only after a release build's, which is what is worth measuring.
-    let adjacent = currentExecutable().deletingLastPathComponent().appendingPathComponent(name).path
-    let adjacentIsDebug = adjacent.contains("/debug/")
-    if !adjacentIsDebug { candidates.append(adjacent) }
-    for root in packageRootCandidates()
-    where FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) {
-        candidates.append(root.appendingPathComponent(".build/release/\(name)").path)
-    }
-    if adjacentIsDebug { candidates.append(adjacent) }
-    var seen = Set<String>()
-    candidates = candidates.filter { seen.insert($0).inserted }
-    for c in candidates where FileManager.default.fileExists(atPath: c) {
-        return (URL(fileURLWithPath: c).standardizedFileURL.path, candidates)
-    }
-    return (nil, candidates)
-}
-
 extension BenchRunner {
     mutating func discoverAllocators() {
         var ldcacheMemo: [String: String]?
@@ -153,14 +106,16 @@ extension BenchRunner {
                     skipped: "\(spec.sonames[0]) not found (Debian package \(spec.package))", install: install))
             }
         }
-        let go = findGoMallocLibrary(explicit: config.gomallocLib)
-        if let path = go.path {
+        do {
+            let path = try DropInLibrary.locate(explicit: config.gomallocLib, for: .measure)
             found.append(AllocatorInfo(name: "gomalloc", library: path, available: true))
-        } else {
+        } catch let error as DropInLibrary.NotFound {
             found.append(AllocatorInfo(
                 name: "gomalloc", library: nil, available: false,
-                skipped: "libgomalloc-preload.so not found (build it with `swift build -c release`; looked in \(go.looked.joined(separator: ", ")))"
+                skipped: "libgomalloc-preload.so not found (build it with `swift build -c release`; looked in \(error.searched.joined(separator: ", ")))"
             ))
+        } catch {
+            found.append(AllocatorInfo(name: "gomalloc", library: nil, available: false, skipped: "\(error)"))
         }
         if !config.allocatorFilter.isEmpty {
             for i in found.indices where !config.allocatorFilter.contains(found[i].name) {

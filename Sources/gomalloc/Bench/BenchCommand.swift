@@ -5,8 +5,9 @@
 //   1. Finds the allocators: glibc is the system's malloc (no preload); jemalloc, tcmalloc
 //      (gperftools' minimal build) and mimalloc are Debian's shared libraries, searched in
 //      the multiarch library directories and through `ldconfig -p`; GoMalloc is
-//      `libgomalloc-preload.so` next to this executable or in `.build/release/`. A missing
-//      one is skipped with a line naming the apt package that installs it.
+//      `libgomalloc-preload.so`, found by the rule `gomalloc run` uses (DropInLibrary.swift),
+//      a release build preferred. A missing one is skipped with a line naming the apt
+//      package that installs it.
 //   2. Compiles the workloads of `Benchmarks/workloads/` (C, `cc -O2 -pthread`) into a
 //      cache directory keyed by a hash of their sources; the Python workload runs under the
 //      system's python3.
@@ -26,7 +27,8 @@
 //
 // Files (Sources/gomalloc/Bench/): BenchCommand (arguments, this file), WorkloadCatalog,
 // Allocators, WorkloadBuild (compile cache), Processes (spawning and timing), BenchRunner,
-// FastPath (instruction counts), ReportJSON, TableRenderer, ChartRenderer.
+// FastPath (instruction counts), ReportJSON, TableRenderer, ChartRenderer; the GoMalloc
+// library is found by DropInLibrary (Sources/gomalloc), which `gomalloc run` uses too.
 
 import ArgumentParser
 import Foundation

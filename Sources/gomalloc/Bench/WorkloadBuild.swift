@@ -29,7 +29,7 @@ func locateWorkloads(explicit: String?) throws -> URL {
     if let env = ProcessInfo.processInfo.environment["GOMALLOC_BENCH_WORKLOADS"] {
         candidates.append(URL(fileURLWithPath: env))
     }
-    for root in packageRootCandidates() { candidates.append(root.appendingPathComponent("Benchmarks/workloads")) }
+    for root in Locations.packageRootCandidates() { candidates.append(root.appendingPathComponent("Benchmarks/workloads")) }
     for c in candidates where FileManager.default.fileExists(atPath: c.appendingPathComponent("common.h").path) {
         return c.standardizedFileURL
     }
