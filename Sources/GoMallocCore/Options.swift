@@ -8,7 +8,8 @@
 //   I1. One row per Option case; names unique; defaults within [min, max].
 //   I2. No other file calls getenv.
 // Concurrency: read once before the heap is published; immutable afterwards.
-// Failure: a malformed or out-of-range value falls back to the default / is clamped.
+// Failure: a value that is not all decimal digits (empty, signed, trailing garbage) falls
+//   back to the default; a number out of range, however long, is clamped to the bounds.
 import CGoMallocSys
 
 package enum Option: Int {
@@ -41,21 +42,20 @@ package enum Option: Int {
         }
     }
 
-    /// The value from the environment, clamped to the row's bounds; the default when unset
-    /// or unparsable.
+    /// The value from the environment (read on every call), clamped to the row's bounds; the
+    /// default when unset or not all decimal digits.
     package func read() -> Int {
         let r = row
         let name = UnsafeRawPointer(r.name.utf8Start).assumingMemoryBound(to: CChar.self)
         guard let v = gm_sys_getenv(name) else { return r.defaultValue }
         var value = 0
         var i = 0
-        var any = false
-        while v[i] >= 0x30 && v[i] <= 0x39 && i < 12 {
-            value = value * 10 + Int(v[i] - 0x30)
+        while v[i] >= 0x30 && v[i] <= 0x39 {
+            // Once past max the value only needs to stay past it: stop growing, never overflow.
+            if value <= r.max { value = value * 10 + Int(v[i] - 0x30) }
             i += 1
-            any = true
         }
-        if !any || v[i] != 0 { return r.defaultValue }
+        if i == 0 || v[i] != 0 { return r.defaultValue }
         return Swift.min(Swift.max(value, r.min), r.max)
     }
 }
