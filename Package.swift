@@ -61,12 +61,18 @@ let package = Package(
         .target(name: "GoMalloc", dependencies: ["GoMallocCoreHosted"]),
         .executableTarget(
             name: "gomalloc",
-            dependencies: ["GoMalloc", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "GoMalloc", "GoMallocCoreHosted",  // the core for its options table (--help)
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .testTarget(
             name: "GoMallocTests",
             dependencies: ["GoMalloc", "GoMallocCoreHosted"],
             resources: [.copy("Fixtures")]
         ),
+        // The CLI's pure parts (bench's table and chart, the options help) and option parsing;
+        // runs in seconds.
+        .testTarget(name: "GoMallocCLITests", dependencies: ["gomalloc", "GoMallocCoreHosted"]),
     ]
 )

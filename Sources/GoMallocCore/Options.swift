@@ -1,14 +1,18 @@
 // Options.swift — every GOMALLOC_* environment variable, in one table.
 //
-// Role: the allocator's settings. Each option has one row: name, default, bounds, unit and
-//   a line of documentation; the values are read once at heap initialisation through the C
-//   getenv shim (glibc's getenv does not allocate), and the CLI prints its help from here.
+// Role: the allocator's settings. Each option has one row: name, default, bounds and its
+//   documentation (the default and the range as the docs show them, and what it does); the
+//   values are read once at heap initialisation through the C getenv shim (glibc's getenv
+//   does not allocate). `gomalloc --help` prints its options section from this table, and a
+//   test checks that README.md's options table is this table.
 // Go counterpart: runtime1.go (GODEBUG parsing), proc.go (GOMAXPROCS).
 // Invariants:
-//   I1. One row per Option case; names unique; defaults within [min, max].
+//   I1. One row per Option case; names unique; defaults within [min, max] (except
+//       maxProcs's 0, "the CPUs"); defaultDoc and rangeDoc agree with the numbers.
 //   I2. No other file calls getenv.
 // Concurrency: read once before the heap is published; immutable afterwards.
-// Failure: a malformed or out-of-range value falls back to the default / is clamped.
+// Failure: a value that is not all decimal digits (empty, signed, trailing garbage) falls
+//   back to the default; a number out of range, however long, is clamped to the bounds.
 import CGoMallocSys
 
 package enum Option: Int {
@@ -22,7 +26,11 @@ package enum Option: Int {
         package let defaultValue: Int
         package let min: Int
         package let max: Int
-        package let unit: StaticString
+        /// The default as the documentation states it.
+        package let defaultDoc: StaticString
+        /// The accepted values as the documentation states them.
+        package let rangeDoc: StaticString
+        /// What the option does (Markdown: `code` spans).
         package let doc: StaticString
     }
 
@@ -30,32 +38,34 @@ package enum Option: Int {
     package var row: Row {
         switch self {
         case .maxProcs:
-            Row(name: "GOMALLOC_MAXPROCS", defaultValue: 0, min: 1, max: 256, unit: "Ps",
-                doc: "Number of Ps (and so at most of mcaches). Default: CPUs in the affinity mask, capped by the cgroup CPU quota.")
+            Row(name: "GOMALLOC_MAXPROCS", defaultValue: 0, min: 1, max: 256,
+                defaultDoc: "CPUs in the affinity mask, capped by the cgroup CPU quota", rangeDoc: "1–256",
+                doc: "Number of Ps, and so the most mcaches that can exist.")
         case .stats:
-            Row(name: "GOMALLOC_STATS", defaultValue: 0, min: 0, max: Int(Int32.max), unit: "0, 1 or pid",
-                doc: "1: every process prints MemStats (HeapAlloc, HeapSys, ..., per-class counts, mcaches) to stderr at exit; a pid: only that process (gomalloc run --stats sets it).")
+            Row(name: "GOMALLOC_STATS", defaultValue: 0, min: 0, max: Int(Int32.max),
+                defaultDoc: "0", rangeDoc: "0, 1 or a pid",
+                doc: "1 (or the process's own pid: that process only — `gomalloc run --stats` uses this, so the programs it starts stay quiet): print MemStats (`HeapAlloc`, `HeapSys`, `HeapIdle`, `HeapInuse`, `HeapReleased`, `Mallocs`, `Frees`, per-class counts, `mcaches`) to stderr at exit, one figure per line, without allocating.")
         case .retainPercent:
-            Row(name: "GOMALLOC_RETAIN_PERCENT", defaultValue: 100, min: 0, max: 1000, unit: "%",
-                doc: "Free pages kept resident, as a percentage of in-use pages (plus 4 MiB); the rest is returned to the OS.")
+            Row(name: "GOMALLOC_RETAIN_PERCENT", defaultValue: 100, min: 0, max: 1000,
+                defaultDoc: "100", rangeDoc: "0–1000",
+                doc: "Free pages kept resident, as a percentage of in-use pages (plus 4 MiB); the excess is returned to the OS (`MADV_DONTNEED`), at most every 50 ms unless it grows past twice that. Lower it for a leaner RSS, raise it for fewer page faults.")
         }
     }
 
-    /// The value from the environment, clamped to the row's bounds; the default when unset
-    /// or unparsable.
+    /// The value from the environment (read on every call), clamped to the row's bounds; the
+    /// default when unset or not all decimal digits.
     package func read() -> Int {
         let r = row
         let name = UnsafeRawPointer(r.name.utf8Start).assumingMemoryBound(to: CChar.self)
         guard let v = gm_sys_getenv(name) else { return r.defaultValue }
         var value = 0
         var i = 0
-        var any = false
-        while v[i] >= 0x30 && v[i] <= 0x39 && i < 12 {
-            value = value * 10 + Int(v[i] - 0x30)
+        while v[i] >= 0x30 && v[i] <= 0x39 {
+            // Once past max the value only needs to stay past it: stop growing, never overflow.
+            if value <= r.max { value = value * 10 + Int(v[i] - 0x30) }
             i += 1
-            any = true
         }
-        if !any || v[i] != 0 { return r.defaultValue }
+        if i == 0 || v[i] != 0 { return r.defaultValue }
         return Swift.min(Swift.max(value, r.min), r.max)
     }
 }

@@ -1,3 +1,5 @@
+// GoMallocCommand.swift: `gomalloc`, the command-line tool: its subcommands, and in its help
+// the GOMALLOC_* options (OptionsHelp).
 import ArgumentParser
 
 @main
@@ -5,6 +7,7 @@ struct GoMallocCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gomalloc",
         abstract: "Go's memory allocator as a malloc for Linux: run programs under it, inspect it, benchmark it.",
+        discussion: OptionsHelp.text,
         subcommands: [RunCommand.self, SizeClassesCommand.self, HeapCommand.self, BenchCommand.self, InstallCommand.self]
     )
 }

@@ -36,7 +36,7 @@ struct InstallCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Installation prefix.", valueName: "dir"))
     var prefix = "/usr/local"
 
-    @Option(help: ArgumentHelp("The library to install (default: libgomalloc-preload.so next to this executable).", valueName: "path"))
+    @Option(help: ArgumentHelp("The library to install (default: libgomalloc-preload.so next to this executable, else the package's .build/release one).", valueName: "path"))
     var library: String?
 
     @Option(help: ArgumentHelp("The header to install (default: the source tree's Sources/GoMallocExports/include/gomalloc.h).", valueName: "path"))
@@ -52,8 +52,7 @@ struct InstallCommand: ParsableCommand {
         let includeDir = prefixURL.appendingPathComponent("include")
         let pkgconfigDir = libDir.appendingPathComponent("pkgconfig")
 
-        let libSource = try library.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
-            ?? locateBuiltLibrary()
+        let libSource = try locateBuiltLibrary()
         let headerSource = try header.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
             ?? locateHeader()
         let headerText = try String(contentsOfFile: headerSource, encoding: .utf8)
@@ -98,11 +97,11 @@ struct InstallCommand: ParsableCommand {
     // MARK: - Locating the inputs
 
     private func locateBuiltLibrary() throws -> String {
-        let path = DropInLibrary.executableDirectory.appendingPathComponent(DropInLibrary.buildName).path
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw ValidationError("\(path) does not exist: build it first (`swift build -c release`), or pass --library PATH.")
+        do {
+            return try DropInLibrary.locate(explicit: library, for: .install)
+        } catch let error as DropInLibrary.NotFound {
+            throw ValidationError("\(error.searched.joined(separator: ", ")): not found: build it first (`swift build -c release`), or pass --library PATH.")
         }
-        return path
     }
 
     private func locateHeader() throws -> String {

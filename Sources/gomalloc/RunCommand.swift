@@ -19,10 +19,11 @@ struct RunCommand: ParsableCommand {
         abstract: "Run a program with GoMalloc as its malloc (through LD_PRELOAD).",
         usage: "gomalloc run [--stats] [--maxprocs <n>] [--library <path>] -- <command> [<argument> ...]",
         discussion: """
-            The library is libgomalloc-preload.so next to this executable (where `swift build` \
-            puts it), or libgomalloc.so where `gomalloc install` put it (../lib relative to this \
-            executable, /usr/local/lib, /usr/lib). It is prepended to any LD_PRELOAD already set, \
-            so every process the command starts runs under GoMalloc too. The command replaces \
+            The library is --library, else $GOMALLOC_PRELOAD_LIB, else libgomalloc-preload.so \
+            next to this executable (where `swift build` puts it), else the package's \
+            .build/release/libgomalloc-preload.so, else libgomalloc.so where `gomalloc install` \
+            put it (../lib relative to this executable, /usr/local/lib, /usr/lib). It is \
+            prepended to any LD_PRELOAD already set, so every process the command starts runs under GoMalloc too. The command replaces \
             this process (exec): its exit status and any signal that ends it are passed through \
             unchanged. If gomalloc itself fails, it exits 125; a command that cannot be run \
             gives 126, one that is not found 127 (as env(1) does).
@@ -53,7 +54,7 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         let lib: String
         do {
-            lib = try DropInLibrary.locate(explicit: library)
+            lib = try DropInLibrary.locate(explicit: library, for: .run)
             if lib.contains(":") || lib.contains(" ") {
                 throw DropInLibrary.Unusable(path: lib, reason: "LD_PRELOAD cannot hold a path with a space or a colon")
             }
@@ -77,71 +78,5 @@ struct RunCommand: ParsableCommand {
         let reason = String(cString: strerror(err))
         FileHandle.standardError.write(Data("gomalloc: \(argv[0]): \(reason)\n".utf8))
         throw ExitCode(err == ENOENT ? 127 : 126)
-    }
-}
-
-/// Finding libgomalloc and composing LD_PRELOAD; shared by `run` and `install`.
-enum DropInLibrary {
-    /// The file name SwiftPM gives the `gomalloc-preload` product.
-    static let buildName = "libgomalloc-preload.so"
-    /// The name `gomalloc install` gives it, which `-lgomalloc` finds.
-    static let installedName = "libgomalloc.so"
-
-    struct NotFound: Error, CustomStringConvertible {
-        let searched: [String]
-        var description: String {
-            "cannot find the GoMalloc library; looked for " + searched.joined(separator: ", ")
-                + ". Build it with `swift build` (product gomalloc-preload), or pass --library PATH."
-        }
-    }
-
-    struct Unusable: Error, CustomStringConvertible {
-        let path: String
-        let reason: String
-        var description: String { "\(path): \(reason)" }
-    }
-
-    /// The directory holding this executable, symlinks resolved.
-    static var executableDirectory: URL {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-            ?? CommandLine.arguments[0]
-        return URL(fileURLWithPath: exe).resolvingSymlinksInPath().deletingLastPathComponent()
-    }
-
-    /// Candidate paths, best first: next to the executable (a build directory), then the
-    /// installed layouts.
-    static var candidates: [String] {
-        let dir = executableDirectory
-        return [
-            dir.appendingPathComponent(buildName).path,
-            dir.deletingLastPathComponent().appendingPathComponent("lib").appendingPathComponent(installedName).path,
-            "/usr/local/lib/" + installedName,
-            "/usr/lib/" + installedName,
-        ]
-    }
-
-    /// An absolute path to the library: `explicit` if given (it must exist), else the first
-    /// candidate that exists.
-    static func locate(explicit: String?) throws -> String {
-        let fm = FileManager.default
-        if let explicit {
-            let url = URL(fileURLWithPath: explicit).standardizedFileURL
-            guard fm.fileExists(atPath: url.path) else { throw NotFound(searched: [url.path]) }
-            return url.path
-        }
-        for path in candidates where fm.fileExists(atPath: path) {
-            return URL(fileURLWithPath: path).standardizedFileURL.path
-        }
-        throw NotFound(searched: candidates)
-    }
-
-    /// LD_PRELOAD with `library` first, keeping what was there (without a duplicate).
-    /// The dynamic loader splits the list at spaces and colons.
-    static func preloadValue(adding library: String, to existing: String?) -> String {
-        let others = (existing ?? "")
-            .split(whereSeparator: { $0 == ":" || $0 == " " })
-            .map(String.init)
-            .filter { $0 != library }
-        return ([library] + others).joined(separator: ":")
     }
 }

@@ -1,0 +1,160 @@
+// FastPath.swift: instructions per malloc+free pair for `gomalloc bench`, counted with
+// valgrind's callgrind (or `perf stat`) from two loop lengths so start-up cost cancels.
+
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+extension BenchRunner {
+    func measureFastPath(
+        sourceDir: URL, cache: URL, compiler: String, scratch: URL, allocators: [AllocatorInfo]
+    ) -> FastPathJSON {
+        let exe: String
+        do {
+            exe = try buildWorkload(
+                source: sourceDir.appendingPathComponent("pair-cost.c"), linkFlags: [], compiler: compiler,
+                cache: cache, log: scratch.appendingPathComponent("build-pair-cost.log"))
+        } catch {
+            say("fast path: SKIPPED: \(error)")
+            return FastPathJSON(tool: nil, skipped: "\(error)", results: [])
+        }
+        let (nShort, nLong) = config.mode == .smoke ? (1000, 6000) : (2000, 12000)
+        let valgrind = findInPath("valgrind")
+        var perf: String?
+        if valgrind == nil, let p = findInPath("perf") {
+            // `perf stat` exists; does this machine let it count instructions?
+            if let out = try? perfCount(perf: p, exe: "/bin/true", args: [], env: ProcessInfo.processInfo.environment, scratch: scratch),
+                out > 0
+            {
+                perf = p
+            }
+        }
+        guard valgrind != nil || perf != nil else {
+            let why = "valgrind not found and perf cannot count instructions here (apt-get install -y valgrind)"
+            say("fast path: SKIPPED: \(why)")
+            return FastPathJSON(tool: nil, skipped: why, results: [])
+        }
+        let tool = valgrind != nil ? "callgrind" : "perf"
+        say("fast path: instructions per malloc+free pair with \(tool)")
+        var entries: [FastPathEntryJSON] = []
+        var errors: [String] = []
+        for a in allocators {
+            for size in [16, 256] {
+                let args = ["size=\(size)", "short=\(nShort)", "long=\(nLong)"]
+                var perPair: Double?
+                var problem: String?
+                if let valgrind {
+                    do {
+                        let counts: (short: Double, long: Double)
+                        do {
+                            counts = try callgrindCounts(
+                                valgrind: valgrind, exe: exe, args: args, env: environment(for: a), scratch: scratch)
+                        } catch let error as SpawnError where error.description.contains("debuginfo") {
+                            // valgrind 3.19 cannot read some DWARF 5 (Swift's clang emits it);
+                            // instruction counts do not depend on debug info, so drop it.
+                            var stripped = a
+                            stripped.library = try strippedCopy(of: a.library ?? "", scratch: scratch)
+                            counts = try callgrindCounts(
+                                valgrind: valgrind, exe: exe, args: args, env: environment(for: stripped), scratch: scratch)
+                        }
+                        perPair = (counts.long - counts.short) / Double(nLong - nShort)
+                    } catch { problem = "\(error)" }
+                } else if let perf {
+                    do {
+                        let env = environment(for: a)
+                        let short = try perfCount(perf: perf, exe: exe, args: ["size=\(size)", "short=0", "long=\(nShort)"], env: env, scratch: scratch)
+                        let long = try perfCount(perf: perf, exe: exe, args: ["size=\(size)", "short=0", "long=\(nLong)"], env: env, scratch: scratch)
+                        perPair = (long - short) / Double(nLong - nShort)
+                    } catch { problem = "\(error)" }
+                }
+                if let perPair {
+                    entries.append(FastPathEntryJSON(allocator: a.name, size: size, instructionsPerPair: perPair))
+                    say("fast path: \(a.name.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(format: "%4d", size)) B  \(String(format: "%7.1f", perPair)) instructions per pair")
+                } else {
+                    say("fast path: \(a.name) \(size) B FAILED: \(problem ?? "?")")
+                    errors.append("\(a.name) \(size) B: \(problem ?? "?")")
+                }
+            }
+        }
+        for size in [16, 256] {
+            let lean = entries.filter { $0.size == size }.map(\.instructionsPerPair).filter { $0 > 0 }.min()
+            for i in entries.indices where entries[i].size == size {
+                if let lean { entries[i].ratioToLeanest = entries[i].instructionsPerPair / lean }
+            }
+        }
+        return FastPathJSON(tool: tool, skipped: nil, results: entries, errors: errors.isEmpty ? nil : errors)
+    }
+
+    /// A copy of `library` without debug sections (objcopy or strip), in the scratch dir.
+    func strippedCopy(of library: String, scratch: URL) throws -> String {
+        let copy = scratch.appendingPathComponent("nodebug-" + URL(fileURLWithPath: library).lastPathComponent).path
+        if FileManager.default.fileExists(atPath: copy) { return copy }
+        for (tool, args) in [("objcopy", ["--strip-debug", library, copy]), ("strip", ["--strip-debug", "-o", copy, library])] {
+            if let path = findInPath(tool), (try? captureOutput(path, args)) != nil,
+                FileManager.default.fileExists(atPath: copy)
+            {
+                return copy
+            }
+        }
+        throw SpawnError(description: "valgrind cannot read the debug info of \(library), and objcopy/strip could not remove it")
+    }
+
+    /// Runs pair-cost under callgrind with one profile dumped before the short loop, one
+    /// after it and one after the long loop; returns the instruction totals of the loops.
+    func callgrindCounts(valgrind: String, exe: String, args: [String], env: [String: String], scratch: URL) throws
+        -> (short: Double, long: Double)
+    {
+        let dir = scratch.appendingPathComponent("callgrind-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let outBase = dir.appendingPathComponent("cg.out")
+        let o = try spawnAndWait(
+            valgrind,
+            [
+                "--tool=callgrind", "--callgrind-out-file=\(outBase.path)",
+                "--dump-before=pair_loop_short", "--dump-after=pair_loop_short", "--dump-after=pair_loop_long",
+                exe,
+            ] + args,
+            environment: env, stdoutPath: dir.appendingPathComponent("stdout").path,
+            stderrPath: dir.appendingPathComponent("stderr").path, timeout: 300)
+        guard o.ok else {
+            let errPath = dir.appendingPathComponent("stderr").path
+            let full = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+            let why = describeFailure(o, stderrPath: errPath)
+            throw SpawnError(description: full.contains("debuginfo reader") && !why.contains("debuginfo") ? "debuginfo: \(why)" : why)
+        }
+        var short: Double?, long: Double?
+        for file in try FileManager.default.contentsOfDirectory(atPath: dir.path) where file.hasPrefix("cg.out") {
+            let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
+            var trigger = "", totals: Double?
+            for line in text.split(separator: "\n") {
+                if line.hasPrefix("desc: Trigger:") { trigger = String(line) }
+                if line.hasPrefix("totals:") || (totals == nil && line.hasPrefix("summary:")) {
+                    totals = Double(line.split(separator: " ").last ?? "")
+                }
+            }
+            if trigger.contains("--dump-after=pair_loop_short") { short = totals }
+            if trigger.contains("--dump-after=pair_loop_long") { long = totals }
+        }
+        guard let short, let long else { throw SpawnError(description: "callgrind wrote no profile for the loops") }
+        return (short, long)
+    }
+
+    /// Instructions (user space) of one whole run, from `perf stat -x, -e instructions:u`.
+    func perfCount(perf: String, exe: String, args: [String], env: [String: String], scratch: URL) throws -> Double {
+        let errPath = scratch.appendingPathComponent("perf.err").path
+        let o = try spawnAndWait(
+            perf, ["stat", "-x", ",", "-e", "instructions:u", exe] + args, environment: env,
+            stdoutPath: scratch.appendingPathComponent("perf.out").path, stderrPath: errPath, timeout: 120)
+        guard o.ok else { throw SpawnError(description: describeFailure(o, stderrPath: errPath)) }
+        let text = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        for line in text.split(separator: "\n") where line.contains("instructions") {
+            if let n = Double(line.split(separator: ",").first ?? "") { return n }
+        }
+        throw SpawnError(description: "perf did not count instructions")
+    }
+}

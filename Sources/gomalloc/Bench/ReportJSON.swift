@@ -1,0 +1,163 @@
+// ReportJSON.swift: the results of `gomalloc bench` as Codable types. results.json is their
+// JSON encoding; the table and the chart are rendered from them.
+//
+// results.json schema ("gomalloc-bench/1"; also documented in Benchmarks/README.md).
+// Optional fields are absent rather than null.
+// {
+//   "schema": "gomalloc-bench/1",
+//   "generated": "2026-11-23T10:00:00Z",          // ISO 8601, UTC
+//   "mode": "full" | "quick" | "smoke",
+//   "repetitions": 5,                             // runs per workload x allocator
+//   "threads": 2,                                 // --threads (multi-threaded workloads)
+//   "baseline": "mimalloc",                       // allocator the ratios are relative to
+//   "machine": { "hostname": "...", "os": "Linux 6.1.0-...", "arch": "x86_64",
+//                "cpuModel": "...", "cpus": 2, "memoryKiB": 24000000 },
+//   "allocators": [                               // every allocator considered, in order
+//     { "name": "jemalloc", "available": true,
+//       "library": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",   // absent for glibc
+//       "skipped": "reason",                      // only when available is false
+//       "install": "apt-get install -y libjemalloc2" }             // absent for glibc, gomalloc
+//   ],
+//   "workloads": [                                // every selected workload
+//     { "name": "cross-thread-free", "models": "larson", "description": "...",
+//       "threads": 2, "command": ["cross-thread-free.c", "threads=2", "..."],
+//       "skipped": "reason" }                     // only when it could not be built
+//   ],
+//   "results": [                                  // one per workload x available allocator
+//     { "workload": "cross-thread-free", "allocator": "jemalloc", "ok": true,
+//       "error": "exit status 3: CORRUPTION ...", // only when ok is false
+//       "runs": [ { "wallSeconds": 0.123, "maxRSSKiB": 4321,
+//                   "userSeconds": 0.2, "systemSeconds": 0.01 } ],
+//       "medianWallSeconds": 0.123, "medianMaxRSSKiB": 4321,     // absent when ok is false
+//       "timeRatio": 1.05, "rssRatio": 0.98 }     // vs baseline; absent if either failed
+//   ],
+//   "geomean": [ { "allocator": "jemalloc", "timeRatio": 1.02, "rssRatio": 1.10,
+//                  "workloads": 10 } ],           // over workloads where both succeeded
+//   "fastPath": {
+//     "tool": "callgrind" | "perf",               // absent when skipped
+//     "skipped": "reason",                        // only when not measured
+//     "results": [ { "allocator": "jemalloc", "size": 16, "instructionsPerPair": 76.2,
+//                    "ratioToLeanest": 1.0 } ],   // leanest = fewest instructions, that size
+//     "errors": [ "gomalloc 16 B: ..." ]          // only when some measurement failed
+//   }
+// }
+
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+struct MachineJSON: Codable {
+    var hostname: String
+    var os: String
+    var arch: String
+    var cpuModel: String
+    var cpus: Int
+    var memoryKiB: Int
+}
+
+struct AllocatorJSON: Codable {
+    var name: String
+    var available: Bool
+    var library: String?
+    var skipped: String?
+    var install: String?
+}
+
+struct WorkloadJSON: Codable {
+    var name: String
+    var models: String
+    var description: String
+    var threads: Int
+    var command: [String]
+    var skipped: String?
+}
+
+struct RunJSON: Codable {
+    var wallSeconds: Double
+    var maxRSSKiB: Int
+    var userSeconds: Double
+    var systemSeconds: Double
+}
+
+struct ResultJSON: Codable {
+    var workload: String
+    var allocator: String
+    var ok: Bool
+    var error: String?
+    var runs: [RunJSON]
+    var medianWallSeconds: Double?
+    var medianMaxRSSKiB: Double?
+    var timeRatio: Double?
+    var rssRatio: Double?
+}
+
+struct GeomeanJSON: Codable {
+    var allocator: String
+    var timeRatio: Double?
+    var rssRatio: Double?
+    var workloads: Int
+}
+
+struct FastPathEntryJSON: Codable {
+    var allocator: String
+    var size: Int
+    var instructionsPerPair: Double
+    var ratioToLeanest: Double?
+}
+
+struct FastPathJSON: Codable {
+    var tool: String?
+    var skipped: String?
+    var results: [FastPathEntryJSON]
+    var errors: [String]?
+}
+
+struct ReportJSON: Codable {
+    var schema = "gomalloc-bench/1"
+    var generated: String
+    var mode: BenchMode
+    var repetitions: Int
+    var threads: Int
+    var baseline: String
+    var machine: MachineJSON
+    var allocators: [AllocatorJSON]
+    var workloads: [WorkloadJSON]
+    var results: [ResultJSON]
+    var geomean: [GeomeanJSON]
+    var fastPath: FastPathJSON
+}
+
+func readMachine() -> MachineJSON {
+    var u = utsname()
+    uname(&u)
+    func field<T>(_ value: inout T) -> String {
+        withUnsafeBytes(of: &value) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+    }
+    let sysname = field(&u.sysname), release = field(&u.release), arch = field(&u.machine)
+    var host = [CChar](repeating: 0, count: 256)
+    gethostname(&host, host.count - 1)
+    let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    var model = "unknown"
+    for line in cpuinfo.split(separator: "\n") {
+        let parts = line.split(separator: ":", maxSplits: 1)
+        guard parts.count == 2 else { continue }
+        let key = parts[0].trimmingCharacters(in: .whitespaces)
+        if key == "model name" || key == "Model" || key == "cpu model" {
+            model = parts[1].trimmingCharacters(in: .whitespaces)
+            break
+        }
+    }
+    let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
+    var mem = 0
+    for line in meminfo.split(separator: "\n") where line.hasPrefix("MemTotal:") {
+        mem = Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    }
+    return MachineJSON(
+        hostname: String(decoding: host.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self),
+        os: "\(sysname) \(release)", arch: arch, cpuModel: model,
+        cpus: ProcessInfo.processInfo.activeProcessorCount, memoryKiB: mem)
+}

@@ -1,0 +1,91 @@
+// WorkloadCatalog.swift: the workloads of `gomalloc bench` (name, the benchmark each models,
+// source file, threads) and their sizes in full, quick and smoke mode.
+
+struct WorkloadSpec {
+    enum Kind { case c(linkFlags: [String], skipHint: String?), python }
+    var name: String
+    var models: String
+    var description: String
+    var source: String  // file name in the workloads directory
+    var kind: Kind
+    var threads: Int
+    var arguments: [String]  // key=value arguments, threads= included
+}
+
+/// The workloads with their sizes for each mode. Sizes were picked so that a quick run takes
+/// a few tenths of a second per workload under glibc and a full run about a second; they
+/// are the same for every allocator.
+func workloadCatalog(mode: BenchMode, threads: Int) -> [WorkloadSpec] {
+    func pick(_ smoke: [String], _ quick: [String], _ full: [String]) -> [String] {
+        switch mode {
+        case .smoke: smoke
+        case .quick: quick
+        case .full: full
+        }
+    }
+    let t = "threads=\(threads)"
+    return [
+        WorkloadSpec(
+            name: "cross-thread-free", models: "larson",
+            description: "threads replace random-sized objects (8-1000 B) in slot arrays that move between threads, so objects are freed by other threads",
+            source: "cross-thread-free.c", kind: .c(linkFlags: [], skipHint: nil), threads: threads,
+            arguments: [t] + pick(
+                ["slots=200", "rounds=4", "ops=2000"],
+                ["slots=1000", "rounds=20", "ops=20000"],
+                ["slots=2000", "rounds=50", "ops=40000"])),
+        WorkloadSpec(
+            name: "producer-consumer", models: "xmalloc-test",
+            description: "producer threads allocate (8-512 B) and hand batches to consumer threads that verify and free them",
+            source: "producer-consumer.c", kind: .c(linkFlags: [], skipHint: nil), threads: max(2, threads),
+            arguments: ["threads=\(max(2, threads))"] + pick(["objects=20000"], ["objects=500000"], ["objects=3000000"])),
+        WorkloadSpec(
+            name: "false-sharing-active", models: "cache-thrash",
+            description: "each thread allocates, writes many times and frees its own 8-byte objects; slow if threads share cache lines",
+            source: "false-sharing.c", kind: .c(linkFlags: [], skipHint: nil), threads: threads,
+            arguments: [t, "passive=0"] + pick(
+                ["iters=50", "writes=1000"], ["iters=1000", "writes=20000"], ["iters=2000", "writes=50000"])),
+        WorkloadSpec(
+            name: "false-sharing-passive", models: "cache-scratch",
+            description: "as false-sharing-active, but each thread first frees an object the main thread allocated next to the others'",
+            source: "false-sharing.c", kind: .c(linkFlags: [], skipHint: nil), threads: threads,
+            arguments: [t, "passive=1"] + pick(
+                ["iters=50", "writes=1000"], ["iters=1000", "writes=20000"], ["iters=2000", "writes=50000"])),
+        WorkloadSpec(
+            name: "working-set-churn", models: "alloc-test, mstress",
+            description: "a working set (8 B-512 KiB, skewed small) that grows and shrinks by phase and is churned, some objects passed between threads; peak RSS matters",
+            source: "working-set-churn.c", kind: .c(linkFlags: [], skipHint: nil), threads: threads,
+            arguments: [t] + pick(
+                ["live=2000", "steps=40000"], ["live=20000", "steps=300000"], ["live=40000", "steps=1200000"])),
+        WorkloadSpec(
+            name: "small-pairs-fixed", models: "glibc bench-malloc-simple",
+            description: "one thread: batches of 1-1600 blocks of 16, 32, 64, 128, 256 B allocated, then freed in order",
+            source: "small-pairs.c", kind: .c(linkFlags: [], skipHint: nil), threads: 1,
+            arguments: ["threads=1", "random=0"] + pick(["iters=200000"], ["iters=5000000"], ["iters=30000000"])),
+        WorkloadSpec(
+            name: "small-pairs-random", models: "glibc bench-malloc-simple/-thread",
+            description: "one thread: as small-pairs-fixed with sizes uniform in 8-512 B",
+            source: "small-pairs.c", kind: .c(linkFlags: [], skipHint: nil), threads: 1,
+            arguments: ["threads=1", "random=1", "max=512"] + pick(["iters=200000"], ["iters=5000000"], ["iters=30000000"])),
+        WorkloadSpec(
+            name: "large-realloc", models: "malloc-large",
+            description: "20 live blocks of 256 KiB-16 MiB replaced at random (pages touched), then buffers grown by realloc to 8 MiB and shrunk",
+            source: "large-realloc.c", kind: .c(linkFlags: [], skipHint: nil), threads: 1,
+            arguments: ["threads=1"] + pick(
+                ["live=4", "iters=10", "max=4194304", "grow=4", "growmax=1048576", "growrounds=1"],
+                ["iters=150", "growrounds=2"],
+                ["iters=600", "growrounds=6"])),
+        WorkloadSpec(
+            name: "python-churn", models: "real program (CPython)",
+            description: "python3 churning dicts, lists and strings: a replaced working set of records, join/split, sort, index dicts",
+            source: "python-churn.py", kind: .python, threads: 1,
+            arguments: pick(["rounds=1", "records=1000"], ["rounds=3", "records=10000"], ["rounds=10", "records=20000"])),
+        WorkloadSpec(
+            name: "sqlite-index", models: "real program (SQLite)",
+            description: "libsqlite3 in memory: batched inserts, two CREATE INDEX, point lookups, GROUP BY and range queries, UPDATE, DELETE",
+            source: "sqlite-index.c",
+            kind: .c(linkFlags: ["-l:libsqlite3.so.0"], skipHint: "apt-get install -y libsqlite3-dev (or sqlite3)"),
+            threads: 1,
+            arguments: ["threads=1"] + pick(
+                ["rows=3000", "lookups=2000"], ["rows=40000", "lookups=20000"], ["rows=200000", "lookups=100000"])),
+    ]
+}
