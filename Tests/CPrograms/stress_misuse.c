@@ -1,6 +1,6 @@
 // stress_misuse.c — bad frees that a sweep can hide: they must be reported at once.
 //
-// Usage: stress_misuse MODE (run under GoMalloc with GOMALLOC_MAXPROCS=1), MODE one of
+// Usage: stress_misuse MODE [handler] (run under GoMalloc with GOMALLOC_MAXPROCS=1), MODE one of
 //   late-double-free       free a small block, let a sweep merge that free, free it again
 //                          (the span is the one this P allocates from: the free fast path)
 //   free-unallocated-slot  free the start of a slot of our span that was never handed out
@@ -11,12 +11,17 @@
 // call returns, the program shows what the unnoticed free leads to — the slot is handed out
 // while still in use — prints `unnoticed` (and `DOUBLE USE` if it got that far) and exits 3.
 // Exit 4: the allocator did not lay out the blocks as this program expects (not GoMalloc?).
+// With `handler`, a SIGABRT handler mallocs and frees, prints `handler malloc ok` and exits 7:
+// the report must come after the allocator let go of its P and locks (with one P, a report
+// made while holding it would leave the handler's malloc waiting for ever; alarm(20) ends it).
 //
 // The blocks are of the 640-byte class (12 per one-page span), which nothing else in the
 // process uses, so the first one starts a fresh span and the rest follow it in order.
 #define _GNU_SOURCE
 #include <malloc.h>
+#include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 
@@ -62,9 +67,25 @@ static void show_consequence(char *bad) {
     exit(3);
 }
 
+static void on_abort(int sig) {
+    (void)sig;
+    void *p = malloc(opaque(100));
+    if (p != NULL) {
+        memset(p, 1, 100);
+        free(p);
+        static const char ok[] = "handler malloc ok\n";
+        write(1, ok, sizeof ok - 1);
+    }
+    _exit(7);
+}
+
 int main(int argc, char **argv) {
-    CHECKF(argc == 2, "usage: stress_misuse MODE");
+    CHECKF(argc == 2 || (argc == 3 && strcmp(argv[2], "handler") == 0), "usage: stress_misuse MODE [handler]");
     const char *mode = argv[1];
+    if (argc == 3) {
+        signal(SIGABRT, on_abort);
+        alarm(20);
+    }
     setvbuf(stdout, NULL, _IOLBF, 0);
     char *x[6];
     for (int i = 0; i < 6; i++) x[i] = malloc(opaque(SIZE));

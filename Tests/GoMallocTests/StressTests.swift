@@ -178,21 +178,7 @@ final class StressTests: XCTestCase {
         GoAllocator.deallocate(p)
     }
 
-    // MARK: - Interleavings replayed with a hardware watchpoint
-
-    /// Run `scenario` in a forked child (a failure may leave a corrupt heap behind) and map
-    /// its exit status: 0 pass, 1 the bug (`bug` says what), 3 skip (cannot replay here).
-    private func replay(_ scenario: @escaping () -> Int32, bug: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        // Make sure the heap exists (and its fork handlers too) before forking.
-        GoAllocator.deallocate(GoAllocator.allocate(byteCount: 16, alignment: 8)!)
-        let r = runInChild { _exit(scenario()) }
-        switch (r.signal, r.status) {
-        case (0, 0): break
-        case (0, 3): throw XCTSkip("cannot replay the interleaving here: \(r.stderr)")
-        case (0, 1): XCTFail("\(bug): \(r.stderr)", file: file, line: line)
-        default: XCTFail("scenario failed: signal \(r.signal), status \(r.status): \(r.stderr)", file: file, line: line)
-        }
-    }
+    // MARK: - Interleavings replayed with a hardware watchpoint (Replay.swift)
 
     /// A remote free sets the object's bit in remoteBits, then counts it in remoteFreeCount.
     /// If a sweep merges the bit in between and finds the span empty, the span must not go
@@ -203,118 +189,31 @@ final class StressTests: XCTestCase {
     /// Replayed: the watchpoint on the remoteBits word stops the freeing thread (on another
     /// P) right after its write, while the main thread pushes the span out of its P's retired
     /// list (uncacheSpan sweeps it) and allocates.
-    func testRemoteFreeStalledAfterItsBitKeepsTheSpanUntilItIsCounted() throws {
-        try replay(stalledRemoteFreeScenario,
-                   bug: "a span was given back to the heap with a live block (count of a stale remote free)")
+    func testRemoteFreeStalledAfterItsBitKeepsTheSpanUntilItIsCounted() {
+        runScenario(stalledRemoteFreeScenario,
+                    bug: "a span was given back to the heap with a live block (count of a stale remote free)")
     }
 
     /// The stopped world (checkInvariants, fork) takes every P: it must not stop in the
     /// middle of a remote free — counted in its P's nfree, bit set in remoteBits, not yet in
     /// remoteFreeCount. Replayed: the freer stopped after its bit must still hold its P, so
     /// the checker waits for it and then finds everything consistent.
-    func testStoppedWorldWaitsForARemoteFreeInFlight() throws {
-        try replay({ stoppedWorldScenario(large: false) }, bug: "the world stopped in the middle of a remote free")
+    func testStoppedWorldWaitsForARemoteFreeInFlight() {
+        runScenario({ stoppedWorldScenario(large: false) }, bug: "the world stopped in the middle of a remote free")
     }
 
     /// The same for a large block: free() marks its span free (a CAS, which catches a racing
     /// second free), then gives its pages back under the heap lock. A stopped world must not
     /// see the span marked free while it still owns its pages.
-    func testStoppedWorldWaitsForALargeFreeInFlight() throws {
-        try replay({ stoppedWorldScenario(large: true) }, bug: "the world stopped in the middle of a large free")
+    func testStoppedWorldWaitsForALargeFreeInFlight() {
+        runScenario({ stoppedWorldScenario(large: true) }, bug: "the world stopped in the middle of a large free")
     }
 }
 
 /// Workers of testThreadsWhileTheWorldIsStoppedAndTrimmed that have finished.
 private let stressThreadsDone = Atomic<Int>(0)
 
-// MARK: - Replay machinery (in a forked child; only globals cross threads and the handler)
-
-/// 0 idle, 1 armed, 2 stopped in the SIGTRAP handler, 3 released, 4 free returned, -1 no watchpoint.
-private let stallState = Atomic<Int>(0)
-/// What the stopped thread frees: `stallOthers` first (unwatched), then `stallTarget`, with
-/// a write watchpoint of `stallWatchLength` bytes at `stallWatchAddress`; on P `stallFreerP`
-/// (its address) if not 0.
-nonisolated(unsafe) private var stallTarget: UnsafeMutableRawPointer?
-nonisolated(unsafe) private var stallOthers: [UnsafeMutableRawPointer] = []
-nonisolated(unsafe) private var stallWatchAddress: UInt = 0
-nonisolated(unsafe) private var stallWatchLength: UInt64 = 8
-nonisolated(unsafe) private var stallFreerP: UInt = 0
-
-private func stallHandler(_ signal: Int32) {
-    if stallState.load(ordering: .acquiring) == 1 {
-        stallState.store(2, ordering: .releasing)
-        while stallState.load(ordering: .acquiring) == 2 { sched_yield() }
-    }
-}
-
-/// perf_event_open(2) of a write watchpoint on `address` for this thread that sends the
-/// thread SIGTRAP right after the writing instruction (attr.sigtrap). -1 if unavailable.
-private func openWriteWatchpoint(_ address: UInt, length: UInt64) -> Int {
-    // struct perf_event_attr (PERF_ATTR_SIZE_VER7, 128 bytes) as little-endian words.
-    var attr = [UInt64](repeating: 0, count: 16)
-    attr[0] = 5 | 128 << 32                        // type PERF_TYPE_BREAKPOINT, size 128
-    attr[2] = 1                                    // sample_period
-    attr[5] = 1 << 5 | 1 << 6 | 1 << 36 | 1 << 37  // exclude_kernel, exclude_hv, remove_on_exec, sigtrap
-    attr[6] = 2 << 32                              // bp_type HW_BREAKPOINT_W
-    attr[7] = UInt64(address)                      // bp_addr
-    attr[8] = length                               // bp_len: 1, 2, 4 or 8
-    #if arch(x86_64)
-    let nr = 298
-    #elseif arch(arm64)
-    let nr = 241
-    #else
-    return -1
-    #endif
-    // syscall(2) is variadic, which Swift does not import: call it through a fixed prototype.
-    guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "syscall") else { return -1 }
-    typealias Syscall = @convention(c) (Int, UnsafeRawPointer, Int, Int, Int, Int) -> Int
-    let syscall6 = unsafeBitCast(sym, to: Syscall.self)
-    return attr.withUnsafeBytes { syscall6(nr, $0.baseAddress!, 0, -1, -1, 0) }
-}
-
-private func stalledFreer(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
-    if stallFreerP != 0 { gm_tls_preferred_p = stallFreerP }
-    for p in stallOthers { GoAllocator.deallocate(p) }
-    let fd = openWriteWatchpoint(stallWatchAddress, length: stallWatchLength)
-    if fd < 0 {
-        stallState.store(-1, ordering: .releasing)
-        return nil
-    }
-    stallState.store(1, ordering: .releasing)
-    GoAllocator.deallocate(stallTarget!)
-    close(Int32(fd))
-    stallState.store(4, ordering: .releasing)
-    return nil
-}
-
-/// Write `message` to stderr (the parent shows it) and return `code` as the exit status.
-private func scenarioFail(_ code: Int32, _ message: String) -> Int32 {
-    let line = message + "\n"
-    _ = line.withCString { write(2, $0, strlen($0)) }
-    return code
-}
-
-/// Start the freer and wait until the watchpoint has stopped it. Returns the thread, or
-/// nil and an exit status (3: cannot replay here).
-private func startStalledFreer() -> (pthread_t?, Int32) {
-    var action = sigaction()
-    action.__sigaction_handler.sa_handler = stallHandler
-    sigemptyset(&action.sa_mask)
-    sigaction(SIGTRAP, &action, nil)
-    var thread = pthread_t()
-    guard pthread_create(&thread, nil, stalledFreer, nil) == 0 else { return (nil, scenarioFail(13, "pthread_create")) }
-    var waited = 0
-    while stallState.load(ordering: .acquiring) < 2 && stallState.load(ordering: .acquiring) >= 0 && waited < 10_000 {
-        usleep(1000)
-        waited += 1
-    }
-    switch stallState.load(ordering: .acquiring) {
-    case 2: return (thread, 0)
-    case -1: pthread_join(thread, nil); return (nil, scenarioFail(3, "perf_event_open refused a breakpoint"))
-    case 4: pthread_join(thread, nil); return (nil, scenarioFail(3, "the watchpoint never fired"))
-    default: return (nil, scenarioFail(14, "the freer neither stopped nor finished"))
-    }
-}
+// MARK: - Replayed scenarios (in a forked child)
 
 /// Exit status: 0 fine, 1 the span of a live block went back to the heap, 3 cannot replay
 /// here (no watchpoint, one P), other values: the set-up did not go as planned (stderr).
@@ -342,11 +241,14 @@ private func stalledRemoteFreeScenario() -> Int32 {
         return scenarioFail(12, "oldest retired span not made of our blocks")
     }
     // Another thread, on the other P, frees all of s; the last free stops after its bit.
-    stallOthers = Array(inS.dropLast())
-    stallTarget = inS.last!
-    stallFreerP = UInt(bitPattern: h.proc((mine.pointee.index + 1) % h.pointee.nprocs))
-    stallWatchAddress = UInt(bitPattern: s.remoteWord(s.objIndex(UInt(bitPattern: stallTarget!)) >> 6))
-    let (freer, status) = startStalledFreer()
+    let others = Array(inS.dropLast())
+    let target = inS.last!
+    let otherP = UInt(bitPattern: h.proc((mine.pointee.index + 1) % h.pointee.nprocs))
+    let watch = UInt(bitPattern: s.remoteWord(s.objIndex(UInt(bitPattern: target)) >> 6))
+    let (freer, status) = stallThread(watching: watch, preparing: {
+        gm_tls_preferred_p = otherP
+        for p in others { GoAllocator.deallocate(p) }
+    }, running: { GoAllocator.deallocate(target) })
     guard let freer else { return status }
 
     // While it is stopped: run the current span out, so that refill retires it and pushes s
@@ -367,8 +269,7 @@ private func stalledRemoteFreeScenario() -> Int32 {
         if span(p) == s { break }
     }
     // Let the freer count its free and finish.
-    stallState.store(3, ordering: .releasing)
-    pthread_join(freer, nil)
+    freer.resume()
 
     // Flush every cache to mcentral: a span with a stale count looks emptier than it is,
     // and goes to the heap with live blocks.
@@ -396,19 +297,21 @@ private func checkerThread(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawP
     return nil
 }
 
-/// Exit status: 0 fine, 1 the checker ran while a free was half done, 3 cannot replay
-/// here, others: set-up failures (stderr). `large`: a large block (the watchpoint on its
-/// span's state), else a small block in a span on mcentral's partial list (a remote free;
-/// the watchpoint on its remoteBits word).
+/// Exit status: 0 fine, 1 the free stopped half way did not hold its P (a stopped world
+/// could run in the middle of it), 3 cannot replay here, others: set-up failures (stderr).
+/// `large`: a large block (the watchpoint on its span's state), else a small block in a span
+/// on mcentral's partial list (a remote free; the watchpoint on its remoteBits word).
 private func stoppedWorldScenario(large: Bool) -> Int32 {
     let h = theHeap()!
     var keep: UnsafeMutableRawPointer?
+    let target: UnsafeMutableRawPointer
+    let watch: UInt
+    var length: UInt64 = 8
     if large {
-        let x = GoAllocator.allocate(byteCount: 100_000, alignment: 8)!
-        guard let s = h.spanOf(UInt(bitPattern: x)) else { return scenarioFail(10, "no span") }
-        stallTarget = x
-        stallWatchAddress = withUnsafePointer(to: s.pointee.state) { UInt(bitPattern: $0) }
-        stallWatchLength = 4
+        target = GoAllocator.allocate(byteCount: 100_000, alignment: 8)!
+        guard let s = h.spanOf(UInt(bitPattern: target)) else { return scenarioFail(10, "no span") }
+        watch = withUnsafePointer(to: s.pointee.state) { UInt(bitPattern: $0) }
+        length = 4
     } else {
         // Two blocks of one span on mcentral's partial list: a free of either is remote.
         let x = GoAllocator.allocate(byteCount: 3072, alignment: 8)!
@@ -419,18 +322,28 @@ private func stoppedWorldScenario(large: Bool) -> Int32 {
             return scenarioFail(10, "blocks not in one span on the partial list")
         }
         keep = x2
-        stallTarget = x
-        stallWatchAddress = UInt(bitPattern: s.remoteWord(s.objIndex(UInt(bitPattern: x)) >> 6))
+        target = x
+        watch = UInt(bitPattern: s.remoteWord(s.objIndex(UInt(bitPattern: x)) >> 6))
     }
-    let (freer, status) = startStalledFreer()
+    // The freer works on the last P, so that a stopped world takes every other P first.
+    let last = h.pointee.nprocs - 1
+    let lastP = UInt(bitPattern: h.proc(last))
+    let (freer, status) = stallThread(watching: watch, length: length,
+                                      preparing: { gm_tls_preferred_p = lastP },
+                                      running: { GoAllocator.deallocate(target) })
     guard let freer else { return status }
-    // Stop the world from another thread while the free is stopped half way.
+    // Half way through the free: it must hold its P, which a stopped world needs.
+    if h.proc(last).pointee.owner.load(ordering: .acquiring) == 0 {
+        freer.resume()
+        return scenarioFail(1, "the free stopped half way holds no P")
+    }
+    // Stop the world from another thread: it takes every other P and then waits for the
+    // freer's, so it cannot have finished.
     var checker = pthread_t()
     guard pthread_create(&checker, nil, checkerThread, nil) == 0 else { return scenarioFail(13, "pthread_create") }
-    usleep(300_000)
+    for i in 0..<last { while h.proc(i).pointee.owner.load(ordering: .acquiring) == 0 { sched_yield() } }
     let during = checkerResult.load(ordering: .acquiring)
-    stallState.store(3, ordering: .releasing)
-    pthread_join(freer, nil)
+    freer.resume()
     pthread_join(checker, nil)
     if during != 0 { return scenarioFail(1, "checkInvariants ran while the free was half done") }
     if checkerResult.load(ordering: .acquiring) != 1 { return scenarioFail(15, "checkInvariants found a violation") }
