@@ -142,9 +142,9 @@ private func freeRemote(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePoin
     let w = i >> 6
     let bit = UInt64(1) << UInt64(i & 63)
     if s.pointee.state.load(ordering: .acquiring) != SpanState.inUse.rawValue { return .invalidPointer }
-    // Relaxed reads of the owner's words (see MSpan.isLive): a correct free always sees the
-    // object allocated.
-    let allocated = i < s.freeIndex || s.allocBits[w] & bit != 0
+    // The owner's index (acquire), then its words (see MSpan.isLive): a correct free always
+    // sees the object allocated.
+    let allocated = i < s.publishedFreeIndex || s.allocBits[w] & bit != 0
     if !allocated || s.freeBits[w] & bit != 0 { return .doubleFree }
     let old = s.remoteWord(w).pointee.bitwiseOr(bit, ordering: .relaxed).oldValue
     if old & bit != 0 { return .doubleFree }

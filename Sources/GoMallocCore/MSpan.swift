@@ -87,9 +87,11 @@ struct MSpan: ~Copyable {
 
     /// Complement of allocBits starting at freeIndex; ctz finds the next free object. Owner.
     var allocCache: UInt64
-    /// Objects below freeIndex are allocated; the scan resumes here. Owner writes; remote
-    /// freers read it to validate a free (relaxed: a legitimate free was ordered after its
-    /// malloc by the program, so it sees the index past its object).
+    /// Objects below freeIndex are allocated; the scan resumes here. Owner writes (release);
+    /// other threads validating a free read it (acquire) before the bitmaps: a legitimate
+    /// free is ordered after its malloc by the program, and any later index it may read was
+    /// stored after the sweep that moved its object into allocBits, so it sees the object
+    /// allocated either way (on x86-64 and AArch64 alike).
     let freeIndexWord: Atomic<Int>
     /// Number of objects in the span. Immutable while in use.
     var nelems: Int
@@ -181,11 +183,17 @@ extension UnsafeMutablePointer where Pointee == MSpan {
     @inline(__always)
     func remoteWord(_ w: Int) -> UnsafeMutablePointer<Atomic<UInt64>> { remoteBits.word(w) }
 
-    /// freeIndex (relaxed; see MSpan.freeIndexWord).
+    /// freeIndex as its owner reads it (relaxed) and stores it (release; see
+    /// MSpan.freeIndexWord). Other threads use `publishedFreeIndex`.
     var freeIndex: Int {
         @inline(__always) get { pointee.freeIndexWord.load(ordering: .relaxed) }
-        @inline(__always) nonmutating set { pointee.freeIndexWord.store(newValue, ordering: .relaxed) }
+        @inline(__always) nonmutating set { pointee.freeIndexWord.store(newValue, ordering: .releasing) }
     }
+
+    /// freeIndex for a thread that does not own the span (acquire): what it then reads of
+    /// the bitmaps is at least as new as the index.
+    @inline(__always)
+    var publishedFreeIndex: Int { pointee.freeIndexWord.load(ordering: .acquiring) }
 
     /// allocCount (relaxed; see MSpan.allocCountWord).
     var allocCount: Int {
@@ -322,14 +330,14 @@ extension UnsafeMutablePointer where Pointee == MSpan {
     }
 
     /// Is object `i` live? Used by free to tell a double free or a never-allocated slot.
-    /// Reads freeIndex, allocBits and freeBits without owning the span (relaxed atomics): a
-    /// legitimate free is ordered after its malloc by the program, so it always sees the
-    /// object as live; only a bad free can be misjudged, and the sweep catches it later.
+    /// Reads freeIndex (acquire) and then the bitmaps without owning the span: a legitimate
+    /// free is ordered after its malloc by the program, so it always sees the object as live
+    /// (see MSpan.freeIndexWord); only a bad free can be misjudged, and the sweep catches it.
     @inline(__always)
     func isLive(_ i: Int) -> Bool {
         let w = i >> 6
         let bit = UInt64(1) << UInt64(i & 63)
-        let allocated = i < freeIndex || allocBits[w] & bit != 0
+        let allocated = i < publishedFreeIndex || allocBits[w] & bit != 0
         if !allocated { return false }
         if freeBits[w] & bit != 0 { return false }
         return remoteBits[w] & bit == 0
