@@ -3,28 +3,6 @@ import Foundation
 import XCTest
 @testable import GoMalloc
 
-/// A tiny locked queue of addresses (Foundation's NSLock; the test process uses glibc malloc).
-final class AddressQueue: @unchecked Sendable {
-    private var items: [UInt] = []
-    private let lock = NSLock()
-    func push(_ x: UInt) { lock.lock(); items.append(x); lock.unlock() }
-    func pop() -> UInt? { lock.lock(); defer { lock.unlock() }; return items.popLast() }
-    func drain() -> [UInt] { lock.lock(); defer { lock.unlock() }; let a = items; items = []; return a }
-}
-
-func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
-    let group = DispatchGroup()
-    var threads: [Thread] = []
-    for i in 0..<n {
-        group.enter()
-        let t = Thread { body(i); group.leave() }
-        t.stackSize = 1 << 20
-        threads.append(t)
-    }
-    for t in threads { t.start() }
-    group.wait()
-}
-
 final class ConcurrencyTests: XCTestCase {
     func testEightThreadsFreeEachOthersObjects() {
         let start = GoAllocator.statistics().heapAlloc

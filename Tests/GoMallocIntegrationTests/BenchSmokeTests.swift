@@ -9,7 +9,7 @@ import Foundation
 import XCTest
 
 final class BenchSmokeTests: XCTestCase {
-    /// The package root, from this file's place in it (Tests/GoMallocTests/...).
+    /// The package root, from this file's place in it (Tests/GoMallocIntegrationTests/...).
     private static let packageRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
