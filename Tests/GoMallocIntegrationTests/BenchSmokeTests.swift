@@ -30,7 +30,7 @@ final class BenchSmokeTests: XCTestCase {
             let candidate = dir.appendingPathComponent("gomalloc")
             if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
         }
-        throw XCTSkip("the gomalloc executable is not built next to the tests (looked in \(productsDirectories().map(\.path)))")
+        throw DropIn.Failure("the gomalloc executable is not built next to the tests (looked in \(productsDirectories().map(\.path))): run `swift build`")
     }
 
     func testSmokeRunPrintsTableAndWritesResults() throws {

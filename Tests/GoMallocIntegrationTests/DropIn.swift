@@ -106,6 +106,15 @@ enum DropIn {
         return nil
     }
 
+    /// A tool the tests need: its path, or a failure naming what to install. Not a skip: CI
+    /// (.ci/run) installs every tool the tests use, and a missing one must not pass silently.
+    static func tool(_ name: String, package: String) throws -> String {
+        guard let path = which(name) else {
+            throw Failure("\(name) is not installed (install \(package)); the test needs it")
+        }
+        return path
+    }
+
     // MARK: Compiling the C programs
 
     private final class Cache: @unchecked Sendable {

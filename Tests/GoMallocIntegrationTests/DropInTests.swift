@@ -50,7 +50,7 @@ final class DropInTests: XCTestCase {
     /// `ldd` must show only the C library and the dynamic loader: no libswiftCore.
     func testLibraryDependsOnlyOnLibc() throws {
         let library = try DropIn.requireLibrary("inspecting the library")
-        guard let readelf = DropIn.which("readelf") else { throw XCTSkip("readelf not installed") }
+        let readelf = try DropIn.tool("readelf", package: "binutils (.ci/run installs it with gcc)")
         let r = try DropIn.run(readelf, ["-d", library], timeout: 60)
         XCTAssertEqual(r.status, 0, r.summary)
         let needed = r.stdout.split(separator: "\n").filter { $0.contains("(NEEDED)") }
@@ -65,7 +65,7 @@ final class DropInTests: XCTestCase {
     /// runtime's symbols must stay hidden, or they replace libswiftCore's in Swift programs.
     func testLibraryExportsExactlyTheVersionScript() throws {
         let library = try DropIn.requireLibrary("inspecting the library")
-        guard let nm = DropIn.which("nm") else { throw XCTSkip("nm not installed") }
+        let nm = try DropIn.tool("nm", package: "binutils (.ci/run installs it with gcc)")
         let r = try DropIn.run(nm, ["-D", "--defined-only", library], timeout: 60)
         XCTAssertEqual(r.status, 0, r.summary)
         // `nm` prints global symbols with an upper-case type letter; lower case is local (the

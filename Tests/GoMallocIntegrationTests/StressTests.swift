@@ -181,14 +181,21 @@ final class StressTests: XCTestCase {
     // MARK: - Interleavings replayed with a hardware watchpoint
 
     /// Run `scenario` in a forked child (a failure may leave a corrupt heap behind) and map
-    /// its exit status: 0 pass, 1 the bug (`bug` says what), 3 skip (cannot replay here).
+    /// its exit status: 0 pass, 1 the bug (`bug` says what), 3 cannot replay here — a
+    /// failure too, not a skip: CI must run these replays.
     private func replay(_ scenario: @escaping () -> Int32, bug: String, file: StaticString = #filePath, line: UInt = #line) throws {
         // Make sure the heap exists (and its fork handlers too) before forking.
         GoAllocator.deallocate(GoAllocator.allocate(byteCount: 16, alignment: 8)!)
         let r = runInChild { _exit(scenario()) }
         switch (r.signal, r.status) {
         case (0, 0): break
-        case (0, 3): throw XCTSkip("cannot replay the interleaving here: \(r.stderr)")
+        case (0, 3):
+            XCTFail("""
+                cannot replay the interleaving here: \(r.stderr)\
+                The replay needs a hardware write watchpoint from perf_event_open(2) (the kernel must \
+                allow perf_event_open breakpoints for unprivileged users: /proc/sys/kernel/perf_event_paranoid \
+                <= 2, and no seccomp filter refusing the call) and at least two Ps (two CPUs, or GOMALLOC_MAXPROCS >= 2).
+                """, file: file, line: line)
         case (0, 1): XCTFail("\(bug): \(r.stderr)", file: file, line: line)
         default: XCTFail("scenario failed: signal \(r.signal), status \(r.status): \(r.stderr)", file: file, line: line)
         }

@@ -33,7 +33,9 @@ final class SizeClassTests: XCTestCase {
 
     func testSizeClassesCommandPrintsTheSeedTable() throws {
         let exe = productsDirectory().appendingPathComponent("gomalloc")
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: exe.path), "gomalloc not built")
+        // `swift build` / `swift test` build the CLI next to the tests: missing is a failure.
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: exe.path), "\(exe.path) is not built: run `swift build`")
+        guard FileManager.default.isExecutableFile(atPath: exe.path) else { return }
         let p = Process()
         p.executableURL = exe
         p.arguments = ["sizeclasses"]
