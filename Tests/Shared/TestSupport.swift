@@ -86,3 +86,18 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
     for t in threads { t.start() }
     group.wait()
 }
+
+/// A count that threads wait on: `advance()` adds one and wakes the waiters, `wait(atLeast:)`
+/// blocks until the count reaches n (a handshake, not a sleep). `open()` lets every waiter
+/// through (a failing test must not leave its threads blocked).
+final class ProgressGate: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var count = 0
+    func advance() { condition.lock(); count += 1; condition.broadcast(); condition.unlock() }
+    func open() { condition.lock(); count = Int.max; condition.broadcast(); condition.unlock() }
+    func wait(atLeast n: Int) {
+        condition.lock()
+        while count < n { condition.wait() }
+        condition.unlock()
+    }
+}
