@@ -42,7 +42,6 @@ final class ConcurrencyTests: XCTestCase {
             for p in keep { GoAllocator.deallocate(p) }
         }
         let s = GoAllocator.statistics()
-        XCTAssertGreaterThanOrEqual(s.processors, 1)
         XCTAssertLessThanOrEqual(s.mcaches, s.processors)
         assertHeapInvariants()
     }
