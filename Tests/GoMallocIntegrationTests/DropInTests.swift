@@ -9,6 +9,7 @@
 // The plumbing (compiling, running, GOMALLOC_TEST_PRELOAD) is in DropIn.swift.
 import Foundation
 import XCTest
+import GoMalloc
 
 // MARK: - The tests
 
@@ -22,6 +23,7 @@ final class DropInTests: XCTestCase {
         "threads.c": "testCrossThreadFrees",
         "cxx.cc": "testCxxNewDeleteAndContainers",
         "misuse.c": "testFreeOfStackAddressAborts",
+        "sizeclasses.c": "testEverySmallSizeGetsTheSmallestFittingAlignedClass",
     ]
 
     /// Compile and run a program under the allocator; it must exit 0, print `OK <name>` last
@@ -139,6 +141,12 @@ final class DropInTests: XCTestCase {
     }
 
     func testCxxNewDeleteAndContainers() throws { try runProgram("cxx.cc") }
+
+    /// malloc and calloc of every size 0...32768 in the drop-in (the C fast path's lookup
+    /// table and the general path's): the smallest class that fits, 16-byte aligned above 8.
+    func testEverySmallSizeGetsTheSmallestFittingAlignedClass() throws {
+        try runProgram("sizeclasses.c", GoAllocator.sizeClasses.map { String($0.bytesPerObject) })
+    }
 
     /// GOMALLOC_STATS=1: the summary at exit, on stderr, one line per figure.
     func testStatsSummaryAtExit() throws {

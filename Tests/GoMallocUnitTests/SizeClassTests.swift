@@ -50,21 +50,44 @@ final class SizeClassTests: XCTestCase {
         XCTAssertEqual(printed, expected)
     }
 
+    /// The reference: the smallest class whose objects hold `n` bytes (0 counts as 1); with
+    /// C's rule, a block of more than 8 bytes also needs a class whose size is a multiple of
+    /// 16 (so 17...24 bytes skip the 24-byte class for the 32-byte one).
+    private static let classSizes = GoAllocator.sizeClasses.map(\.bytesPerObject)
+    private func smallestFittingClass(_ n: Int, cRule: Bool) -> Int {
+        Self.classSizes.firstIndex { $0 >= Swift.max(n, 1) && (!cRule || n <= 8 || $0 % 16 == 0) }! + 1
+    }
+
+    /// The class gm_malloc's fast path (CABI.swift) picks: its two-part lookup in
+    /// MHeap.fastClassTable, written out here as the fast path computes it.
+    private func cFastPathClass(_ h: UnsafeMutablePointer<MHeap>, _ size: Int) -> Int {
+        let t = h.pointee.fastClassTable
+        return Int(size <= smallSizeMax - 8
+            ? t[(size + 7) >> 3]
+            : t[sizeToClass8Count + ((size - smallSizeMax + largeSizeDiv - 1) >> 7)])
+    }
+
     func testEverySizeMapsToTheSmallestFittingClass() throws {
         // Any allocation initialises the heap and its tables.
         GoAllocator.deallocate(try XCTUnwrap(GoAllocator.allocate(byteCount: 1, alignment: 1)))
         let h = try XCTUnwrap(theHeap())
-        let sizes = GoAllocator.sizeClasses.map(\.bytesPerObject)
-        for n in 1...32768 {
-            let c = h.pointee.sizeClass(for: n, cABI: false)
-            let want = sizes.firstIndex { $0 >= n }! + 1
-            if c != want { XCTFail("size \(n): class \(c), want \(want)"); return }
-            // C's table: same, except that blocks over 8 bytes must be 16-byte aligned.
-            let cc = h.pointee.sizeClass(for: n, cABI: true)
-            let wantC = n <= 8 ? want : sizes.firstIndex { $0 >= n && $0 % 16 == 0 }! + 1
-            if cc != wantC { XCTFail("C size \(n): class \(cc), want \(wantC)"); return }
+        var failures = 0
+        for n in 0...32768 {
+            let want = smallestFittingClass(n, cRule: false)
+            let wantC = smallestFittingClass(n, cRule: true)
+            let got = (swift: h.pointee.sizeClass(for: n, cABI: false), c: h.pointee.sizeClass(for: n, cABI: true),
+                       fast: cFastPathClass(h, n))
+            if got.swift != want || got.c != wantC || got.fast != wantC {
+                XCTFail("size \(n): Swift class \(got.swift) (want \(want)), C class \(got.c) and C fast path \(got.fast) (want \(wantC))")
+                failures += 1
+                if failures == 10 { return }
+            }
         }
-        XCTAssertEqual(h.pointee.sizeClass(for: 0, cABI: true), 1)
+        // The C rule in the reference itself: 17...24 bytes get 32, not 24.
+        let size = { (c: Int) in GoAllocator.sizeClasses[c - 1].bytesPerObject }
+        XCTAssertEqual(size(smallestFittingClass(17, cRule: true)), 32)
+        XCTAssertEqual(size(smallestFittingClass(17, cRule: false)), 24)
+        XCTAssertEqual(size(smallestFittingClass(8, cRule: true)), 8)
     }
 
     func testDivMulIsExactForEveryOffsetOfEverySpan() {
