@@ -24,6 +24,7 @@ final class DropInTests: XCTestCase {
         "cxx.cc": "testCxxNewDeleteAndContainers",
         "misuse.c": "testFreeOfStackAddressAborts",
         "sizeclasses.c": "testEverySmallSizeGetsTheSmallestFittingAlignedClass",
+        "realloc_move.c": "testLargeReallocThatCannotGrowMovesItsPages",
     ]
 
     /// Compile and run a program under the allocator; it must exit 0, print `OK <name>` last
@@ -141,6 +142,10 @@ final class DropInTests: XCTestCase {
     }
 
     func testCxxNewDeleteAndContainers() throws { try runProgram("cxx.cc") }
+
+    /// realloc of a 40 MiB block with a neighbour to 80 MiB: the pages move (mremap), every
+    /// byte with them; the old range and the freed block come back from calloc zeroed.
+    func testLargeReallocThatCannotGrowMovesItsPages() throws { try runProgram("realloc_move.c") }
 
     /// malloc and calloc of every size 0...32768 in the drop-in (the C fast path's lookup
     /// table and the general path's): the smallest class that fits, 16-byte aligned above 8.
