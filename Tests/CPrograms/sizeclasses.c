@@ -10,6 +10,10 @@
 // size >= the request (0 counts as 1) that is, for requests over 8 bytes, a multiple of 16
 // (17...24 bytes get the 32-byte class). Under another allocator only usable >= size is
 // checked. Prints `OK sizeclasses`.
+//
+// A wrong class in the fast path's table shows here when that class has a span in this
+// thread's cache (the fast path then hands out its object); when it has none, the fast path
+// misses and the general path answers correctly. SizeClassTests checks the table itself.
 #define _GNU_SOURCE
 #include <malloc.h>
 #include <string.h>
