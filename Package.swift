@@ -66,13 +66,33 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+
+        // Tests: two targets, so that the fast set runs on its own. `swift test` runs both.
+        //   GoMallocUnitTests         in this process, seconds: size classes, the page
+        //                             allocator, the Swift API against a model, retired spans,
+        //                             the scavenger's policy, bad pointers (forked children),
+        //                             threads and trim, statistics and the heap view.
+        //                               swift test --filter GoMallocUnitTests
+        //   GoMallocIntegrationTests  real processes, about a minute: the C programs in
+        //                             Tests/CPrograms under the preloaded library, misuse
+        //                             reports, real programs (python3, sqlite3, git, gcc,
+        //                             swift), stress runs and watchpoint replays, the CLI,
+        //                             `gomalloc bench --smoke`. Needs the built products
+        //                             (`swift build`, which `swift test` does).
+        //                               swift test --filter GoMallocIntegrationTests
+        // One test class:  swift test --filter GoMallocUnitTests.PageAllocTests
+        // Tests/Shared/TestSupport.swift is symlinked into both targets.
         .testTarget(
-            name: "GoMallocTests",
+            name: "GoMallocUnitTests",
             dependencies: ["GoMalloc", "GoMallocCoreHosted"],
             resources: [.copy("Fixtures")]
         ),
+        .testTarget(
+            name: "GoMallocIntegrationTests",
+            dependencies: ["GoMalloc", "GoMallocCoreHosted"]
+        ),
         // The CLI's pure parts (bench's table and chart, the options help) and option parsing;
-        // runs in seconds.
+        // runs in seconds:  swift test --filter GoMallocCLITests
         .testTarget(name: "GoMallocCLITests", dependencies: ["gomalloc", "GoMallocCoreHosted"]),
     ]
 )

@@ -75,3 +75,6 @@ private func moveLarge(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePoint
     h.freeSpan(s, released: true)
     return t
 }
+
+/// mremap moves still allowed (tests check that a realloc moved rather than copied).
+package func largeMovesRemaining() -> Int { largeMovesLeft.load(ordering: .relaxed) }

@@ -1,6 +1,6 @@
 // check.h — tiny assertion helpers shared by the C test programs.
 //
-// The programs in this directory are compiled by Tests/GoMallocTests/DropInTests.swift with
+// The programs in this directory are compiled by Tests/GoMallocIntegrationTests/DropIn.swift with
 // `cc -O1 -g -pthread` (C++ ones with `c++`) and run twice in spirit: against glibc's malloc
 // (to validate the programs themselves) and with libgomalloc-preload.so in LD_PRELOAD.
 // A failed check prints `FAIL file:line: what` to stderr and exits 1; a program that passes

@@ -18,6 +18,10 @@
 // handler spins for up to ~200 us. That stretches windows between two instructions of free
 // (as a preemption would) far more often than the scheduler alone does.
 //
+// The run lasts MILLISECONDS, but not by the clock alone: every producer makes at least
+// MIN_ALLOCS blocks and, with signals, the disturber sends at least MIN_SIGNALS before they
+// stop, so an overloaded machine cannot make the run pass without doing the work.
+//
 // At the end everything is freed; under GoMalloc (GOMALLOC_TEST_EXPECT_GOMALLOC=1) the
 // bytes in use (mallinfo2) must be back where they started. Prints `OK stress_remote`.
 #define _GNU_SOURCE
@@ -31,7 +35,7 @@
 
 #include "check.h"
 
-enum { MAX_PRODUCERS = 16, MAX_CONSUMERS = 32, RING = 1024, KEEP = 512 };
+enum { MAX_PRODUCERS = 16, MAX_CONSUMERS = 32, RING = 1024, KEEP = 512, MIN_ALLOCS = 3000, MIN_SIGNALS = 50 };
 
 typedef struct {
     _Atomic size_t head;  // written by the consumer
@@ -104,7 +108,7 @@ static void *producer(void *arg) {
     uint64_t rng = 0x51ED5EEDULL + (uint64_t)me * 0x9E3779B97F4A7C15ULL;
     void *keep[KEEP] = {0};
     long n = 0;
-    while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+    while (n < MIN_ALLOCS || !atomic_load_explicit(&stop, memory_order_relaxed)) {
         uint64_t r = rng_next(&rng);
         size_t size = sizes[(r >> 3) % NSIZES];
         void *p = make(size);
@@ -191,11 +195,11 @@ static void *disturber(void *arg) {
     (void)arg;
     uint64_t rng = 42;
     uint64_t interval = 1000000000ULL / (uint64_t)signal_rate;
-    while (!atomic_load(&stop)) {
+    for (long sent = 0; sent < MIN_SIGNALS || !atomic_load(&stop); sent++) {
         pthread_kill(consumer_threads[rng_next(&rng) % (uint64_t)nconsumers], SIGUSR1);
         atomic_fetch_add_explicit(&signals_sent, 1, memory_order_relaxed);
         struct timespec ts = {0, (long)interval};
-        nanosleep(&ts, NULL);
+        nanosleep(&ts, NULL);  // the signal rate, not synchronisation
     }
     return NULL;
 }
@@ -239,7 +243,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nproducers; i++) CHECK(pthread_create(&prod[i], &attr, producer, (void *)(intptr_t)i) == 0);
     if (signal_rate > 0) CHECK(pthread_create(&dist, &attr, disturber, NULL) == 0);
     uint64_t end = now_ns() + (uint64_t)ms * 1000000ULL;
-    while (now_ns() < end) usleep(5000);
+    while (now_ns() < end) usleep(5000);  // the run's length; the minimums above do not depend on it
     atomic_store(&stop, 1);
     for (int i = 0; i < nproducers; i++) CHECK(pthread_join(prod[i], NULL) == 0);
     if (signal_rate > 0) CHECK(pthread_join(dist, NULL) == 0);

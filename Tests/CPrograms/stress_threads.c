@@ -14,6 +14,10 @@
 // size. With FORK_INTERVAL_MS > 0 the main thread forks every so often while the workers
 // run; each child allocates, checks and frees in every size regime and exits 0.
 //
+// The run lasts MILLISECONDS, but not by the clock alone: every worker does at least MIN_OPS
+// operations before it stops, and with forks at least one fork happens while the workers
+// run, so a slow or overloaded machine cannot make the run pass without doing the work.
+//
 // At the end everything is freed; under GoMalloc (GOMALLOC_TEST_EXPECT_GOMALLOC=1) the
 // bytes in use (mallinfo2) must be back where they were before the workers started.
 // Prints `OK stress_threads` last on success; a failed check prints FAIL and exits 1.
@@ -30,7 +34,7 @@
 
 #include "check.h"
 
-enum { MAX_THREADS = 64, POOL = 192, INBOX = 64 };
+enum { MAX_THREADS = 64, POOL = 192, INBOX = 64, MIN_OPS = 2000 };
 
 typedef struct {
     unsigned char *p;
@@ -205,7 +209,7 @@ static void *worker(void *arg) {
     block pool[POOL];
     memset(pool, 0, sizeof pool);
     long ops = 0;
-    while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+    while (ops < MIN_OPS || !atomic_load_explicit(&stop, memory_order_relaxed)) {
         uint64_t r = rng_next(&rng);
         block *b = &pool[(r >> 8) % POOL];
         unsigned op = r % 100;
@@ -266,6 +270,16 @@ static size_t in_use(void) {
     return m.uordblks + m.hblkhd;
 }
 
+/// Fork a child that runs child_work and wait for it: it must exit 0.
+static void fork_and_check(uint64_t seed, int forks) {
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) child_work(seed + (uint64_t)forks * 1000003);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "fork child %d: status 0x%x", forks, status);
+}
+
 static void run_workers(int n, long ms, long fork_ms, uint64_t seed) {
     pthread_t threads[MAX_THREADS];
     atomic_store(&stop, 0);
@@ -277,17 +291,13 @@ static void run_workers(int n, long ms, long fork_ms, uint64_t seed) {
     int forks = 0;
     while (now_ms() < end) {
         if (now_ms() >= next_fork) {
-            pid_t pid = fork();
-            CHECK(pid >= 0);
-            if (pid == 0) child_work(seed + (uint64_t)forks * 1000003);
-            int status = 0;
-            CHECK(waitpid(pid, &status, 0) == pid);
-            CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "fork child %d: status 0x%x", forks, status);
-            forks++;
+            fork_and_check(seed, forks++);
             next_fork = now_ms() + (uint64_t)fork_ms;
         }
-        usleep(2000);
+        usleep(2000);  // pacing only
     }
+    // Forks were asked for: at least one while the workers still run (they are not stopped yet).
+    if (fork_ms > 0 && forks == 0) fork_and_check(seed, forks++);
     atomic_store(&stop, 1);
     for (int i = 0; i < n; i++) CHECK(pthread_join(threads[i], NULL) == 0);
     // Whatever is still in an inbox.

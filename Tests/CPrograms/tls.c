@@ -4,7 +4,9 @@
 // destructors run in unspecified order, and again for keys they set anew, up to
 // PTHREAD_DESTRUCTOR_ITERATIONS rounds) still calls malloc and free. Blocks allocated by a
 // thread that has exited are freed later by other threads. Threads exit by returning, by
-// pthread_exit, and detached; hundreds of them, a few at a time.
+// pthread_exit, and detached; hundreds of them, a few at a time. Every thread's destructors
+// must all run to the end: each thread reports when its last one has (a condition variable:
+// detached threads cannot be joined), and main checks the exact counts.
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
@@ -16,12 +18,27 @@
 enum { WAVES = 40, PER_WAVE = 8, LIST = 64 };
 
 static pthread_key_t key_list, key_again, key_late;
-static atomic_long destructor_frees, destructor_rounds, detached_done;
+static atomic_long destructor_frees, destructor_rounds;
+
+// Threads whose three destructors have all finished (the last one signals `all_done`).
+static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t all_done = PTHREAD_COND_INITIALIZER;
+static long threads_done;
 
 // Thread-locals the destructors free: a pointer to a block and a small array of them.
 static _Thread_local char *tl_block;
 static _Thread_local void *tl_list[LIST];
 static _Thread_local int tl_round;
+// Destructors of this thread still to finish (free_list, again's last round, late).
+static _Thread_local int tl_pending;
+
+static void destructor_finished(void) {
+    if (--tl_pending > 0) return;
+    pthread_mutex_lock(&done_lock);
+    threads_done++;
+    pthread_cond_broadcast(&all_done);
+    pthread_mutex_unlock(&done_lock);
+}
 
 // Blocks that outlive their thread, freed by main.
 static pthread_mutex_t orphan_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -42,6 +59,7 @@ static void free_list_destructor(void *value) {
     CHECK(verify_pattern(tl_block, 3000, 5));
     free(tl_block);
     tl_block = NULL;
+    destructor_finished();
 }
 
 // Allocates in its destructor and sets its key again, so it runs in a second round.
@@ -53,6 +71,8 @@ static void again_destructor(void *value) {
         CHECK(p != NULL);
         memset(p, tl_round, 100);
         CHECK(pthread_setspecific(key_again, p) == 0);
+    } else {
+        destructor_finished();
     }
 }
 
@@ -66,9 +86,11 @@ static void late_destructor(void *value) {
     CHECK(q != NULL);
     free(q);
     free(p);
+    destructor_finished();
 }
 
 static void setup_thread_state(uint64_t seed) {
+    tl_pending = 3;
     tl_block = malloc(3000);
     CHECK(tl_block != NULL);
     fill_pattern(tl_block, 3000, 5);
@@ -112,7 +134,6 @@ static void *exiting_thread(void *arg) {
 
 static void *detached_thread(void *arg) {
     setup_thread_state((uint64_t)(uintptr_t)arg);
-    atomic_fetch_add(&detached_done, 1);
     return NULL;
 }
 
@@ -155,12 +176,17 @@ int main(void) {
         norphans = 0;
         pthread_mutex_unlock(&orphan_lock);
     }
-    while (atomic_load(&detached_done) < detached) usleep(1000);
-    usleep(20000); // let the last detached thread finish its destructors
+    // Joined threads have run their destructors; wait for the detached ones' to finish.
+    long threads = WAVES * PER_WAVE;
+    CHECK(detached == WAVES / 4);
+    pthread_mutex_lock(&done_lock);
+    while (threads_done < threads) pthread_cond_wait(&all_done, &done_lock);
+    CHECKF(threads_done == threads, "%ld threads finished their destructors, %ld started", threads_done, threads);
+    pthread_mutex_unlock(&done_lock);
 
-    long joined = WAVES * PER_WAVE - detached;
-    CHECKF(atomic_load(&destructor_frees) >= joined * LIST, "destructor frees %ld", atomic_load(&destructor_frees));
-    CHECKF(atomic_load(&destructor_rounds) >= joined * 3, "destructor rounds %ld", atomic_load(&destructor_rounds));
+    // Every thread freed its whole list, and `again` ran three rounds in every thread.
+    CHECKF(atomic_load(&destructor_frees) == threads * LIST, "destructor frees %ld", atomic_load(&destructor_frees));
+    CHECKF(atomic_load(&destructor_rounds) == threads * 3, "destructor rounds %ld", atomic_load(&destructor_rounds));
 
     // The main thread's own state is still usable, and so is the heap.
     setup_thread_state(99);

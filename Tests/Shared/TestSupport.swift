@@ -1,4 +1,6 @@
-// Shared helpers for the GoMalloc tests.
+// Shared helpers for the GoMalloc tests. One file, symlinked into both test targets
+// (Tests/GoMallocUnitTests and Tests/GoMallocIntegrationTests): keep it small and free of
+// anything only one target needs.
 import Foundation
 import XCTest
 @testable import GoMalloc
@@ -61,4 +63,41 @@ func runInChild(_ body: () -> Void) -> (signal: Int32, status: Int32, stderr: St
     waitpid(pid, &status, 0)
     let signaled = (status & 0x7f) != 0 && (status & 0x7f) != 0x7f
     return (signaled ? status & 0x7f : 0, (status >> 8) & 0xff, String(decoding: data, as: UTF8.self))
+}
+
+/// A tiny locked queue of addresses (Foundation's NSLock; the test process uses glibc malloc).
+final class AddressQueue: @unchecked Sendable {
+    private var items: [UInt] = []
+    private let lock = NSLock()
+    func push(_ x: UInt) { lock.lock(); items.append(x); lock.unlock() }
+    func pop() -> UInt? { lock.lock(); defer { lock.unlock() }; return items.popLast() }
+    func drain() -> [UInt] { lock.lock(); defer { lock.unlock() }; let a = items; items = []; return a }
+}
+
+func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let group = DispatchGroup()
+    var threads: [Thread] = []
+    for i in 0..<n {
+        group.enter()
+        let t = Thread { body(i); group.leave() }
+        t.stackSize = 1 << 20
+        threads.append(t)
+    }
+    for t in threads { t.start() }
+    group.wait()
+}
+
+/// A count that threads wait on: `advance()` adds one and wakes the waiters, `wait(atLeast:)`
+/// blocks until the count reaches n (a handshake, not a sleep). `open()` lets every waiter
+/// through (a failing test must not leave its threads blocked).
+final class ProgressGate: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var count = 0
+    func advance() { condition.lock(); count += 1; condition.broadcast(); condition.unlock() }
+    func open() { condition.lock(); count = Int.max; condition.broadcast(); condition.unlock() }
+    func wait(atLeast n: Int) {
+        condition.lock()
+        while count < n { condition.wait() }
+        condition.unlock()
+    }
 }

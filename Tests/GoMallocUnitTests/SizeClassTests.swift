@@ -33,7 +33,9 @@ final class SizeClassTests: XCTestCase {
 
     func testSizeClassesCommandPrintsTheSeedTable() throws {
         let exe = productsDirectory().appendingPathComponent("gomalloc")
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: exe.path), "gomalloc not built")
+        // `swift build` / `swift test` build the CLI next to the tests: missing is a failure.
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: exe.path), "\(exe.path) is not built: run `swift build`")
+        guard FileManager.default.isExecutableFile(atPath: exe.path) else { return }
         let p = Process()
         p.executableURL = exe
         p.arguments = ["sizeclasses"]
@@ -48,21 +50,35 @@ final class SizeClassTests: XCTestCase {
         XCTAssertEqual(printed, expected)
     }
 
+    /// The reference: the smallest class whose objects hold `n` bytes (0 counts as 1); with
+    /// C's rule, a block of more than 8 bytes also needs a class whose size is a multiple of
+    /// 16 (so 17...24 bytes skip the 24-byte class for the 32-byte one).
+    private static let classSizes = GoAllocator.sizeClasses.map(\.bytesPerObject)
+    private func smallestFittingClass(_ n: Int, cRule: Bool) -> Int {
+        Self.classSizes.firstIndex { $0 >= Swift.max(n, 1) && (!cRule || n <= 8 || $0 % 16 == 0) }! + 1
+    }
+
     func testEverySizeMapsToTheSmallestFittingClass() throws {
         // Any allocation initialises the heap and its tables.
         GoAllocator.deallocate(try XCTUnwrap(GoAllocator.allocate(byteCount: 1, alignment: 1)))
         let h = try XCTUnwrap(theHeap())
-        let sizes = GoAllocator.sizeClasses.map(\.bytesPerObject)
-        for n in 1...32768 {
-            let c = h.sizeClass(for: n, cABI: false)
-            let want = sizes.firstIndex { $0 >= n }! + 1
-            if c != want { XCTFail("size \(n): class \(c), want \(want)"); return }
-            // C's table: same, except that blocks over 8 bytes must be 16-byte aligned.
-            let cc = h.sizeClass(for: n, cABI: true)
-            let wantC = n <= 8 ? want : sizes.firstIndex { $0 >= n && $0 % 16 == 0 }! + 1
-            if cc != wantC { XCTFail("C size \(n): class \(cc), want \(wantC)"); return }
+        var failures = 0
+        for n in 0...32768 {
+            let want = smallestFittingClass(n, cRule: false)
+            let wantC = smallestFittingClass(n, cRule: true)
+            // The one lookup both malloc paths use (over MHeap.fastClassTable).
+            let got = (swift: h.sizeClass(for: n, cABI: false), c: h.sizeClass(for: n, cABI: true))
+            if got.swift != want || got.c != wantC {
+                XCTFail("size \(n): Swift class \(got.swift) (want \(want)), C class \(got.c) (want \(wantC))")
+                failures += 1
+                if failures == 10 { return }
+            }
         }
-        XCTAssertEqual(h.sizeClass(for: 0, cABI: true), 1)
+        // The C rule in the reference itself: 17...24 bytes get 32, not 24.
+        let size = { (c: Int) in GoAllocator.sizeClasses[c - 1].bytesPerObject }
+        XCTAssertEqual(size(smallestFittingClass(17, cRule: true)), 32)
+        XCTAssertEqual(size(smallestFittingClass(17, cRule: false)), 24)
+        XCTAssertEqual(size(smallestFittingClass(8, cRule: true)), 8)
     }
 
     func testDivMulIsExactForEveryOffsetOfEverySpan() {

@@ -38,8 +38,13 @@ func runScenario(_ scenario: @escaping () -> Int32, bug: String, file: StaticStr
     switch (r.signal, r.status) {
     case (0, ScenarioStatus.pass): break
     case (0, ScenarioStatus.cannotReplay):
-        XCTFail("cannot replay the interleaving here (the kernel must allow perf_event_open breakpoints, "
-                + "perf_event_paranoid <= 2): \(r.stderr)", file: file, line: line)
+        XCTFail("""
+            cannot replay the interleaving here: \(r.stderr)\
+            The replay needs a hardware write watchpoint from perf_event_open(2) (the kernel must \
+            allow perf_event_open breakpoints for unprivileged users: /proc/sys/kernel/perf_event_paranoid \
+            <= 2, and no seccomp filter refusing the call) and, for some, at least two Ps (two CPUs, or \
+            GOMALLOC_MAXPROCS >= 2).
+            """, file: file, line: line)
     case (0, ScenarioStatus.bug): XCTFail("\(bug): \(r.stderr)", file: file, line: line)
     default: XCTFail("scenario failed: signal \(r.signal), status \(r.status): \(r.stderr)", file: file, line: line)
     }

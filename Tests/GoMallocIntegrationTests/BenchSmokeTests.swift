@@ -9,7 +9,7 @@ import Foundation
 import XCTest
 
 final class BenchSmokeTests: XCTestCase {
-    /// The package root, from this file's place in it (Tests/GoMallocTests/...).
+    /// The package root, from this file's place in it (Tests/GoMallocIntegrationTests/...).
     private static let packageRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
@@ -30,7 +30,7 @@ final class BenchSmokeTests: XCTestCase {
             let candidate = dir.appendingPathComponent("gomalloc")
             if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
         }
-        throw XCTSkip("the gomalloc executable is not built next to the tests (looked in \(productsDirectories().map(\.path)))")
+        throw DropIn.Failure("the gomalloc executable is not built next to the tests (looked in \(productsDirectories().map(\.path))): run `swift build`")
     }
 
     func testSmokeRunPrintsTableAndWritesResults() throws {
@@ -39,30 +39,16 @@ final class BenchSmokeTests: XCTestCase {
         try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: tmp) }
         let out = tmp.appendingPathComponent("out")
-        let stdoutURL = tmp.appendingPathComponent("stdout.txt")
-        let stderrURL = tmp.appendingPathComponent("stderr.txt")
-        _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
 
-        let process = Process()
-        process.executableURL = gomalloc
-        process.arguments = ["bench", "--smoke", "--out", out.path]
-        process.currentDirectoryURL = Self.packageRoot
-        process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
-        process.standardError = try FileHandle(forWritingTo: stderrURL)
-        try process.run()
-        let deadline = Date().addingTimeInterval(900)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-            XCTFail("gomalloc bench --smoke did not finish within 15 minutes")
-            return
-        }
-        let stdout = (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? ""
-        let stderr = (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? ""
+        // DropIn.run waits for the process's exit (killing it after the timeout).
+        let r = try DropIn.run(gomalloc.path, ["bench", "--smoke", "--out", out.path], directory: Self.packageRoot,
+                               timeout: 900)
+        let stdout = r.stdout
+        let stderr = r.stderr
         let context = "\n--- stdout ---\n\(stdout)\n--- stderr (last lines) ---\n\(stderr.split(separator: "\n").suffix(40).joined(separator: "\n"))"
-        XCTAssertEqual(process.terminationStatus, 0, "gomalloc bench --smoke failed\(context)")
+        XCTAssertFalse(r.timedOut, "gomalloc bench --smoke did not finish within 15 minutes\(context)")
+        XCTAssertTrue(r.exitedNormally && r.status == 0, "gomalloc bench --smoke failed: \(r.summary)")
+        guard r.exitedNormally && r.status == 0 else { return }
 
         // The table.
         XCTAssertTrue(stdout.contains("GoMalloc benchmark: smoke mode"), "no table header\(context)")

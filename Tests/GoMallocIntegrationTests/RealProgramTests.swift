@@ -2,8 +2,8 @@
 // on glibc's malloc: python3, sqlite3, git, gcc, and the Swift toolchain, plus the example
 // package that links libgomalloc.
 //
-// A program that is not installed is skipped (`.ci/run` installs python3, sqlite3, git and
-// gcc). Each test runs the same command twice, plainly and as `gomalloc run -- COMMAND`, in
+// A program that is not installed fails its test (`.ci/run` installs python3, sqlite3, git
+// and gcc; sh and swift are there wherever `swift test` runs). Each test runs the same command twice, plainly and as `gomalloc run -- COMMAND`, in
 // identical fresh directories, and wants the same exit status, stdout and stderr.
 // With GOMALLOC_TEST_PRELOAD=glibc (see DropInTests.swift) the second run is plain too,
 // which only checks that the commands are deterministic.
@@ -22,8 +22,7 @@ final class RealProgramTests: XCTestCase {
     }
 
     private func tool(_ name: String) throws -> String {
-        guard let path = DropIn.which(name) else { throw XCTSkip("\(name) is not installed") }
-        return path
+        try DropIn.tool(name, package: "\(name) (.ci/run installs it)")
     }
 
     /// A fresh directory, with `setup` run in it.
@@ -265,7 +264,8 @@ final class RealProgramTests: XCTestCase {
         guard case .gomalloc = try DropIn.allocator() else { throw XCTSkip("GOMALLOC_TEST_PRELOAD=glibc") }
         let gomalloc = try DropIn.gomallocExecutable()
         let sibling = DropIn.productsDir.appendingPathComponent("libgomalloc-preload.so").path
-        guard FileManager.default.fileExists(atPath: sibling) else { throw XCTSkip("no library next to \(gomalloc)") }
+        // `swift build` puts both products in one directory: a missing library is a failure.
+        XCTAssertTrue(FileManager.default.fileExists(atPath: sibling), "no \(sibling) next to \(gomalloc)")
         let r = try DropIn.run(gomalloc, ["run", "--", "/bin/sh", "-c", "echo $LD_PRELOAD"], timeout: 60)
         XCTAssertEqual(r.stdout, sibling + "\n", r.summary)
     }

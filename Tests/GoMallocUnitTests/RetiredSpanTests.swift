@@ -1,0 +1,84 @@
+// Retired spans (MCache.swift, maxRetired): a P keeps the last spans it ran out of, so the
+// frees its thread makes soon after allocating stay local (plain stores, mcentral not
+// involved); past the limit the oldest goes back to mcentral, where frees are remote; and a
+// refill takes a retired span that got objects back before asking mcentral.
+// Observed through the public heap snapshot, one thread (hence one P) doing everything.
+import XCTest
+@testable import GoMalloc
+@testable import GoMallocCoreHosted  // MCache.maxRetired
+
+final class RetiredSpanTests: XCTestCase {
+    /// The snapshot row of `size`-byte objects (span class without noscan, as allocate uses).
+    private func row(_ size: Int) -> HeapSnapshot.SpanClassRow {
+        GoAllocator.heapSnapshot(pageMapLength: 0).spanClasses.first { $0.objectSize == size && $0.spanClass & 1 == 0 }
+            ?? HeapSnapshot.SpanClassRow(spanClass: 0, objectSize: size, spans: 0, allocating: 0, retired: 0, partial: 0,
+                                         full: 0, liveObjects: 0, totalObjects: 0, pages: 0)
+    }
+
+    func testExhaustedSpansStayWithTheirPUpToTheLimitThenGoToMCentral() throws {
+        let size = 3072
+        let perSpan = try XCTUnwrap(GoAllocator.sizeClasses.first { $0.bytesPerObject == size }).objects
+        let keep = MCache.maxRetired
+        // Flush every mcache: no cache holds a span of the class any more.
+        GoAllocator.trim()
+        let base = row(size)
+        XCTAssertEqual(base.allocating + base.retired, 0, "trim leaves spans in a cache")
+        XCTAssertEqual(base.partial, 0, "set-up: a partial span of \(size) bytes would be handed out first")
+
+        // keep + 2 spans' worth of objects, each span fresh from the heap and handed out in
+        // address order.
+        let spans = keep + 2
+        var blocks: [UnsafeMutableRawPointer] = []
+        for _ in 0..<(spans * perSpan) { blocks.append(try XCTUnwrap(GoAllocator.allocate(byteCount: size, alignment: 8))) }
+        func span(_ k: Int) -> ArraySlice<UnsafeMutableRawPointer> { blocks[k * perSpan ..< (k + 1) * perSpan] }
+        for k in 0..<spans {
+            let s = span(k)
+            XCTAssertTrue(zip(s, s.dropFirst()).allSatisfy { $1 - $0 == size }, "set-up: span \(k)'s objects are not consecutive")
+        }
+        var r = row(size)
+        XCTAssertEqual(r.spans - base.spans, spans)
+        XCTAssertEqual(r.allocating, 1, "the span the P allocates from")
+        XCTAssertEqual(r.retired, keep, "the last \(keep) exhausted spans stay with the P")
+        XCTAssertEqual(r.full - base.full, 1, "span 0, pushed past the limit, is on mcentral's full list")
+        XCTAssertEqual(r.liveObjects - base.liveObjects, spans * perSpan)
+
+        // Span 0 is mcentral's: a free there is remote, and mcentral hears of it (full ->
+        // partial); once its last object is freed the span goes back to the heap at once.
+        GoAllocator.deallocate(blocks[0])
+        r = row(size)
+        XCTAssertEqual(r.full - base.full, 0)
+        XCTAssertEqual(r.partial, 1, "a remote free moves a full span to the partial list")
+        for p in span(0).dropFirst() { GoAllocator.deallocate(p) }
+        r = row(size)
+        XCTAssertEqual(r.spans - base.spans, spans - 1, "an emptied span in mcentral goes back to the heap")
+        XCTAssertEqual(r.partial, 0)
+
+        // Span 5 is retired: the allocating thread's frees there are local. Even with all its
+        // objects free it stays with the P; mcentral's lists do not change.
+        let victim = 5
+        for p in span(victim) { GoAllocator.deallocate(p) }
+        r = row(size)
+        XCTAssertEqual(r.spans - base.spans, spans - 1, "a retired span emptied by local frees stays cached")
+        XCTAssertEqual(r.retired, keep)
+        XCTAssertEqual(r.partial + r.full - base.full, 0)
+        XCTAssertEqual(r.liveObjects - base.liveObjects, (spans - 2) * perSpan)
+
+        // The current span is exhausted: the next allocation refills. The current span is
+        // retired (pushing span 1, the oldest retired, to mcentral), and the retired span with
+        // free objects is taken back before mcentral is asked.
+        let next = try XCTUnwrap(GoAllocator.allocate(byteCount: size, alignment: 8))
+        XCTAssertTrue(span(victim).contains(next), "refill took a span other than the emptied retired one: \(next)")
+        r = row(size)
+        XCTAssertEqual(r.allocating, 1)
+        XCTAssertEqual(r.retired, keep - 1)
+        XCTAssertEqual(r.full - base.full, 1, "span 1, pushed past the limit, is on mcentral's full list")
+        XCTAssertEqual(r.spans - base.spans, spans - 1, "no new span was taken")
+
+        GoAllocator.deallocate(next)
+        for k in 1..<spans where k != victim { for p in span(k) { GoAllocator.deallocate(p) } }
+        GoAllocator.trim()
+        r = row(size)
+        XCTAssertEqual(r.spans, base.spans, "trim gives the emptied spans back to the heap")
+        assertHeapInvariants()
+    }
+}
