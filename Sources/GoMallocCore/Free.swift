@@ -71,7 +71,15 @@ func findObject(_ addr: UInt, function: StaticString)
         reportBadPointer(function: function, problem: "invalid pointer", address: addr)
     }
     if s == h.pointee.tombstone {
-        reportBadPointer(function: function, problem: "double free", address: addr)
+        // A large block started on this page and was freed. Large spans map only their first
+        // page, so the tombstone may now sit on an inner page of a newer large block: then
+        // the address is an interior pointer. Only the start of a block freed for good is a
+        // double free. (The page allocator is read under the heap lock; we hold nothing.)
+        h.pointee.lock.lock()
+        let inUse = h.pointee.pages.isAllocated(addr)
+        h.pointee.lock.unlock()
+        let doubleFree = !inUse && addr & UInt(pageMask) == 0
+        reportBadPointer(function: function, problem: doubleFree ? "double free" : "invalid pointer", address: addr)
     }
     let off = addr &- s.pointee.startAddr
     if s.spanClass.sizeClass == 0 {

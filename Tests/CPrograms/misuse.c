@@ -7,6 +7,8 @@
 //   double-free      free() twice of a small block (others allocated around it)
 //   double-free-large  free() twice of a large block (its own span)
 //   free-interior    free() of a pointer 16 bytes into a live block
+//   free-inner-page  free() of an inner page of a live large block, a page where another
+//                    large block started before it was freed (its tombstone is still there)
 //   realloc-stack    realloc() of a stack address
 // Before the bad call the program prints `addr 0x...` (the pointer it will pass, as %p) on
 // stdout and flushes. GoMalloc must then abort (SIGABRT) after writing exactly one line to
@@ -87,6 +89,19 @@ int main(int argc, char **argv) {
         escape(p);
         announce(p);
         free(p);
+    } else if (strcmp(mode, "free-inner-page") == 0) {
+        // Two 13-page blocks in a row, freed; a 26-page block then starts where the first did
+        // and covers the page where the second started.
+        char *a = malloc(opaque(100000));
+        char *b = malloc(opaque(100000));
+        CHECKF(b == a + 13 * 8192, "blocks not adjacent: %p %p", (void *)a, (void *)b);
+        free(b);
+        free(a);
+        char *c = malloc(opaque(26 * 8192));
+        CHECKF(c == a, "the large block did not reuse the pages: %p %p", (void *)c, (void *)a);
+        memset(c, 1, 26 * 8192);
+        announce(b);
+        free(b);
     } else if (strcmp(mode, "realloc-stack") == 0) {
         void *p = stack_buffer + 16;
         escape(p);

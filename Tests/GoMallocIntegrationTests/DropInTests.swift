@@ -213,6 +213,12 @@ final class DropInTests: XCTestCase {
         try expectAbort(mode: "free-interior", function: "free", problem: "invalid pointer")
     }
 
+    /// An inner page of a live large block is an interior pointer, even where the page map
+    /// still holds the tombstone of a large block that started there before.
+    func testFreeOfInnerPageOverATombstoneAborts() throws {
+        try expectAbort(mode: "free-inner-page", function: "free", problem: "invalid pointer")
+    }
+
     func testReallocOfInvalidPointerAborts() throws {
         try expectAbort(mode: "realloc-stack", function: "realloc", problem: "invalid pointer")
     }
