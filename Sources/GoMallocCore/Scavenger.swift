@@ -22,9 +22,24 @@
 // Concurrency: Guarded by the heap lock (caller holds it).
 // Failure: a failed madvise leaves pages resident; nothing else changes.
 import CGoMallocSys
+import Synchronization
 
 /// Go paces its scavenger to about 1% of a CPU; 50 ms between releases is our equivalent.
 let scavengePeriodNanos: UInt64 = 50_000_000
+
+#if GOMALLOC_HOSTED
+/// Test seam: when non-zero, the scavenger's clock (CLOCK_MONOTONIC ns) reads this instead.
+package let scavengeClockForTesting = Atomic<UInt64>(0)
+
+@inline(__always)
+private func scavengeNow() -> UInt64 {
+    let t = scavengeClockForTesting.load(ordering: .relaxed)
+    return t != 0 ? t : gm_sys_nanotime()
+}
+#else
+@inline(__always)
+private func scavengeNow() -> UInt64 { gm_sys_nanotime() }
+#endif
 
 // MARK: - Policy
 
@@ -40,7 +55,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         let free = freeUnscavengedPages
         let goal = retainGoalPages
         if free <= goal &+ pallocChunkPages { return }
-        let now = gm_sys_nanotime()
+        let now = scavengeNow()
         let urgent = free > 2 &* goal &+ 8 &* pallocChunkPages
         if !urgent && now &- pointee.lastScavenge < scavengePeriodNanos { return }
         pointee.lastScavenge = now

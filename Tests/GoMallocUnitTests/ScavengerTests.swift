@@ -2,35 +2,42 @@
 // (retainPercent of the in-use pages plus one chunk), the excess released to the OS — at
 // once past twice the goal plus 32 MiB, otherwise at most once per pacing period — and
 // malloc_trim releasing everything. Observed through MemStats: HeapIdle - HeapReleased are
-// the free pages still resident. One thread; nothing here waits for the clock.
+// the free pages still resident. One thread, on a clock the test sets: nothing waits.
 import XCTest
 import CGoMallocSys
 @testable import GoMalloc
 @testable import GoMallocCoreHosted  // pallocChunkPages, Option; ScavengerProbe below
 
 /// The core internals these tests touch, kept in one place to adapt when the core's API
-/// changes.
+/// changes. The scavenger's clock is the test's (Scavenger.swift's scavengeClockForTesting).
 enum ScavengerProbe {
-    /// Make the pacing period count as elapsed: the last release "long ago".
-    static func expirePacing() {
+    /// A fixed "now" far from 0, so that "the last release" can be set on either side of it.
+    static let now: UInt64 = 1 << 50
+
+    static func useTestClock() { scavengeClockForTesting.store(now, ordering: .relaxed) }
+    static func useRealClock() { scavengeClockForTesting.store(0, ordering: .relaxed) }
+
+    /// The last release at `now - age` on the test clock.
+    private static func setLastRelease(age: UInt64) {
         let h = theHeap()!
         h.pointee.lock.lock()
-        h.pointee.lastScavenge = 0
+        h.pointee.lastScavenge = now - age
         h.pointee.lock.unlock()
     }
 
-    /// Make the last release "just now": for the next 50 ms only the urgent rule releases.
-    static func markJustReleased() {
-        let h = theHeap()!
-        h.pointee.lock.lock()
-        h.pointee.lastScavenge = gm_sys_nanotime()
-        h.pointee.lock.unlock()
-    }
+    /// Make the pacing period count as elapsed: the last release one period ago.
+    static func expirePacing() { setLastRelease(age: scavengePeriodNanos) }
+
+    /// Make the last release "just now": until the clock moves, only the urgent rule releases.
+    static func markJustReleased() { setLastRelease(age: 0) }
 }
 
 final class ScavengerTests: XCTestCase {
     private let page = 8192
     private let chunk = pallocChunkPages
+
+    override func setUp() { ScavengerProbe.useTestClock() }
+    override func tearDown() { ScavengerProbe.useRealClock() }
 
     /// Free pages that are still resident.
     private func residentFreePages(_ s: MemStats) -> Int { Int(s.heapIdle - s.heapReleased) / page }
@@ -69,10 +76,7 @@ final class ScavengerTests: XCTestCase {
     }
 
     /// An excess past twice the goal plus 32 MiB is released at once, down to the goal, even
-    /// right after another release. (The release marked "just now" makes the urgent rule the
-    /// only one that can release, unless this thread stalls 50 ms before its free; then the
-    /// paced rule releases the same pages and the test still holds — it cannot fail by
-    /// timing. Telling the two apart always needs a clock the test controls.)
+    /// right after another release (the test clock stands still: only the urgent rule can).
     func testUrgentExcessIsReleasedDownToTheGoal() throws {
         let start = trimToNothingResident()
         let target = goal(inUsePages(start))
@@ -89,8 +93,28 @@ final class ScavengerTests: XCTestCase {
         assertHeapInvariants()
     }
 
+    /// Between the goal plus a chunk and the urgent threshold, an excess freed right after a
+    /// release stays resident until the pacing period has passed.
+    func testPacedExcessWaitsForThePeriod() throws {
+        _ = trimToNothingResident()
+        let hold = try allocatePages(4096)
+        let target = goal(inUsePages(GoAllocator.statistics()))
+        let n = target + chunk + 1024
+        XCTAssertLessThanOrEqual(n, 2 * target + 8 * chunk, "set-up: this excess would be urgent")
+        let p = try allocatePages(n)
+        ScavengerProbe.markJustReleased()
+        let before = GoAllocator.statistics()
+        GoAllocator.deallocate(p)
+        let after = GoAllocator.statistics()
+        XCTAssertEqual(after.heapReleased, before.heapReleased, "released within the pacing period")
+        XCTAssertEqual(residentFreePages(after), residentFreePages(before) + n)
+        GoAllocator.deallocate(hold)
+        _ = trimToNothingResident()
+        assertHeapInvariants()
+    }
+
     /// Between the goal plus a chunk and the urgent threshold, the excess is released when the
-    /// pacing period has passed (here: made to have passed), down to the goal.
+    /// pacing period has passed (on the test clock), down to the goal.
     func testPacedExcessIsReleasedDownToTheGoal() throws {
         _ = trimToNothingResident()
         let hold = try allocatePages(4096)
