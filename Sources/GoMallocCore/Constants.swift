@@ -5,7 +5,7 @@
 //   mpagealloc.go / mpagealloc_64bit.go (chunk and summary constants).
 // Invariants:
 //   I1. pageSize == 1 << pageShift; heapArenaBytes == pagesPerArena * pageSize.
-//   I2. pallocChunkPages == 512 == 8 words of 64 bits; an arena holds arenaChunks whole chunks.
+//   I2. pallocChunkPages == 512 == 8 words of 64 bits; an arena holds 16 whole chunks.
 //   I3. summary level l covers 2^(pallocChunkPages log2 + 3 * (levels-1-l)) pages per entry.
 // Concurrency: immutable.
 // Failure: none.
@@ -28,9 +28,6 @@ let largeSizeDiv = 128
 let sizeToClass8Count = smallSizeMax / smallSizeDiv + 1            // 129
 let sizeToClass128Count = (maxSmallSize - smallSizeMax) / largeSizeDiv + 1  // 249
 
-/// Go's tiny allocator block (reserved for the tiny allocator; see DESIGN.md).
-let tinySize = 16
-
 /// User addresses we manage fit in 48 bits (x86-64 and AArch64 with 4-level tables).
 let heapAddrBits = 48
 /// Go's `heapArenaBytes`: the unit in which address space is reserved from the OS.
@@ -48,7 +45,6 @@ let pallocChunkPages = 1 << logPallocChunkPages                 // 512
 let pallocChunkBytes = pallocChunkPages * pageSize              // 4 MiB
 let logPallocChunkBytes = logPallocChunkPages + pageShift       // 22
 let pallocChunkWords = pallocChunkPages / 64                    // 8
-let arenaChunks = heapArenaBytes / pallocChunkBytes             // 16
 
 /// Radix tree of summaries: 5 levels; level 0 has 2^14 entries, each next level 8x more.
 let summaryLevels = 5

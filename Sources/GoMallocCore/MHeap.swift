@@ -8,9 +8,10 @@
 // Go counterpart: mheap.go (mheap, allocSpan, freeSpan, grow, spanOf), malloc.go (mallocinit).
 // Invariants:
 //   I1. The page map sends each page of an in-use small span, and the first page of an in-use
-//       large or manual span, to that span; every other page of ours maps to nil or to the
-//       tombstone left where a large object was freed (so a second free of it can be named a
-//       double free rather than an invalid pointer).
+//       large span, to that span; every other page of ours maps to nil or to the tombstone
+//       left where a large object started (so a second free of it can be named a double free
+//       rather than an invalid pointer; the tombstone may outlive it on an inner page of a
+//       newer large span, which findObject tells apart through the page allocator).
 //   I2. pagesInUse == sum of npages over in-use spans == pages.inUsePages.
 //   I3. heapSys == pages.totalPages * pageSize (bytes committed for the heap).
 //   I4. Each span's metadata is owned by exactly one of: spanAlloc's free list, the heap
@@ -18,7 +19,10 @@
 // Concurrency: `lock` guards everything below it unless a field says otherwise. Lock order:
 //   P < mcentral < mheap. The arena map is read without the lock (entries only go from nil
 //   to non-nil, Go's rule); the page map entries are written under the lock and read
-//   without it by free (a pointer being freed was published by its malloc).
+//   without it by free (a pointer being freed was published by its malloc): both through
+//   release stores and acquire loads (mapStore, mapLoad). Methods are on
+//   `UnsafeMutablePointer<MHeap>` and touch one stored field at a time: the fields read
+//   without the lock are never inside a modify access of the whole heap.
 // Failure: allocSpan returns nil when the OS refuses memory; the heap stays consistent.
 import CGoMallocSys
 import Synchronization

@@ -1,7 +1,7 @@
 // MSpan.swift — a run of pages cut into equal objects, with Go's allocation bitmaps.
 //
 // Role: the unit the heap hands out. A small-object span of span class c holds nelems
-//   objects of elemSize bytes; a large span holds one object; a manual span holds stacks.
+//   objects of elemSize bytes; a large span holds one object.
 //   Allocation scans allocBits through the 64-bit allocCache window (Go's nextFreeFast);
 //   free (explicit here; a GC in Go) records bits that a sweep merges back into allocBits.
 // Go counterpart: mheap.go (mspan), mbitmap.go (allocBits, refillAllocCache, nextFreeIndex),
@@ -47,7 +47,8 @@
 import CGoMallocSys
 import Synchronization
 
-/// What a span is used for. Legal transitions: free -> inUse -> free, free -> manual -> free.
+/// What a span is used for. Legal transitions: free -> inUse -> free. `manual` (Go's
+/// mSpanManual, for stacks) marks only the dummy empty span today.
 enum SpanState: UInt32 {
     case free = 0
     case inUse = 1
@@ -172,7 +173,6 @@ struct MSpan: ~Copyable {
 // MARK: - Methods, on the pointer (see Concurrency)
 
 extension UnsafeMutablePointer where Pointee == MSpan {
-    @inline(__always) var base: UInt { pointee.startAddr }
     @inline(__always) var limit: UInt { pointee.startAddr &+ UInt(pointee.npages &* pageSize) }
     @inline(__always) var allocBits: AtomicWords { AtomicWords(base: pointee.bits.unsafelyUnwrapped) }
     @inline(__always) var freeBits: AtomicWords { AtomicWords(base: pointee.freeBitsBase.unsafelyUnwrapped) }

@@ -35,7 +35,6 @@ int gm_sys_move_pages(void *from, void *to, size_t size);
 
 static inline void gm_sys_memset(void *p, int c, size_t n) { __builtin_memset(p, c, n); }
 static inline void gm_sys_memcpy(void *d, const void *s, size_t n) { __builtin_memcpy(d, s, n); }
-static inline void gm_sys_memmove(void *d, const void *s, size_t n) { __builtin_memmove(d, s, n); }
 
 // MARK: - Process
 

@@ -75,6 +75,27 @@ func workloadCatalog(mode: BenchMode, threads: Int) -> [WorkloadSpec] {
                 ["iters=150", "growrounds=2"],
                 ["iters=600", "growrounds=6"])),
         WorkloadSpec(
+            name: "thread-handoff", models: "larson (thread succession)",
+            description: "chains of short-lived threads: each replaces random objects (8-1000 B) of an array it inherited, then hands the array to a new thread and exits",
+            source: "thread-handoff.c", kind: .c(linkFlags: [], skipHint: nil), threads: threads,
+            arguments: [t] + pick(
+                ["generations=5", "ops=200"], ["generations=500", "ops=2000"], ["generations=2000", "ops=2000"])),
+        WorkloadSpec(
+            name: "thread-slots", models: "glibc bench-malloc-thread",
+            description: "each thread replaces random blocks of its own 1024, sizes 4 B-32 KiB from an inverse-square distribution",
+            source: "thread-slots.c", kind: .c(linkFlags: [], skipHint: nil), threads: threads,
+            arguments: [t] + pick(["ops=20000"], ["ops=4000000"], ["ops=15000000"])),
+        WorkloadSpec(
+            name: "random-replace", models: "alloc-test",
+            description: "each thread replaces random objects of a large working set (40000, 8 B-8 KiB log-uniform): metadata misses",
+            source: "random-replace.c", kind: .c(linkFlags: [], skipHint: nil), threads: threads,
+            arguments: [t] + pick(["slots=2000", "ops=20000"], ["ops=1000000"], ["ops=3000000"])),
+        WorkloadSpec(
+            name: "batch-handoff", models: "rptest",
+            description: "threads allocate and churn batches (16 B-16 KB), free 75% of the previous batch and hand 25% to the next thread",
+            source: "batch-handoff.c", kind: .c(linkFlags: [], skipHint: nil), threads: threads,
+            arguments: [t] + pick(["loops=5"], ["loops=150"], ["loops=500"])),
+        WorkloadSpec(
             name: "python-churn", models: "real program (CPython)",
             description: "python3 churning dicts, lists and strings: a replaced working set of records, join/split, sort, index dicts",
             source: "python-churn.py", kind: .python, threads: 1,
