@@ -30,7 +30,7 @@ func freeObject(_ ptr: UnsafeMutableRawPointer, function: StaticString) {
     // pass it (index 0) and leave below, at the size-class test.
     if let h = theHeap(), let s = h.spanOf(addr) {
         let i = s.objIndex(addr)
-        if i < s.pointee.nelems, UInt(bitPattern: i &* s.pointee.elemSize) == addr &- s.pointee.startAddr,
+        if i < Int(s.pointee.nelemsWord), UInt(bitPattern: i &* Int(s.pointee.elemSizeWord)) == addr &- s.pointee.startAddr,
            let slot = h.tryAcquirePreferredP() {
             if s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(slot) {
                 // We hold the P whose mcache allocates from `s`: the span is ours and its
@@ -46,7 +46,7 @@ func freeObject(_ ptr: UnsafeMutableRawPointer, function: StaticString) {
                 let f = s.freeBits[w]
                 if f & bit == 0 && (i < s.freeIndex || s.allocBits[w] & bit != 0) {
                     s.freeBits[w] = f | bit
-                    s.pointee.localFreeCount &+= 1
+                    s.localFreeCount &+= 1
                     slot.countFree(s.spanClass.sizeClass)
                     h.releaseP(slot)
                     return
@@ -94,7 +94,7 @@ func findObject(_ addr: UInt, function: StaticString)
     }
     // i * elemSize == off with i < nelems also proves off lies inside the span.
     let i = s.objIndex(addr)
-    if i >= s.pointee.nelems || UInt(bitPattern: i &* s.pointee.elemSize) != off
+    if i >= s.nelems || UInt(bitPattern: i &* s.elemSize) != off
         || s.pointee.state.load(ordering: .acquiring) != SpanState.inUse.rawValue {
         reportBadPointer(function: function, problem: "invalid pointer", address: addr)
     }
@@ -119,7 +119,7 @@ func freeSlow(_ ptr: UnsafeMutableRawPointer, function: StaticString) {
             reportBadPointer(function: function, problem: "double free", address: addr)
         }
         s.freeBits[w] = s.freeBits[w] | bit
-        s.pointee.localFreeCount &+= 1
+        s.localFreeCount &+= 1
         slot.countFree(s.spanClass.sizeClass)
         h.releaseP(slot)
         return
@@ -184,5 +184,5 @@ func usableSize(_ ptr: UnsafeMutableRawPointer, function: StaticString) -> Int {
     if s.spanClass.sizeClass != 0 && !s.isLive(i) {
         reportBadPointer(function: function, problem: "invalid pointer", address: UInt(bitPattern: ptr))
     }
-    return s.pointee.elemSize
+    return s.elemSize
 }

@@ -83,7 +83,7 @@ package func takeHeapView(mapPages: Int) -> HeapView {
                 var r = rows[spc.index]
                 r.spans += 1
                 r.pages += s.pointee.npages
-                r.totalObjects += s.pointee.nelems
+                r.totalObjects += s.nelems
                 r.liveObjects += s.liveObjectsSlow()
                 let loc = s.pointee.location.load(ordering: .relaxed)
                 if loc == SpanLocation.partial { r.partial += 1 }

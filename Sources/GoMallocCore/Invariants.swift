@@ -56,7 +56,7 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
                 if s.spanClass.sizeClass == 0 {
                     liveLargeBytes &+= UInt64(s.pointee.npages &* pageSize)
                 } else {
-                    liveSmallBytes &+= UInt64(s.liveObjectsSlow() &* s.pointee.elemSize)
+                    liveSmallBytes &+= UInt64(s.liveObjectsSlow() &* s.elemSize)
                     let loc = s.pointee.location.load(ordering: .relaxed)
                     if loc == SpanLocation.partial || loc == SpanLocation.full { listed &+= 1 }
                 }
@@ -87,7 +87,7 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
                 if span.pointee.location.load(ordering: .relaxed) != want {
                     return InvariantViolation(message: "MCentral.I1: span location does not match its list", address: span.pointee.startAddr)
                 }
-                if which == 1 && span.allocCount < span.pointee.nelems {
+                if which == 1 && span.allocCount < span.nelems {
                     return InvariantViolation(message: "MCentral.I2: span on the full list has a free object", address: span.pointee.startAddr)
                 }
                 if span.liveObjectsSlow() == 0 {
@@ -170,20 +170,20 @@ private func checkSpan(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePoint
     let c = s.spanClass.sizeClass
     if c == 0 { return nil }
     let size = Int(h.pointee.sizeClasses.classToSize[c])
-    if s.pointee.elemSize != size || s.pointee.nelems != s.pointee.npages &* pageSize / size {
+    if s.elemSize != size || s.nelems != s.pointee.npages &* pageSize / size {
         return InvariantViolation(message: "MSpan.I2: nelems or elemSize disagree with the class", address: s.pointee.startAddr)
     }
-    if s.freeIndex < 0 || s.freeIndex > s.pointee.nelems {
+    if s.freeIndex < 0 || s.freeIndex > s.nelems {
         return InvariantViolation(message: "MSpan.I2: freeIndex out of range", address: s.pointee.startAddr)
     }
     // allocCount == objects below freeIndex or marked in allocBits.
     var allocated = 0
-    for w in 0..<s.pointee.bitmapWords
-    where s.allocBits[w] & MSpan.tailMask(word: w, nelems: s.pointee.nelems)
-        != MSpan.tailMask(word: w, nelems: s.pointee.nelems) {
+    for w in 0..<s.bitmapWords
+    where s.allocBits[w] & MSpan.tailMask(word: w, nelems: s.nelems)
+        != MSpan.tailMask(word: w, nelems: s.nelems) {
         return InvariantViolation(message: "MSpan.I3b: allocBits past nelems not set", address: s.pointee.startAddr)
     }
-    for i in 0..<s.pointee.nelems {
+    for i in 0..<s.nelems {
         let bit = UInt64(1) << UInt64(i & 63)
         if i < s.freeIndex || s.allocBits[i >> 6] & bit != 0 { allocated &+= 1 }
         let inFree = s.freeBits[i >> 6] & bit != 0
@@ -197,13 +197,13 @@ private func checkSpan(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePoint
     }
     // Every remote free is counted once its bit is set (the freer holds a P until then).
     var unmerged = 0
-    for w in 0..<s.pointee.bitmapWords { unmerged &+= s.remoteWord(w).pointee.load(ordering: .relaxed).nonzeroBitCount }
+    for w in 0..<s.bitmapWords { unmerged &+= s.remoteWord(w).pointee.load(ordering: .relaxed).nonzeroBitCount }
     if s.pointee.remoteFreeCount.load(ordering: .relaxed) != unmerged {
         return InvariantViolation(message: "MSpan.I7: remoteFreeCount differs from the unmerged remote frees", address: s.pointee.startAddr)
     }
     // allocCache mirrors allocBits from freeIndex on (within its word).
     let fi = s.freeIndex
-    if fi < s.pointee.nelems && !(fi & 63 == 0 && s.pointee.allocCache == 0) {
+    if fi < s.nelems && !(fi & 63 == 0 && s.pointee.allocCache == 0) {
         let word = ~s.allocBits[fi >> 6] >> UInt64(fi & 63)
         let cache = s.pointee.allocCache
         let valid = 64 - (fi & 63)

@@ -57,7 +57,7 @@ struct MCache {
     @inline(__always)
     static func worthReusing(_ s: UnsafeMutablePointer<MSpan>) -> Bool {
         let free = s.freeEstimate
-        return free > 0 && free >= s.pointee.nelems / 8
+        return free > 0 && free >= s.nelems / 8
     }
 }
 
@@ -94,18 +94,18 @@ extension UnsafeMutablePointer where Pointee == MCache {
     func nextFree(_ spc: SpanClass, heap: UnsafeMutablePointer<MHeap>) -> UInt {
         let s = pointee.alloc[spc.index]
         var idx = s.nextFreeIndex()
-        if idx != s.pointee.nelems {
+        if idx != s.nelems {
             s.allocCount = s.allocCount &+ 1
-            return s.pointee.startAddr &+ UInt(bitPattern: idx &* s.pointee.elemSize)
+            return s.pointee.startAddr &+ UInt(bitPattern: idx &* s.elemSize)
         }
         guard refill(spc, heap: heap) else { return 0 }
         let t = pointee.alloc[spc.index]
         let v = t.nextFreeFast()
         if v != 0 { return v }
         idx = t.nextFreeIndex()
-        if idx == t.pointee.nelems { throwFatal("refill returned a full span") }
+        if idx == t.nelems { throwFatal("refill returned a full span") }
         t.allocCount = t.allocCount &+ 1
-        return t.pointee.startAddr &+ UInt(bitPattern: idx &* t.pointee.elemSize)
+        return t.pointee.startAddr &+ UInt(bitPattern: idx &* t.elemSize)
     }
 
     /// Go's mcache.refill: make alloc[spc] a span with a free object. The exhausted span is
@@ -119,7 +119,7 @@ extension UnsafeMutablePointer where Pointee == MCache {
         if s != empty {
             if MCache.worthReusing(s) {
                 _ = s.sweep()
-                if s.allocCount < s.pointee.nelems { return true }
+                if s.allocCount < s.nelems { return true }
             }
             pointee.alloc[c] = empty
             retire(s, spc, heap: heap)
@@ -131,7 +131,7 @@ extension UnsafeMutablePointer where Pointee == MCache {
             r = t.pointee.next
             if t != s && MCache.worthReusing(t) {
                 _ = t.sweep()
-                if t.allocCount < t.pointee.nelems {
+                if t.allocCount < t.nelems {
                     if let prev { prev.pointee.next = r } else { pointee.retired[c] = r }
                     pointee.retiredCount[c] &-= 1
                     pointee.retiredPages &-= t.pointee.npages

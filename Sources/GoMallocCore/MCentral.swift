@@ -65,7 +65,7 @@ extension UnsafeMutablePointer where Pointee == MCentral {
         pointee.lock.lock()
         while let s = pointee.partial.popFront() {
             _ = s.sweep()
-            if s.allocCount < s.pointee.nelems {
+            if s.allocCount < s.nelems {
                 // Publishes the sweep to remote freers: from now on they see cached(p).
                 s.pointee.location.store(SpanLocation.cached(p), ordering: .sequentiallyConsistent)
                 pointee.lock.unlock()
@@ -144,7 +144,7 @@ extension UnsafeMutablePointer where Pointee == MCentral {
             s.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)
             return true
         }
-        if s.allocCount == s.pointee.nelems {
+        if s.allocCount == s.nelems {
             s.pointee.location.store(SpanLocation.full, ordering: .sequentiallyConsistent)
             pointee.full.pushBack(s)
         } else {

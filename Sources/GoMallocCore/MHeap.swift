@@ -14,7 +14,7 @@
 //       newer large span, which findObject tells apart through the page allocator).
 //   I2. pagesInUse == sum of npages over in-use spans == pages.inUsePages.
 //   I3. heapSys == pages.totalPages * pageSize (bytes committed for the heap).
-//   I4. Each span's metadata is owned by exactly one of: spanAlloc's free list, the heap
+//   I4. Each span's metadata is owned by exactly one of: its spanAllocs free list, the heap
 //       (in use, on a central list or in a cache).
 // Concurrency: `lock` guards everything below it unless a field says otherwise. Lock order:
 //   P < mcentral < mheap. The arena map is read without the lock (entries only go from nil
@@ -53,10 +53,10 @@ struct MHeap: ~Copyable {
     let lock: RuntimeLock
     var pages: PageAlloc
     var persistent: PersistentAlloc
-    var spanAlloc: FixAlloc
+    /// Span metadata blocks (MSpan followed by its three bitmaps): [0] large spans (no
+    /// bitmaps), [1 + k] small spans with 2^k words per bitmap (k = 0...4).
+    var spanAllocs: InlineArray<6, FixAlloc>
     var cacheAlloc: FixAlloc
-    /// Bitmaps for 1, 2, 4, 8, 16 words per bitmap (three bitmaps per span).
-    var bitmapAllocs: InlineArray<5, FixAlloc>
     var arenas: ArenaSet
     /// Pages of in-use spans. Guarded by lock.
     var pagesInUse: Int
@@ -88,11 +88,10 @@ struct MHeap: ~Copyable {
         pages = PageAlloc(releasesMemory: releasesMemory)
         persistent = PersistentAlloc()
         // Span metadata is type-stable and not zeroed on reuse: threads holding a stale span
-        // pointer read its atomics concurrently (MSpan's Concurrency; Go: spanalloc.zero = false).
-        spanAlloc = FixAlloc(size: MemoryLayout<MSpan>.stride, zero: false)
+        // pointer read its atomics concurrently (MSpan's Concurrency; Go: spanalloc.zero =
+        // false). Bitmaps are cleared word by word with atomic stores when a span is set up.
+        spanAllocs = InlineArray { i in FixAlloc(size: MSpan.blockBytes(words: i == 0 ? 0 : 1 << (i - 1)), zero: false) }
         cacheAlloc = FixAlloc(size: MemoryLayout<MCache>.stride)
-        // Bitmaps are cleared word by word with atomic stores when a span is set up.
-        bitmapAllocs = InlineArray { i in FixAlloc(size: 3 * 8 * (1 << i), zero: false) }
         arenas = ArenaSet()
         pagesInUse = 0; heapSys = 0
         largeAllocCount = 0; largeAllocBytes = 0; largeFreeCount = 0; largeFreeBytes = 0
@@ -209,58 +208,44 @@ extension UnsafeMutablePointer where Pointee == MHeap {
             base = aligned
         }
         let c = spanClass.sizeClass
-        var bits: UnsafeMutableRawPointer? = nil
         let nelems = c != 0 ? Int(pointee.sizeClasses.classToNElems[c]) : 1
-        let words = MSpan.bitmapWords(for: nelems)
-        if c != 0 {
-            bits = pointee.bitmapAllocs[words.trailingZeroBitCount].alloc(from: &pointee.persistent)
-            if bits == nil {
-                pointee.pages.free(base: base, npages: npages)
-                return nil
-            }
-        }
-        guard let raw = pointee.spanAlloc.alloc(from: &pointee.persistent) else {
-            if let bits { pointee.bitmapAllocs[words.trailingZeroBitCount].free(bits) }
+        let words = c != 0 ? MSpan.bitmapWords(for: nelems) : 0
+        let which = words == 0 ? 0 : 1 &+ words.trailingZeroBitCount
+        guard let raw = pointee.spanAllocs[which].alloc(from: &pointee.persistent) else {
             pointee.pages.free(base: base, npages: npages)
             return nil
         }
-        // Fresh FixAlloc memory is zero, a valid MSpan; reused memory is an old MSpan (its
-        // first word overwritten by the free list). Either way every field is set here, one
-        // at a time, the atomics through stores: stale readers may be looking (MSpan).
+        // Fresh FixAlloc memory is zero, a valid MSpan; reused memory is an old MSpan of the
+        // same block size (its first word overwritten by the free list). Either way every
+        // field is set here, one at a time, the atomics and bitmaps through atomic stores:
+        // stale readers may be looking (MSpan).
         let s = raw.assumingMemoryBound(to: MSpan.self)
         s.pointee.startAddr = base
         s.pointee.npages = npages
         s.spanClass = spanClass
         // Pages fresh from the OS or scavenged read as zero (Linux anonymous memory).
         s.pointee.needzero = scav < want
-        s.pointee.localFreeCount = 0
+        s.localFreeCount = 0
         s.pointee.next = nil
         s.pointee.prev = nil
         s.freeIndex = 0
         s.allocCount = 0
         s.pointee.remoteFreeCount.store(0, ordering: .relaxed)
         s.pointee.location.store(SpanLocation.none, ordering: .relaxed)
-        if let bits {
-            let b = bits.bindMemory(to: UInt64.self, capacity: 3 * words)
-            s.pointee.bits = b
-            s.pointee.bitmapWords = words
-            s.pointee.freeBitsBase = b + words
-            s.pointee.elemSize = Int(pointee.sizeClasses.classToSize[c])
-            s.pointee.nelems = nelems
+        s.pointee.nelemsWord = UInt32(nelems)
+        s.pointee.bitmapWordsWord = UInt16(words)
+        if c != 0 {
+            s.pointee.elemSizeWord = pointee.sizeClasses.classToSize[c]
             s.pointee.divMul = pointee.sizeClasses.classToDivMul[c]
-            let all = AtomicWords(base: b)
+            let a = s.allocBits, f = s.freeBits, r = s.remoteBits
             for w in 0..<words {
-                all[w] = MSpan.tailMask(word: w, nelems: nelems)
-                all[words &+ w] = 0
-                all[2 &* words &+ w] = 0
+                a[w] = MSpan.tailMask(word: w, nelems: nelems)
+                f[w] = 0
+                r[w] = 0
             }
-            s.pointee.allocCache = ~all[0]
+            s.pointee.allocCache = ~a[0]
         } else {
-            s.pointee.bits = nil
-            s.pointee.bitmapWords = 0
-            s.pointee.freeBitsBase = nil
-            s.pointee.elemSize = npages &* pageSize
-            s.pointee.nelems = 1
+            s.pointee.elemSizeWord = 0  // elemSize follows npages
             s.pointee.divMul = 0
             s.pointee.allocCache = 0
         }
@@ -285,14 +270,12 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         s.pointee.state.store(SpanState.free.rawValue, ordering: .releasing)
         pointee.pages.free(base: s.pointee.startAddr, npages: n, released: released)
         pointee.pagesInUse &-= n
-        if let bits = s.pointee.bits {
-            pointee.bitmapAllocs[s.pointee.bitmapWords.trailingZeroBitCount].free(UnsafeMutableRawPointer(bits))
-        }
         if large {
             pointee.largeFreeCount &+= 1
             pointee.largeFreeBytes &+= UInt64(n &* pageSize)
         }
-        pointee.spanAlloc.free(UnsafeMutableRawPointer(s))
+        let words = s.bitmapWords
+        pointee.spanAllocs[words == 0 ? 0 : 1 &+ words.trailingZeroBitCount].free(UnsafeMutableRawPointer(s))
         scavengeIfNeeded()
         pointee.lock.unlock()
     }
@@ -306,7 +289,6 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         if npages < old {
             pointee.pages.free(base: s.pointee.startAddr &+ UInt(npages &* pageSize), npages: old &- npages)
             s.pointee.npages = npages
-            s.pointee.elemSize = npages &* pageSize
             pointee.pagesInUse &-= old &- npages
             pointee.largeFreeBytes &+= UInt64((old &- npages) &* pageSize)
             scavengeIfNeeded()
@@ -332,7 +314,6 @@ extension UnsafeMutablePointer where Pointee == MHeap {
                   pointee.pages.allocAt(base: end, npages: extra) != nil else { return false }
         }
         s.pointee.npages = npages
-        s.pointee.elemSize = npages &* pageSize
         pointee.pagesInUse &+= extra
         pointee.largeAllocBytes &+= UInt64(extra &* pageSize)
         return true

@@ -84,7 +84,11 @@ struct AtomicWords {
 }
 
 struct MSpan: ~Copyable {
-    // MARK: - Hot fields (read on every malloc from this span)
+    // MARK: - Line 0: everything the malloc and free fast paths read (64 bytes)
+    //
+    // Span metadata blocks are 64-byte aligned (MHeap.spanAllocs), so these fields share one
+    // cache line; a free of an object of 128 bytes or more finds its bitmap words in the next
+    // line (they follow the struct), smaller objects' a few lines on.
 
     /// Complement of allocBits starting at freeIndex; ctz finds the next free object. Owner.
     var allocCache: UInt64
@@ -94,63 +98,66 @@ struct MSpan: ~Copyable {
     /// stored after the sweep that moved its object into allocBits, so it sees the object
     /// allocated either way (on x86-64 and AArch64 alike).
     let freeIndexWord: Atomic<Int>
-    /// Number of objects in the span. Immutable while in use.
-    var nelems: Int
-    /// Object size. Immutable while in use (a large span's changes under realloc, which
-    /// owns the block).
-    var elemSize: Int
     /// First byte of the span. Immutable while in use.
     var startAddr: UInt
+    /// SpanLocation. Atomic: written under the mcentral lock, read by remote freers (seq_cst).
+    let location: Atomic<UInt>
     /// Objects allocated as of the last sweep plus those handed out since. Owner writes;
     /// remote freers read it (relaxed) after their sequentially consistent load of
     /// `location`, which is stored after every change that matters to them (MCentral).
     let allocCountWord: Atomic<Int>
-
-    // MARK: - Bitmaps (3 * bitmapWords words: allocBits, freeBits, remoteBits)
-
-    /// allocBits and freeBits: owner writes, anyone reads (AtomicWords); remoteBits: atomic
-    /// fetch-or by freers, exchange by the sweep. Immutable (the pointer) while in use.
-    var bits: UnsafeMutablePointer<UInt64>?
-    /// Words per bitmap. Immutable while in use.
-    var bitmapWords: Int
-    /// bits + bitmapWords: the freeBits words, kept so the free fast path need not compute it.
-    /// Immutable while in use.
-    var freeBitsBase: UnsafeMutablePointer<UInt64>?
-
-    // MARK: - Cold fields
-
-    var npages: Int
-    /// Go 1.17's divMagic: index = (offset * divMul) >> 32. Immutable while in use.
+    /// Number of objects in the span (at most 1024). Immutable while in use.
+    var nelemsWord: UInt32
+    /// Object size of a small span; 0 for a large one, whose size follows its pages (see
+    /// `elemSize`). Immutable while in use.
+    var elemSizeWord: UInt32
+    /// Go 1.17's divMagic: index = (offset * divMul) >> 32; 0 for large spans. Immutable
+    /// while in use.
     var divMul: UInt32
+    /// Frees recorded in freeBits since the last sweep. Owner.
+    var localFreeCountWord: UInt32
+    /// Words per bitmap (1, 2, 4, 8, 16; 0 for a large span). Immutable while in use.
+    var bitmapWordsWord: UInt16
     /// SpanClass.raw. Written when the span is set up (heap lock); read by remote freers that
     /// may hold a stale pointer (relaxed, after an acquiring load of `location` or `state`).
     let spanClassWord: Atomic<UInt8>
     /// True when some object may hold old data (calloc must clear it). Owner.
     var needzero: Bool
-    /// Frees recorded in freeBits since the last sweep. Owner.
-    var localFreeCount: Int
+
+    // MARK: - Line 1: colder fields, then (right after the struct) the bitmaps
+
+    var npages: Int
     /// Central list links (mcentral lock), or the retired list's (owner).
     var next: UnsafeMutablePointer<MSpan>?
     var prev: UnsafeMutablePointer<MSpan>?
     /// SpanState. Atomic: written under the heap lock (release), read with acquire; large
     /// spans CAS inUse -> free in free() to catch double frees without a lock.
     let state: Atomic<UInt32>
-    /// SpanLocation. Atomic: written under the mcentral lock, read by remote freers (seq_cst).
-    let location: Atomic<UInt>
     /// Bits set in remoteBits and not yet merged. Atomic (seq_cst): may dip below zero
     /// transiently while a sweep races a freer; see sweep().
     let remoteFreeCount: Atomic<Int>
 
+    // The bitmaps of a small span follow the struct in the same block, at bitmapOffset:
+    // freeBits, allocBits, remoteBits, bitmapWords words each (owner writes freeBits and
+    // allocBits, anyone reads them through AtomicWords; remoteBits take fetch-or and exchange).
+
     /// A span with every field zero (the dummy spans; FixAlloc memory is the same bytes).
     init() {
-        allocCache = 0; freeIndexWord = Atomic(0); nelems = 0; elemSize = 0; startAddr = 0
-        allocCountWord = Atomic(0)
-        bits = nil; bitmapWords = 0; freeBitsBase = nil; npages = 0; divMul = 0
-        spanClassWord = Atomic(0)
-        needzero = false; localFreeCount = 0; next = nil; prev = nil
+        allocCache = 0; freeIndexWord = Atomic(0); startAddr = 0; location = Atomic(SpanLocation.none)
+        allocCountWord = Atomic(0); nelemsWord = 0; elemSizeWord = 0; divMul = 0
+        localFreeCountWord = 0; bitmapWordsWord = 0; spanClassWord = Atomic(0); needzero = false
+        npages = 0; next = nil; prev = nil
         state = Atomic(SpanState.free.rawValue)
-        location = Atomic(SpanLocation.none)
         remoteFreeCount = Atomic(0)
+    }
+
+    /// Where the bitmaps start in a span's metadata block.
+    static let bitmapOffset = (MemoryLayout<MSpan>.size + 7) & ~7
+
+    /// Bytes of the metadata block of a span with `words` words per bitmap (0: a large
+    /// span), a multiple of 64 so that blocks stay cache-line aligned.
+    static func blockBytes(words: Int) -> Int {
+        (bitmapOffset + 3 * 8 * words + 63) & ~63
     }
 
     /// Words needed for one bitmap of `nelems` bits, rounded up to a power of two
@@ -174,11 +181,29 @@ struct MSpan: ~Copyable {
 
 extension UnsafeMutablePointer where Pointee == MSpan {
     @inline(__always) var limit: UInt { pointee.startAddr &+ UInt(pointee.npages &* pageSize) }
-    @inline(__always) var allocBits: AtomicWords { AtomicWords(base: pointee.bits.unsafelyUnwrapped) }
-    @inline(__always) var freeBits: AtomicWords { AtomicWords(base: pointee.freeBitsBase.unsafelyUnwrapped) }
-    @inline(__always) var remoteBits: AtomicWords {
-        AtomicWords(base: pointee.bits.unsafelyUnwrapped + 2 &* pointee.bitmapWords)
+
+    /// Objects in the span.
+    @inline(__always) var nelems: Int { Int(pointee.nelemsWord) }
+    /// Words per bitmap.
+    @inline(__always) var bitmapWords: Int { Int(pointee.bitmapWordsWord) }
+    /// Object size: the class size, or a large span's pages (which realloc may change).
+    @inline(__always) var elemSize: Int {
+        pointee.elemSizeWord != 0 ? Int(pointee.elemSizeWord) : pointee.npages &* pageSize
     }
+    /// Frees recorded in freeBits since the last sweep. Owner.
+    var localFreeCount: Int {
+        @inline(__always) get { Int(pointee.localFreeCountWord) }
+        @inline(__always) nonmutating set { pointee.localFreeCountWord = UInt32(truncatingIfNeeded: newValue) }
+    }
+
+    /// The first bitmap word, right after the struct. freeBits come first: the free fast
+    /// path finds its word at a constant offset, without loading bitmapWords.
+    @inline(__always) private var bits: UnsafeMutablePointer<UInt64> {
+        (UnsafeMutableRawPointer(self) + MSpan.bitmapOffset).assumingMemoryBound(to: UInt64.self)
+    }
+    @inline(__always) var freeBits: AtomicWords { AtomicWords(base: bits) }
+    @inline(__always) var allocBits: AtomicWords { AtomicWords(base: bits + bitmapWords) }
+    @inline(__always) var remoteBits: AtomicWords { AtomicWords(base: bits + 2 &* bitmapWords) }
 
     @inline(__always)
     func remoteWord(_ w: Int) -> UnsafeMutablePointer<Atomic<UInt64>> { remoteBits.word(w) }
@@ -228,7 +253,7 @@ extension UnsafeMutablePointer where Pointee == MSpan {
             pointee.allocCache = (cache &>> UInt64(theBit)) &>> 1
             freeIndex = result &+ 1
             allocCount = allocCount &+ 1
-            return pointee.startAddr &+ UInt(bitPattern: result &* pointee.elemSize)
+            return pointee.startAddr &+ UInt(bitPattern: result &* Int(pointee.elemSizeWord))
         }
         return 0
     }
@@ -247,7 +272,7 @@ extension UnsafeMutablePointer where Pointee == MSpan {
     @inline(never)
     func nextFreeIndex() -> Int {
         var sfreeindex = freeIndex
-        let snelems = pointee.nelems
+        let snelems = nelems
         if sfreeindex >= snelems { return snelems }
         // The fast path can leave freeIndex on a word boundary with the cache used up.
         if sfreeindex & 63 == 0 { refillAllocCache(sfreeindex) }
@@ -283,8 +308,8 @@ extension UnsafeMutablePointer where Pointee == MSpan {
     /// bit on a slot never handed out an invalid free: the first is deferred (Report.swift)
     /// for the caller to report once it has let go of its P and locks.
     func sweep() -> Int {
-        let nw = pointee.bitmapWords
-        let nelems = pointee.nelems
+        let nw = bitmapWords
+        let nelems = self.nelems
         let fi = freeIndex
         let a = allocBits, f = freeBits
         var live = 0
@@ -305,12 +330,12 @@ extension UnsafeMutablePointer where Pointee == MSpan {
                 ? 0 : remoteWord(w).pointee.exchange(0, ordering: .acquiring)
             if local & remote != 0 {
                 let i = lo &+ (local & remote).trailingZeroBitCount
-                deferBadPointer(.doubleFree, address: pointee.startAddr &+ UInt(bitPattern: i &* pointee.elemSize))
+                deferBadPointer(.doubleFree, address: pointee.startAddr &+ UInt(bitPattern: i &* elemSize))
             }
             let freed = local | remote
             if freed & ~word != 0 {
                 let i = lo &+ (freed & ~word).trailingZeroBitCount
-                deferBadPointer(.invalidPointer, address: pointee.startAddr &+ UInt(bitPattern: i &* pointee.elemSize))
+                deferBadPointer(.invalidPointer, address: pointee.startAddr &+ UInt(bitPattern: i &* elemSize))
             }
             word &= ~freed
             // Bits past nelems stay set (I3b) and are not objects.
@@ -322,7 +347,7 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         }
         if remoteMerged != 0 { pointee.remoteFreeCount.subtract(remoteMerged, ordering: .sequentiallyConsistent) }
         allocCount = live
-        pointee.localFreeCount = 0
+        localFreeCount = 0
         freeIndex = 0
         refillAllocCache(0)
         if reclaimed != 0 { pointee.needzero = true }
@@ -348,14 +373,13 @@ extension UnsafeMutablePointer where Pointee == MSpan {
     /// bits for an instant). Owner.
     @inline(__always)
     var freeEstimate: Int {
-        pointee.nelems &- allocCount &+ pointee.localFreeCount
-            &+ Swift.max(0, pointee.remoteFreeCount.load(ordering: .relaxed))
+        nelems &- allocCount &+ localFreeCount &+ Swift.max(0, pointee.remoteFreeCount.load(ordering: .relaxed))
     }
 
     /// Number of objects live right now, counting unmerged frees (slow; checks and stats).
     func liveObjectsSlow() -> Int {
         var n = 0
-        for i in 0..<pointee.nelems where isLive(i) { n &+= 1 }
+        for i in 0..<nelems where isLive(i) { n &+= 1 }
         return n
     }
 }

@@ -29,7 +29,7 @@ private let largeMovesLeft = Atomic<Int>(largeMoveBudget)
 func reallocObject(_ ptr: UnsafeMutableRawPointer, size: Int, cABI: Bool) -> UnsafeMutableRawPointer? {
     let (h, s, i) = findObject(UInt(bitPattern: ptr), function: "realloc")
     let c = s.spanClass.sizeClass
-    let old = s.pointee.elemSize
+    let old = s.elemSize
     if c != 0 {
         if !s.isLive(i) {
             reportBadPointer(function: "realloc", problem: "invalid pointer", address: UInt(bitPattern: ptr))

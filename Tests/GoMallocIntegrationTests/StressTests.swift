@@ -246,7 +246,7 @@ private func stalledRemoteFreeScenario() -> Int32 {
     }
     while let n = s.pointee.next { s = n }
     let inS = blocks.filter { span($0) == s }
-    guard inS.count == s.pointee.nelems, s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(mine) else {
+    guard inS.count == s.nelems, s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(mine) else {
         return scenarioFail(12, "oldest retired span not made of our blocks")
     }
     // Another thread, on the other P, frees all of s; the last free stops after its bit.

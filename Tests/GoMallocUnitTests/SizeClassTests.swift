@@ -115,4 +115,23 @@ final class LayoutTests: XCTestCase {
         XCTAssertLessThanOrEqual(pSlotHeaderBytes + 2 * numSizeClasses * 8, pSlotStride)
         XCTAssertEqual(pSlotStride % 128, 0)
     }
+
+    /// What the malloc and free fast paths read of a span sits in its first cache line, and
+    /// span metadata blocks keep 64-byte alignment.
+    func testSpanHotFieldsShareTheFirstCacheLine() {
+        // Fields are laid out in declaration order; line 0 ends with needzero.
+        let span = UnsafeMutablePointer<MSpan>.allocate(capacity: 1)
+        span.initialize(to: MSpan())
+        defer { span.deinitialize(count: 1); span.deallocate() }
+        func offset(_ address: UnsafeRawPointer) -> Int { address - UnsafeRawPointer(span) }
+        XCTAssertLessThan(withUnsafePointer(to: &span.pointee.needzero) { offset($0) }, 64)
+        XCTAssertLessThan(withUnsafePointer(to: span.pointee.spanClassWord) { offset($0) }, 64)
+        XCTAssertGreaterThanOrEqual(withUnsafePointer(to: &span.pointee.npages) { offset($0) }, 56)
+        XCTAssertLessThanOrEqual(MSpan.bitmapOffset, 128 - 24, "a one-word span's bitmaps end within its second line")
+        for words in [0, 1, 2, 4, 8, 16] {
+            XCTAssertEqual(MSpan.blockBytes(words: words) % 64, 0)
+            XCTAssertGreaterThanOrEqual(MSpan.blockBytes(words: words), MSpan.bitmapOffset + 24 * words)
+        }
+        XCTAssertEqual(MSpan.blockBytes(words: 1), 128)
+    }
 }
