@@ -178,8 +178,19 @@ func freeLarge(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan
 
 // MARK: - Usable size
 
-/// Bytes that belong to the block at `ptr` (its class size, or its pages).
+/// Bytes that belong to the block at `ptr` (its class size, or its pages). The pointer must
+/// be the start of an object of an in-use span (anything else is reported); whether that
+/// object is live is not checked — glibc leaves malloc_usable_size of a freed block
+/// undefined, and checking costs a cold bitmap line on every call of programs that ask
+/// before each free (Redis): the free that follows checks it.
 func usableSize(_ ptr: UnsafeMutableRawPointer, function: StaticString) -> Int {
+    let (_, s, _) = findObject(UInt(bitPattern: ptr), function: function)
+    return s.elemSize
+}
+
+/// The usable size of a live block, for callers about to reuse it (realloc): a freed block is
+/// reported as an invalid pointer too.
+func liveBlockSize(_ ptr: UnsafeMutableRawPointer, function: StaticString) -> Int {
     let (_, s, i) = findObject(UInt(bitPattern: ptr), function: function)
     if s.spanClass.sizeClass != 0 && !s.isLive(i) {
         reportBadPointer(function: function, problem: "invalid pointer", address: UInt(bitPattern: ptr))

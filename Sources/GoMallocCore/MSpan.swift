@@ -123,6 +123,10 @@ struct MSpan: ~Copyable {
     let spanClassWord: Atomic<UInt8>
     /// True when some object may hold old data (calloc must clear it). Owner.
     var needzero: Bool
+    /// SpanState. Atomic: written under the heap lock (release), read with acquire (every
+    /// free's validation checks it); large spans CAS inUse -> free in free() to catch double
+    /// frees without a lock.
+    let state: Atomic<UInt32>
 
     // MARK: - Line 1: colder fields, then (right after the struct) the bitmaps
 
@@ -130,9 +134,6 @@ struct MSpan: ~Copyable {
     /// Central list links (mcentral lock), or the retired list's (owner).
     var next: UnsafeMutablePointer<MSpan>?
     var prev: UnsafeMutablePointer<MSpan>?
-    /// SpanState. Atomic: written under the heap lock (release), read with acquire; large
-    /// spans CAS inUse -> free in free() to catch double frees without a lock.
-    let state: Atomic<UInt32>
     /// Bits set in remoteBits and not yet merged. Atomic (seq_cst): may dip below zero
     /// transiently while a sweep races a freer; see sweep().
     let remoteFreeCount: Atomic<Int>

@@ -27,7 +27,7 @@ package func reallocateBytes(_ ptr: UnsafeMutableRawPointer, size: Int, alignmen
     if size < 0 || size > maxRequest { return nil }
     if alignment <= 16 { return reallocObject(ptr, size: Swift.max(size, 1), cABI: alignment == 16) }
     // Over-aligned: keep the block if it still fits, else move.
-    let old = usableSize(ptr, function: "realloc")
+    let old = liveBlockSize(ptr, function: "realloc")
     if size <= old && UInt(bitPattern: ptr) % UInt(alignment) == 0 { return ptr }
     guard let new = mallocAligned(size, alignment: alignment, zero: false) else { return nil }
     gm_sys_memcpy(new, ptr, Swift.min(old, size))

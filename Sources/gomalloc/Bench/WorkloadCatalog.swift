@@ -96,6 +96,11 @@ func workloadCatalog(mode: BenchMode, threads: Int) -> [WorkloadSpec] {
             source: "batch-handoff.c", kind: .c(linkFlags: [], skipHint: nil), threads: threads,
             arguments: [t] + pick(["loops=5"], ["loops=150"], ["loops=500"])),
         WorkloadSpec(
+            name: "cold-free", models: "Redis FLUSHALL (malloc_usable_size, then free)",
+            description: "a large data set of small objects built, let go cold, then freed in random order, each after malloc_usable_size",
+            source: "cold-free.c", kind: .c(linkFlags: [], skipHint: nil), threads: 1,
+            arguments: ["threads=1"] + pick(["objects=20000"], ["objects=600000"], ["objects=2000000"])),
+        WorkloadSpec(
             name: "python-churn", models: "real program (CPython)",
             description: "python3 churning dicts, lists and strings: a replaced working set of records, join/split, sort, index dicts",
             source: "python-churn.py", kind: .python, threads: 1,
