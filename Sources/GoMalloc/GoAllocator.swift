@@ -53,6 +53,9 @@ public enum GoAllocator {
     }
 
     /// The bytes that belong to the block: its size class's object size, or its pages.
+    /// `pointer` must be a block this allocator returned and that is not yet deallocated
+    /// (a pointer that is not the start of one of its blocks stops the process; a block
+    /// already deallocated is not detected here, as with C's malloc_usable_size).
     public static func usableSize(of pointer: UnsafeMutableRawPointer) -> Int {
         usableBytes(pointer)
     }
