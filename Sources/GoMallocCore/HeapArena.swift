@@ -62,27 +62,27 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     func reserveArenas(atLeast size: UInt) -> (UInt, UInt)? {
         let n = (size &+ UInt(heapArenaBytes) &- 1) & ~(UInt(heapArenaBytes) &- 1)
         var base: UInt = 0
-        while pointee.arenas.hintIndex < 0x80 && base == 0 {
-            if pointee.arenas.hintAddr == 0 { pointee.arenas.hintAddr = ArenaSet.hint(pointee.arenas.hintIndex) }
-            let h = pointee.arenas.hintAddr
+        while locked.pointee.arenas.hintIndex < 0x80 && base == 0 {
+            if locked.pointee.arenas.hintAddr == 0 { locked.pointee.arenas.hintAddr = ArenaSet.hint(locked.pointee.arenas.hintIndex) }
+            let h = locked.pointee.arenas.hintAddr
             if h &+ n > (UInt(1) << UInt(heapAddrBits)) || h &+ n < h {
-                pointee.arenas.hintIndex &+= 1; pointee.arenas.hintAddr = 0; continue
+                locked.pointee.arenas.hintIndex &+= 1; locked.pointee.arenas.hintAddr = 0; continue
             }
             // The OS refusing address space is out of memory, not a taken hint: keep the hint.
             guard let p = sysReserve(hint: h, size: Int(n)) else { return nil }
             if UInt(bitPattern: p) == h {
                 base = h
-                pointee.arenas.hintAddr = h &+ n
+                locked.pointee.arenas.hintAddr = h &+ n
                 break
             }
             // Something else lives there: move to the next hint.
             sysFree(p, size: Int(n))
-            pointee.arenas.hintIndex &+= 1
-            pointee.arenas.hintAddr = 0
+            locked.pointee.arenas.hintIndex &+= 1
+            locked.pointee.arenas.hintAddr = 0
         }
-        if base == 0, pointee.arenas.highest != 0 {
+        if base == 0, locked.pointee.arenas.highest != 0 {
             // Hints used up: try to continue right after our highest arena.
-            let h = pointee.arenas.highest &+ UInt(heapArenaBytes)
+            let h = locked.pointee.arenas.highest &+ UInt(heapArenaBytes)
             guard let p = sysReserve(hint: h, size: Int(n)) else { return nil }
             if UInt(bitPattern: p) == h && h &+ n <= (UInt(1) << UInt(heapAddrBits)) {
                 base = h
@@ -123,7 +123,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         if pointee.arenasL1[i1] == nil {
             let bytes = (1 << arenaL2Bits) * MemoryLayout<UInt>.stride
             guard let m = sysAlloc(size: bytes) else { return false }
-            pointee.arenas.metadataBytes &+= bytes
+            locked.pointee.arenas.metadataBytes &+= bytes
             mapStore(pointee.arenasL1 + i1, UInt(bitPattern: m))
         }
         let l2 = pointee.arenasL1[i1].unsafelyUnwrapped
@@ -131,12 +131,12 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         if l2[i2] == nil {
             let bytes = pagesPerArena * MemoryLayout<UInt>.stride
             guard let m = sysAlloc(size: bytes) else { return false }
-            pointee.arenas.metadataBytes &+= bytes
+            locked.pointee.arenas.metadataBytes &+= bytes
             // Zero-filled memory is a table of nil spans.
             mapStore(l2 + i2, UInt(bitPattern: m))
-            pointee.arenas.count &+= 1
-            pointee.arenas.lowest = Swift.min(pointee.arenas.lowest, a)
-            pointee.arenas.highest = Swift.max(pointee.arenas.highest, a)
+            locked.pointee.arenas.count &+= 1
+            locked.pointee.arenas.lowest = Swift.min(locked.pointee.arenas.lowest, a)
+            locked.pointee.arenas.highest = Swift.max(locked.pointee.arenas.highest, a)
         }
         return true
     }

@@ -95,10 +95,10 @@ package func takeHeapView(mapPages: Int) -> HeapView {
         }
     }
     v.classes = rows.filter { $0.spans > 0 }
-    v.committedPages = h.pointee.pages.totalPages
-    v.inUsePages = h.pointee.pages.inUsePages
-    v.freePages = h.pointee.pages.freePages
-    v.releasedPages = h.pointee.pages.scavengedPages
+    v.committedPages = h.locked.pointee.pages.totalPages
+    v.inUsePages = h.locked.pointee.pages.inUsePages
+    v.freePages = h.locked.pointee.pages.freePages
+    v.releasedPages = h.locked.pointee.pages.scavengedPages
     if let first = v.arenaBases.min() {
         for pg in 0..<min(mapPages, pagesPerArena) {
             let addr = first &+ UInt(pg &* pageSize)
@@ -106,11 +106,11 @@ package func takeHeapView(mapPages: Int) -> HeapView {
                addr >= s.pointee.startAddr, addr < s.limit,
                s.pointee.state.load(ordering: .relaxed) != SpanState.free.rawValue {
                 v.pageMap.append(s.spanClass.sizeClass == 0 ? UInt8(ascii: "L") : UInt8(ascii: "s"))
-            } else if h.pointee.pages.isAllocated(addr) {
+            } else if h.locked.pointee.pages.isAllocated(addr) {
                 v.pageMap.append(UInt8(ascii: "L"))  // inner page of a large span (only its first is mapped)
-            } else if h.pointee.pages.isScavenged(addr) {
+            } else if h.locked.pointee.pages.isScavenged(addr) {
                 v.pageMap.append(UInt8(ascii: "r"))
-            } else if h.pointee.pages.contains(addr) {
+            } else if h.locked.pointee.pages.contains(addr) {
                 v.pageMap.append(UInt8(ascii: "."))
             } else {
                 v.pageMap.append(UInt8(ascii: " "))

@@ -46,7 +46,7 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
                 if addr < s.pointee.startAddr || addr >= s.limit {
                     return InvariantViolation(message: "MHeap.I1: page maps to a span not covering it", address: addr)
                 }
-                if !h.pointee.pages.isAllocated(addr) {
+                if !h.locked.pointee.pages.isAllocated(addr) {
                     return InvariantViolation(message: "MHeap.I1: page of a span is free in the page allocator", address: addr)
                 }
                 if addr != s.pointee.startAddr { continue }
@@ -63,21 +63,21 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
             }
         }
     }
-    if spanPages != h.pointee.pagesInUse {
+    if spanPages != h.locked.pointee.pagesInUse {
         return InvariantViolation(message: "MHeap.I2: pagesInUse differs from the pages of in-use spans", address: UInt(spanPages))
     }
-    if spanPages != h.pointee.pages.inUsePages {
+    if spanPages != h.locked.pointee.pages.inUsePages {
         return InvariantViolation(message: "MHeap.I2: page allocator in-use count differs from the spans", address: UInt(spanPages))
     }
-    if h.pointee.heapSys != h.pointee.pages.totalPages &* pageSize {
-        return InvariantViolation(message: "MHeap.I3: heapSys differs from the page allocator's pages", address: UInt(h.pointee.heapSys))
+    if h.locked.pointee.heapSys != h.locked.pointee.pages.totalPages &* pageSize {
+        return InvariantViolation(message: "MHeap.I3: heapSys differs from the page allocator's pages", address: UInt(h.locked.pointee.heapSys))
     }
     // Central lists: every listed span has the right class and location.
     var onLists = 0
     for i in 0..<numSpanClasses {
         let c = h.central(SpanClass(raw: UInt8(i)))
         for which in 0..<2 {
-            var s = which == 0 ? c.pointee.partial.first : c.pointee.full.first
+            var s = which == 0 ? c.lists.pointee.partial.first : c.lists.pointee.full.first
             var n = 0
             let want = which == 0 ? SpanLocation.partial : SpanLocation.full
             while let span = s {
@@ -96,7 +96,7 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
                 n &+= 1
                 s = span.pointee.next
             }
-            let count = which == 0 ? c.pointee.partial.count : c.pointee.full.count
+            let count = which == 0 ? c.lists.pointee.partial.count : c.lists.pointee.full.count
             if n != count {
                 return InvariantViolation(message: "MCentral: list count differs from its length", address: UInt(n))
             }
@@ -141,25 +141,25 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
             return InvariantViolation(message: "MCache.I1b: retired pages", address: UInt(retiredPages))
         }
     }
-    if mcaches != h.pointee.mcachesCreated || mcaches > h.pointee.nprocs {
+    if mcaches != h.locked.pointee.mcachesCreated || mcaches > h.pointee.nprocs {
         return InvariantViolation(message: "Proc.I2: mcache count", address: UInt(mcaches))
     }
     // Statistics recounted the slow way (the world is stopped: the counters are exact).
-    var counted: UInt64 = h.pointee.largeAllocBytes &- h.pointee.largeFreeBytes
+    var counted: UInt64 = h.locked.pointee.largeAllocBytes &- h.locked.pointee.largeFreeBytes
     for p in 0..<h.pointee.nprocs {
         let slot = h.proc(p)
         for c in 1..<numSizeClasses {
             counted &+= (slot.mallocs[c] &- slot.frees[c]) &* UInt64(h.pointee.sizeClasses.classToSize[c])
         }
     }
-    if liveLargeBytes != h.pointee.largeAllocBytes &- h.pointee.largeFreeBytes {
+    if liveLargeBytes != h.locked.pointee.largeAllocBytes &- h.locked.pointee.largeFreeBytes {
         return InvariantViolation(message: "MemStats: large bytes differ from the large spans", address: UInt(liveLargeBytes))
     }
     if counted != liveSmallBytes &+ liveLargeBytes {
         return InvariantViolation(message: "MemStats.I3: HeapAlloc differs from the live objects recounted", address: UInt(liveSmallBytes &+ liveLargeBytes))
     }
     // The page allocator checks its own summaries against its bitmaps (aborts on failure).
-    h.pointee.pages.checkInvariants()
+    h.locked.pointee.pages.checkInvariants()
     return nil
 }
 

@@ -75,11 +75,11 @@ func createMCache(_ h: UnsafeMutablePointer<MHeap>, _ slot: UnsafeMutablePointer
     h.pointee.lock.lock()
     defer { h.pointee.lock.unlock() }
     if let c = slot.mcache { return c }
-    guard let raw = h.pointee.cacheAlloc.alloc(from: &h.pointee.persistent) else { return nil }
+    guard let raw = h.locked.pointee.cacheAlloc.alloc(from: &h.locked.pointee.persistent) else { return nil }
     let c = raw.bindMemory(to: MCache.self, capacity: 1)
     c.initialize(to: MCache(p: slot, emptySpan: h.pointee.emptySpan))
     slot.mcache = c
-    h.pointee.mcachesCreated &+= 1
+    h.locked.pointee.mcachesCreated &+= 1
     return c
 }
 

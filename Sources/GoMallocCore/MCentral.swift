@@ -32,17 +32,16 @@ struct MCentral: ~Copyable {
     let lock: RuntimeLock
     /// Immutable after init.
     let spanClass: SpanClass
-    /// Spans with at least one free object. Guarded by: lock.
-    var partial: SpanList
-    /// Spans with none. Guarded by: lock.
-    var full: SpanList
+    // The lists follow at listsOffset, in the same padded slot (`lists`): a change to them is
+    // never an access to this struct, whose lock word every thread reads.
 
     init(spanClass: SpanClass) {
         lock = RuntimeLock(rank: .mcentral)
         self.spanClass = spanClass
-        partial = SpanList()
-        full = SpanList()
     }
+
+    /// Where the lists sit in an mcentral's slot (MHeap.centralStride bytes).
+    static let listsOffset = 64
 
     /// True when no remote free of `s` is between setting its bit and counting it, for a
     /// span just swept with no live object left. A sweep may merge such a free's bit before
@@ -58,12 +57,26 @@ struct MCentral: ~Copyable {
     }
 }
 
+/// The span lists of an mcentral. Guarded by: its lock.
+struct CentralLists {
+    /// Spans with at least one free object.
+    var partial = SpanList()
+    /// Spans with none.
+    var full = SpanList()
+}
+
 extension UnsafeMutablePointer where Pointee == MCentral {
+    /// The lists (CentralLists). Caller holds the lock.
+    @inline(__always)
+    var lists: UnsafeMutablePointer<CentralLists> {
+        (UnsafeMutableRawPointer(self) + MCentral.listsOffset).assumingMemoryBound(to: CentralLists.self)
+    }
+
     /// A span with free objects for P `p`'s cache, swept, with location cached(p); nil if
     /// the heap is exhausted. Caller holds P `p` and no lock.
     func cacheSpan(heap: UnsafeMutablePointer<MHeap>, p: UnsafeMutablePointer<PSlot>) -> UnsafeMutablePointer<MSpan>? {
         pointee.lock.lock()
-        while let s = pointee.partial.popFront() {
+        while let s = lists.pointee.partial.popFront() {
             _ = s.sweep()
             if s.allocCount < s.nelems {
                 // Publishes the sweep to remote freers: from now on they see cached(p).
@@ -73,7 +86,7 @@ extension UnsafeMutablePointer where Pointee == MCentral {
             }
             // Defensive: a span can only be here with a free object, but keep I2 if not.
             s.pointee.location.store(SpanLocation.full, ordering: .sequentiallyConsistent)
-            pointee.full.pushBack(s)
+            lists.pointee.full.pushBack(s)
         }
         pointee.lock.unlock()
         // Nothing partial: a fresh span from the heap (Go's mcentral.grow).
@@ -113,19 +126,19 @@ extension UnsafeMutablePointer where Pointee == MCentral {
     func reclaimAll(heap: UnsafeMutablePointer<MHeap>) {
         pointee.lock.lock()
         // Each span is taken off its list, swept and placed again (at the back), once.
-        var n = pointee.partial.count
-        while n > 0, let s = pointee.partial.popFront() {
+        var n = lists.pointee.partial.count
+        while n > 0, let s = lists.pointee.partial.popFront() {
             n &-= 1
             _ = s.sweep()
             if placeSweptLocked(s) { heap.freeSpan(s) }
         }
-        var s = pointee.full.first
+        var s = lists.pointee.full.first
         while let span = s {
             s = span.pointee.next
             // A full span without remote frees has nothing to reclaim; a free that counts
             // after this load sees location full and settles the span under our lock.
             if span.pointee.remoteFreeCount.load(ordering: .relaxed) == 0 { continue }
-            pointee.full.remove(span)
+            lists.pointee.full.remove(span)
             _ = span.sweep()
             if placeSweptLocked(span) { heap.freeSpan(span) }
         }
@@ -146,10 +159,10 @@ extension UnsafeMutablePointer where Pointee == MCentral {
         }
         if s.allocCount == s.nelems {
             s.pointee.location.store(SpanLocation.full, ordering: .sequentiallyConsistent)
-            pointee.full.pushBack(s)
+            lists.pointee.full.pushBack(s)
         } else {
             s.pointee.location.store(SpanLocation.partial, ordering: .sequentiallyConsistent)
-            pointee.partial.pushBack(s)
+            lists.pointee.partial.pushBack(s)
         }
         return settleLocked(s)
     }
@@ -163,14 +176,14 @@ extension UnsafeMutablePointer where Pointee == MCentral {
               loc == SpanLocation.partial || loc == SpanLocation.full else { return false }
         let pending = s.pointee.remoteFreeCount.load(ordering: .sequentiallyConsistent)
         if s.allocCount &- pending <= 0 {
-            if loc == SpanLocation.full { pointee.full.remove(s) } else { pointee.partial.remove(s) }
+            if loc == SpanLocation.full { lists.pointee.full.remove(s) } else { lists.pointee.partial.remove(s) }
             s.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)
             return true
         }
         if loc == SpanLocation.full && pending > 0 {
-            pointee.full.remove(s)
+            lists.pointee.full.remove(s)
             s.pointee.location.store(SpanLocation.partial, ordering: .sequentiallyConsistent)
-            pointee.partial.pushBack(s)
+            lists.pointee.partial.pushBack(s)
         }
         return false
     }

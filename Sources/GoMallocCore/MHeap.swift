@@ -28,10 +28,10 @@ import CGoMallocSys
 import Synchronization
 
 struct MHeap: ~Copyable {
-    // MARK: - Read on hot paths, immutable after init
+    // MARK: - Read without the lock, immutable after initialisation
 
     /// The two-level arena map (L1 of 1024 entries -> L2 of 4096 -> per-arena page table).
-    /// Racy read: entries only go nil -> non-nil, under the lock.
+    /// Its words are read without the lock (mapLoad); entries only go nil -> non-nil.
     var arenasL1: UnsafeMutablePointer<ArenaL2?>
     /// The dummy span every mcache slot starts with (nelems 0: nextFreeFast always misses).
     var emptySpan: UnsafeMutablePointer<MSpan>
@@ -47,35 +47,17 @@ struct MHeap: ~Copyable {
     /// sizeClass(for:cABI:)), without bounds checks.
     var fastClassTable: UnsafeMutablePointer<UInt8>
     var sizeClasses: SizeClassTable
-
-    // MARK: - Guarded by lock
-
-    let lock: RuntimeLock
-    var pages: PageAlloc
-    var persistent: PersistentAlloc
-    /// Span metadata blocks (MSpan followed by its three bitmaps): [0] large spans (no
-    /// bitmaps), [1 + k] small spans with 2^k words per bitmap (k = 0...4).
-    var spanAllocs: InlineArray<6, FixAlloc>
-    var cacheAlloc: FixAlloc
-    var arenas: ArenaSet
-    /// Pages of in-use spans. Guarded by lock.
-    var pagesInUse: Int
-    /// Bytes committed for the heap (Go's HeapSys). Guarded by lock.
-    var heapSys: Int
-    /// Large objects: count and bytes allocated / freed. Guarded by lock.
-    var largeAllocCount: UInt64
-    var largeAllocBytes: UInt64
-    var largeFreeCount: UInt64
-    var largeFreeBytes: UInt64
-    /// mcaches created so far (<= nprocs). Guarded by lock.
-    var mcachesCreated: Int
     /// Scavenger: keep at most this percentage of in-use pages (plus one chunk) free and
-    /// unreleased; beyond that, free pages are returned to the OS. Immutable after init.
+    /// unreleased; beyond that, free pages are returned to the OS.
     var retainPercent: Int
-    /// When the scavenger last released memory (CLOCK_MONOTONIC ns). Guarded by lock.
-    var lastScavenge: UInt64
 
-    init(releasesMemory: Bool) {
+    /// The heap lock (mutable only through its atomic word).
+    let lock: RuntimeLock
+    /// Everything the lock guards, in memory of its own: a change to it is never an access
+    /// to this struct, which other threads read without the lock.
+    let guarded: UnsafeMutablePointer<HeapLocked>
+
+    init(guarded: UnsafeMutablePointer<HeapLocked>) {
         arenasL1 = UnsafeMutablePointer(bitPattern: 8)!
         emptySpan = UnsafeMutablePointer(bitPattern: 8)!
         tombstone = UnsafeMutablePointer(bitPattern: 8)!
@@ -84,7 +66,38 @@ struct MHeap: ~Copyable {
         centrals = UnsafeMutableRawPointer(bitPattern: 8)!
         fastClassTable = UnsafeMutablePointer(bitPattern: 8)!
         sizeClasses = SizeClassTable()
+        retainPercent = 100
         lock = RuntimeLock(rank: .mheap)
+        self.guarded = guarded
+    }
+
+    static let centralStride = 128
+}
+
+/// The heap's state under its lock. Guarded by: MHeap.lock (every field).
+struct HeapLocked: ~Copyable {
+    var pages: PageAlloc
+    var persistent: PersistentAlloc
+    /// Span metadata blocks (MSpan followed by its three bitmaps): [0] large spans (no
+    /// bitmaps), [1 + k] small spans with 2^k words per bitmap (k = 0...4).
+    var spanAllocs: InlineArray<6, FixAlloc>
+    var cacheAlloc: FixAlloc
+    var arenas: ArenaSet
+    /// Pages of in-use spans.
+    var pagesInUse: Int
+    /// Bytes committed for the heap (Go's HeapSys).
+    var heapSys: Int
+    /// Large objects: count and bytes allocated / freed.
+    var largeAllocCount: UInt64
+    var largeAllocBytes: UInt64
+    var largeFreeCount: UInt64
+    var largeFreeBytes: UInt64
+    /// mcaches created so far (<= nprocs).
+    var mcachesCreated: Int
+    /// When the scavenger last released memory (CLOCK_MONOTONIC ns).
+    var lastScavenge: UInt64
+
+    init(releasesMemory: Bool) {
         pages = PageAlloc(releasesMemory: releasesMemory)
         persistent = PersistentAlloc()
         // Span metadata is type-stable and not zeroed on reuse: threads holding a stale span
@@ -96,14 +109,14 @@ struct MHeap: ~Copyable {
         pagesInUse = 0; heapSys = 0
         largeAllocCount = 0; largeAllocBytes = 0; largeFreeCount = 0; largeFreeBytes = 0
         mcachesCreated = 0
-        retainPercent = 100
         lastScavenge = 0
     }
-
-    static let centralStride = 128
 }
 
 extension UnsafeMutablePointer where Pointee == MHeap {
+    /// The state under the heap lock (HeapLocked). Caller holds the lock.
+    @inline(__always) var locked: UnsafeMutablePointer<HeapLocked> { pointee.guarded }
+
     @inline(__always)
     func central(_ spc: SpanClass) -> UnsafeMutablePointer<MCentral> {
         (pointee.centrals + spc.index &* MHeap.centralStride).assumingMemoryBound(to: MCentral.self)
@@ -117,11 +130,11 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         pointee.nprocs = n
         let l1Bytes = (1 << arenaL1Bits) * MemoryLayout<UInt>.stride
         guard let l1 = sysAlloc(size: l1Bytes),
-              let pc = pointee.persistent.alloc(size: n * pSlotStride, align: 128),
-              let cc = pointee.persistent.alloc(size: numSpanClasses * MHeap.centralStride, align: MHeap.centralStride),
-              let es = pointee.persistent.alloc(size: MemoryLayout<MSpan>.stride, align: 64),
-              let ts = pointee.persistent.alloc(size: MemoryLayout<MSpan>.stride, align: 64),
-              let ft = pointee.persistent.alloc(size: fastClassTableBytes, align: 64)
+              let pc = locked.pointee.persistent.alloc(size: n * pSlotStride, align: 128),
+              let cc = locked.pointee.persistent.alloc(size: numSpanClasses * MHeap.centralStride, align: MHeap.centralStride),
+              let es = locked.pointee.persistent.alloc(size: MemoryLayout<MSpan>.stride, align: 64),
+              let ts = locked.pointee.persistent.alloc(size: MemoryLayout<MSpan>.stride, align: 64),
+              let ft = locked.pointee.persistent.alloc(size: fastClassTableBytes, align: 64)
         else { return false }
         pointee.fastClassTable = ft.bindMemory(to: UInt8.self, capacity: fastClassTableBytes)
         pointee.sizeClasses.writeFastTable(pointee.fastClassTable)
@@ -132,8 +145,9 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         }
         pointee.centrals = cc
         for i in 0..<numSpanClasses {
-            (cc + i * MHeap.centralStride).bindMemory(to: MCentral.self, capacity: 1)
-                .initialize(to: MCentral(spanClass: SpanClass(raw: UInt8(i))))
+            let c = (cc + i * MHeap.centralStride).bindMemory(to: MCentral.self, capacity: 1)
+            c.initialize(to: MCentral(spanClass: SpanClass(raw: UInt8(i))))
+            c.lists.initialize(to: CentralLists())
         }
         pointee.emptySpan = es.bindMemory(to: MSpan.self, capacity: 1)
         pointee.emptySpan.initialize(to: MSpan())
@@ -191,10 +205,10 @@ extension UnsafeMutablePointer where Pointee == MHeap {
 
     private func allocSpanLocked(npages: Int, spanClass: SpanClass, alignPages: Int) -> UnsafeMutablePointer<MSpan>? {
         let want = npages &+ alignPages &- 1
-        var (base, scav) = pointee.pages.alloc(npages: want)
+        var (base, scav) = locked.pointee.pages.alloc(npages: want)
         if base == 0 {
             guard grow(npages: want) else { return nil }
-            (base, scav) = pointee.pages.alloc(npages: want)
+            (base, scav) = locked.pointee.pages.alloc(npages: want)
             if base == 0 { return nil }
         }
         if alignPages > 1 {
@@ -203,16 +217,16 @@ extension UnsafeMutablePointer where Pointee == MHeap {
             let aligned = (base &+ alignBytes &- 1) & ~(alignBytes &- 1)
             let head = Int((aligned &- base) >> UInt(pageShift))
             let tail = want &- head &- npages
-            if head > 0 { pointee.pages.free(base: base, npages: head) }
-            if tail > 0 { pointee.pages.free(base: aligned &+ UInt(npages &* pageSize), npages: tail) }
+            if head > 0 { locked.pointee.pages.free(base: base, npages: head) }
+            if tail > 0 { locked.pointee.pages.free(base: aligned &+ UInt(npages &* pageSize), npages: tail) }
             base = aligned
         }
         let c = spanClass.sizeClass
         let nelems = c != 0 ? Int(pointee.sizeClasses.classToNElems[c]) : 1
         let words = c != 0 ? MSpan.bitmapWords(for: nelems) : 0
         let which = words == 0 ? 0 : 1 &+ words.trailingZeroBitCount
-        guard let raw = pointee.spanAllocs[which].alloc(from: &pointee.persistent) else {
-            pointee.pages.free(base: base, npages: npages)
+        guard let raw = locked.pointee.spanAllocs[which].alloc(from: &locked.pointee.persistent) else {
+            locked.pointee.pages.free(base: base, npages: npages)
             return nil
         }
         // Fresh FixAlloc memory is zero, a valid MSpan; reused memory is an old MSpan of the
@@ -251,10 +265,10 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         }
         s.pointee.state.store(SpanState.inUse.rawValue, ordering: .releasing)
         mapSpanPages(s, to: s)
-        pointee.pagesInUse &+= npages
+        locked.pointee.pagesInUse &+= npages
         if c == 0 {
-            pointee.largeAllocCount &+= 1
-            pointee.largeAllocBytes &+= UInt64(npages &* pageSize)
+            locked.pointee.largeAllocCount &+= 1
+            locked.pointee.largeAllocBytes &+= UInt64(npages &* pageSize)
         }
         return s
     }
@@ -268,14 +282,14 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         let large = s.spanClass.sizeClass == 0
         mapSpanPages(s, to: large ? pointee.tombstone : nil)
         s.pointee.state.store(SpanState.free.rawValue, ordering: .releasing)
-        pointee.pages.free(base: s.pointee.startAddr, npages: n, released: released)
-        pointee.pagesInUse &-= n
+        locked.pointee.pages.free(base: s.pointee.startAddr, npages: n, released: released)
+        locked.pointee.pagesInUse &-= n
         if large {
-            pointee.largeFreeCount &+= 1
-            pointee.largeFreeBytes &+= UInt64(n &* pageSize)
+            locked.pointee.largeFreeCount &+= 1
+            locked.pointee.largeFreeBytes &+= UInt64(n &* pageSize)
         }
         let words = s.bitmapWords
-        pointee.spanAllocs[words == 0 ? 0 : 1 &+ words.trailingZeroBitCount].free(UnsafeMutableRawPointer(s))
+        locked.pointee.spanAllocs[words == 0 ? 0 : 1 &+ words.trailingZeroBitCount].free(UnsafeMutableRawPointer(s))
         scavengeIfNeeded()
         pointee.lock.unlock()
     }
@@ -287,10 +301,10 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         pointee.lock.lock()
         let old = s.pointee.npages
         if npages < old {
-            pointee.pages.free(base: s.pointee.startAddr &+ UInt(npages &* pageSize), npages: old &- npages)
+            locked.pointee.pages.free(base: s.pointee.startAddr &+ UInt(npages &* pageSize), npages: old &- npages)
             s.pointee.npages = npages
-            pointee.pagesInUse &-= old &- npages
-            pointee.largeFreeBytes &+= UInt64((old &- npages) &* pageSize)
+            locked.pointee.pagesInUse &-= old &- npages
+            locked.pointee.largeFreeBytes &+= UInt64((old &- npages) &* pageSize)
             scavengeIfNeeded()
         }
         pointee.lock.unlock()
@@ -304,18 +318,18 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         let extra = npages &- old
         let end = s.pointee.startAddr &+ UInt(old &* pageSize)
         if extra <= 0 { return false }
-        if pointee.pages.allocAt(base: end, npages: extra) == nil {
+        if locked.pointee.pages.allocAt(base: end, npages: extra) == nil {
             // Near the end of the committed heap: commit the next chunks and try again (the
             // pages between `end` and the old end must be free, which allocAt checks).
             let limit = end &+ UInt(extra &* pageSize)
-            let committed = pointee.arenas.currentBase
+            let committed = locked.pointee.arenas.currentBase
             guard committed >= end, committed < limit,
                   grow(npages: Int((limit &- committed) >> UInt(pageShift))),
-                  pointee.pages.allocAt(base: end, npages: extra) != nil else { return false }
+                  locked.pointee.pages.allocAt(base: end, npages: extra) != nil else { return false }
         }
         s.pointee.npages = npages
-        pointee.pagesInUse &+= extra
-        pointee.largeAllocBytes &+= UInt64(extra &* pageSize)
+        locked.pointee.pagesInUse &+= extra
+        locked.pointee.largeAllocBytes &+= UInt64(extra &* pageSize)
         return true
     }
 
@@ -325,27 +339,27 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     /// whole chunks from the current arena reservation and reserving new arenas as needed.
     func grow(npages: Int) -> Bool {
         let ask = (UInt(npages &* pageSize) &+ UInt(pallocChunkBytes) &- 1) & ~(UInt(pallocChunkBytes) &- 1)
-        if pointee.arenas.currentEnd &- pointee.arenas.currentBase < ask {
+        if locked.pointee.arenas.currentEnd &- locked.pointee.arenas.currentBase < ask {
             guard let (base, size) = reserveArenas(atLeast: ask) else { return false }
-            if base != pointee.arenas.currentEnd && pointee.arenas.currentEnd > pointee.arenas.currentBase {
+            if base != locked.pointee.arenas.currentEnd && locked.pointee.arenas.currentEnd > locked.pointee.arenas.currentBase {
                 // Not contiguous: commit the rest of the old reservation so it is not lost.
-                let restBase = pointee.arenas.currentBase
-                let rest = pointee.arenas.currentEnd &- restBase
+                let restBase = locked.pointee.arenas.currentBase
+                let rest = locked.pointee.arenas.currentEnd &- restBase
                 if sysMap(UnsafeMutableRawPointer(bitPattern: restBase)!, size: Int(rest)),
-                   pointee.pages.grow(base: restBase, size: rest) {
-                    pointee.heapSys &+= Int(rest)
+                   locked.pointee.pages.grow(base: restBase, size: rest) {
+                    locked.pointee.heapSys &+= Int(rest)
                 }
-                pointee.arenas.currentBase = base
-            } else if pointee.arenas.currentEnd <= pointee.arenas.currentBase {
-                pointee.arenas.currentBase = base
+                locked.pointee.arenas.currentBase = base
+            } else if locked.pointee.arenas.currentEnd <= locked.pointee.arenas.currentBase {
+                locked.pointee.arenas.currentBase = base
             }
-            pointee.arenas.currentEnd = base &+ size
+            locked.pointee.arenas.currentEnd = base &+ size
         }
-        let v = pointee.arenas.currentBase
+        let v = locked.pointee.arenas.currentBase
         guard sysMap(UnsafeMutableRawPointer(bitPattern: v)!, size: Int(ask)) else { return false }
-        guard pointee.pages.grow(base: v, size: ask) else { return false }
-        pointee.arenas.currentBase = v &+ ask
-        pointee.heapSys &+= Int(ask)
+        guard locked.pointee.pages.grow(base: v, size: ask) else { return false }
+        locked.pointee.arenas.currentBase = v &+ ask
+        locked.pointee.heapSys &+= Int(ask)
         return true
     }
 

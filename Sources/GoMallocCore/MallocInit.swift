@@ -66,10 +66,14 @@ func heapInitSlow() -> UnsafeMutablePointer<MHeap>? {
 
 /// A new heap in fresh memory, set up from the options; nil if the OS refuses memory.
 private func createHeap() -> UnsafeMutablePointer<MHeap>? {
-    let bytes = (MemoryLayout<MHeap>.stride + pageSize - 1) & ~(pageSize - 1)
+    // The heap and, a cache line further on, the state its lock guards (MHeap.guarded).
+    let guardedOffset = (MemoryLayout<MHeap>.stride + 63) & ~63
+    let bytes = (guardedOffset + MemoryLayout<HeapLocked>.stride + pageSize - 1) & ~(pageSize - 1)
     guard let raw = sysAlloc(size: bytes) else { return nil }
+    let guarded = (raw + guardedOffset).bindMemory(to: HeapLocked.self, capacity: 1)
+    guarded.initialize(to: HeapLocked(releasesMemory: true))
     let h = raw.bindMemory(to: MHeap.self, capacity: 1)
-    h.initialize(to: MHeap(releasesMemory: true))
+    h.initialize(to: MHeap(guarded: guarded))
     var procs = Option.maxProcs.read()
     if procs == 0 { procs = Int(gm_sys_ncpu()) }
     procs = Swift.min(Swift.max(procs, 1), maxProcs)

@@ -45,15 +45,15 @@ package func readMemStats() -> MemStatsSnapshot {
     var m = MemStatsSnapshot()
     guard let h = theHeap() else { return m }
     h.pointee.lock.lock()
-    let heapSys = UInt64(h.pointee.heapSys)
-    let inUse = UInt64(h.pointee.pagesInUse &* pageSize)
-    m.heapReleased = UInt64(h.pointee.pages.scavengedPages &* pageSize)
-    m.largeMallocs = h.pointee.largeAllocCount
-    m.largeFrees = h.pointee.largeFreeCount
-    m.largeAllocBytes = h.pointee.largeAllocBytes &- h.pointee.largeFreeBytes
-    m.mcaches = h.pointee.mcachesCreated
-    m.arenas = h.pointee.arenas.count
-    var meta = h.pointee.persistent.sys &+ h.pointee.arenas.metadataBytes
+    let heapSys = UInt64(h.locked.pointee.heapSys)
+    let inUse = UInt64(h.locked.pointee.pagesInUse &* pageSize)
+    m.heapReleased = UInt64(h.locked.pointee.pages.scavengedPages &* pageSize)
+    m.largeMallocs = h.locked.pointee.largeAllocCount
+    m.largeFrees = h.locked.pointee.largeFreeCount
+    m.largeAllocBytes = h.locked.pointee.largeAllocBytes &- h.locked.pointee.largeFreeBytes
+    m.mcaches = h.locked.pointee.mcachesCreated
+    m.arenas = h.locked.pointee.arenas.count
+    var meta = h.locked.pointee.persistent.sys &+ h.locked.pointee.arenas.metadataBytes
     meta &+= (1 << arenaL1Bits) &* 8
     m.metadataSys = UInt64(meta)
     h.pointee.lock.unlock()

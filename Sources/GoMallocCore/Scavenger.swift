@@ -45,10 +45,10 @@ private func scavengeNow() -> UInt64 { gm_sys_nanotime() }
 
 extension UnsafeMutablePointer where Pointee == MHeap {
     /// Free pages not returned to the OS.
-    var freeUnscavengedPages: Int { pointee.pages.freePages &- pointee.pages.scavengedPages }
+    var freeUnscavengedPages: Int { locked.pointee.pages.freePages &- locked.pointee.pages.scavengedPages }
 
     /// Pages we may keep free and resident.
-    var retainGoalPages: Int { pointee.pagesInUse &* pointee.retainPercent / 100 &+ pallocChunkPages }
+    var retainGoalPages: Int { locked.pointee.pagesInUse &* pointee.retainPercent / 100 &+ pallocChunkPages }
 
     /// Release the excess over the retain goal. Caller holds the heap lock.
     func scavengeIfNeeded() {
@@ -57,9 +57,9 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         if free <= goal &+ pallocChunkPages { return }
         let now = scavengeNow()
         let urgent = free > 2 &* goal &+ 8 &* pallocChunkPages
-        if !urgent && now &- pointee.lastScavenge < scavengePeriodNanos { return }
-        pointee.lastScavenge = now
-        _ = pointee.pages.scavenge(maxPages: free &- goal)
+        if !urgent && now &- locked.pointee.lastScavenge < scavengePeriodNanos { return }
+        locked.pointee.lastScavenge = now
+        _ = locked.pointee.pages.scavenge(maxPages: free &- goal)
     }
 }
 
@@ -78,7 +78,7 @@ func trimHeap() -> Int {
         h.central(SpanClass(raw: UInt8(i))).reclaimAll(heap: h)
     }
     h.pointee.lock.lock()
-    let n = h.pointee.pages.scavenge(maxPages: Int.max)
+    let n = h.locked.pointee.pages.scavenge(maxPages: Int.max)
     h.pointee.lock.unlock()
     // A sweep above may have found a bad free: report it now that nothing is held.
     reportDeferred()

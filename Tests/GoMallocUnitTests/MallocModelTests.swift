@@ -168,7 +168,7 @@ enum LargeMoveProbe {
         h.pointee.lock.lock()
         defer { h.pointee.lock.unlock() }
         return stride(from: address, to: address + UInt(bytes), by: 8192).allSatisfy {
-            h.pointee.pages.isScavenged($0) && !h.pointee.pages.isAllocated($0)
+            h.locked.pointee.pages.isScavenged($0) && !h.locked.pointee.pages.isAllocated($0)
         }
     }
 }

@@ -21,7 +21,7 @@ enum ScavengerProbe {
     private static func setLastRelease(age: UInt64) {
         let h = theHeap()!
         h.pointee.lock.lock()
-        h.pointee.lastScavenge = now - age
+        h.locked.pointee.lastScavenge = now - age
         h.pointee.lock.unlock()
     }
 

@@ -110,7 +110,8 @@ final class LayoutTests: XCTestCase {
     /// a P's counters follow its slot's padded header.
     func testLayoutMatchesTheFastPathOffsets() {
         XCTAssertEqual(MemoryLayout<MCache>.offset(of: \MCache.alloc), 0)
-        XCTAssertLessThanOrEqual(MemoryLayout<MCentral>.size, MHeap.centralStride)
+        XCTAssertLessThanOrEqual(MemoryLayout<MCentral>.size, MCentral.listsOffset)
+        XCTAssertLessThanOrEqual(MCentral.listsOffset + MemoryLayout<CentralLists>.size, MHeap.centralStride)
         XCTAssertLessThanOrEqual(MemoryLayout<PSlot>.size, pSlotHeaderBytes)
         XCTAssertLessThanOrEqual(pSlotHeaderBytes + 2 * numSizeClasses * 8, pSlotStride)
         XCTAssertEqual(pSlotStride % 128, 0)
