@@ -93,43 +93,38 @@ final class ScavengerTests: XCTestCase {
         assertHeapInvariants()
     }
 
-    /// Between the goal plus a chunk and the urgent threshold, an excess freed right after a
-    /// release stays resident until the pacing period has passed.
-    func testPacedExcessWaitsForThePeriod() throws {
+    /// Free an excess between the goal plus a chunk and the urgent threshold, with the last
+    /// release `justReleased` (or a pacing period ago) on the test clock; `check` gets the
+    /// statistics before and after the free, the pages freed and the goal.
+    private func freePacedExcess(justReleased: Bool, check: (MemStats, MemStats, Int, Int) -> Void) throws {
         _ = trimToNothingResident()
         let hold = try allocatePages(4096)
         let target = goal(inUsePages(GoAllocator.statistics()))
         let n = target + chunk + 1024
         XCTAssertLessThanOrEqual(n, 2 * target + 8 * chunk, "set-up: this excess would be urgent")
         let p = try allocatePages(n)
-        ScavengerProbe.markJustReleased()
+        if justReleased { ScavengerProbe.markJustReleased() } else { ScavengerProbe.expirePacing() }
         let before = GoAllocator.statistics()
         GoAllocator.deallocate(p)
-        let after = GoAllocator.statistics()
-        XCTAssertEqual(after.heapReleased, before.heapReleased, "released within the pacing period")
-        XCTAssertEqual(residentFreePages(after), residentFreePages(before) + n)
+        check(before, GoAllocator.statistics(), n, target)
         GoAllocator.deallocate(hold)
         _ = trimToNothingResident()
         assertHeapInvariants()
     }
 
-    /// Between the goal plus a chunk and the urgent threshold, the excess is released when the
-    /// pacing period has passed (on the test clock), down to the goal.
+    /// An excess freed right after a release stays resident until the pacing period has passed.
+    func testPacedExcessWaitsForThePeriod() throws {
+        try freePacedExcess(justReleased: true) { before, after, n, _ in
+            XCTAssertEqual(after.heapReleased, before.heapReleased, "released within the pacing period")
+            XCTAssertEqual(residentFreePages(after), residentFreePages(before) + n)
+        }
+    }
+
+    /// Once the pacing period has passed, the excess is released down to the goal.
     func testPacedExcessIsReleasedDownToTheGoal() throws {
-        _ = trimToNothingResident()
-        let hold = try allocatePages(4096)
-        let target = goal(inUsePages(GoAllocator.statistics()))
-        let n = target + chunk + 1024
-        XCTAssertLessThanOrEqual(n, 2 * target + 8 * chunk, "set-up: this excess would be urgent")
-        let p = try allocatePages(n)
-        ScavengerProbe.expirePacing()
-        let before = GoAllocator.statistics()
-        GoAllocator.deallocate(p)
-        let after = GoAllocator.statistics()
-        XCTAssertEqual(residentFreePages(after), target, "released down to the goal")
-        XCTAssertEqual(Int(after.heapReleased - before.heapReleased) / page, n - target)
-        GoAllocator.deallocate(hold)
-        _ = trimToNothingResident()
-        assertHeapInvariants()
+        try freePacedExcess(justReleased: false) { before, after, n, target in
+            XCTAssertEqual(residentFreePages(after), target, "released down to the goal")
+            XCTAssertEqual(Int(after.heapReleased - before.heapReleased) / page, n - target)
+        }
     }
 }

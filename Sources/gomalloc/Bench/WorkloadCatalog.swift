@@ -83,13 +83,14 @@ func workloadCatalog(mode: BenchMode, threads: Int) -> [WorkloadSpec] {
         WorkloadSpec(
             name: "thread-slots", models: "glibc bench-malloc-thread",
             description: "each thread replaces random blocks of its own 1024, sizes 4 B-32 KiB from an inverse-square distribution",
-            source: "thread-slots.c", kind: .c(linkFlags: [], skipHint: nil), threads: threads,
-            arguments: [t] + pick(["ops=20000"], ["ops=4000000"], ["ops=15000000"])),
+            source: "slot-replace.c", kind: .c(linkFlags: [], skipHint: nil), threads: threads,
+            arguments: [t, "dist=0", "slots=1024"] + pick(["ops=20000"], ["ops=4000000"], ["ops=15000000"])),
         WorkloadSpec(
             name: "random-replace", models: "alloc-test",
             description: "each thread replaces random objects of a large working set (40000, 8 B-8 KiB log-uniform): metadata misses",
-            source: "random-replace.c", kind: .c(linkFlags: [], skipHint: nil), threads: threads,
-            arguments: [t] + pick(["slots=2000", "ops=20000"], ["ops=1000000"], ["ops=3000000"])),
+            source: "slot-replace.c", kind: .c(linkFlags: [], skipHint: nil), threads: threads,
+            arguments: [t, "dist=1", "maxlog=12"] + pick(["slots=2000", "ops=20000"], ["slots=40000", "ops=1000000"],
+                                                          ["slots=40000", "ops=3000000"])),
         WorkloadSpec(
             name: "batch-handoff", models: "rptest",
             description: "threads allocate and churn batches (16 B-16 KB), free 75% of the previous batch and hand 25% to the next thread",
