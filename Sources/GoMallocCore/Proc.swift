@@ -102,11 +102,8 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     /// thread used last.
     @inline(__always)
     func acquireP() -> UnsafeMutablePointer<PSlot> {
+        if let slot = tryAcquirePreferredP() { return slot }
         lockRankAcquire(.proc)
-        if let slot = UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p),
-           slot.pointee.owner.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
-            return slot
-        }
         return acquirePSlow()
     }
 
