@@ -2,7 +2,8 @@
 //
 // Role: free(p): find p's span through the page map; check that p is the start of a live
 //   object; record the free in the span's freeBits (plain stores, relaxed atomics: the span is
-//   cached by the P we hold) or remoteBits (an atomic fetch-or: anyone else's span), which a
+//   cached by the P we hold, which also pushes it on its mcache's recent frees for reuse
+//   first) or remoteBits (an atomic fetch-or: anyone else's span), which a
 //   sweep merges into allocBits later; large spans go back to mheap at once. Also the object
 //   lookup that malloc_usable_size and realloc share with free.
 //   The fast path (the span is cached by this thread's preferred P) is inlined into the
@@ -47,7 +48,9 @@ func freeObject(_ ptr: UnsafeMutableRawPointer, function: StaticString) {
                 if f & bit == 0 && (i < s.freeIndex || s.allocBits[w] & bit != 0) {
                     s.freeBits[w] = f | bit
                     s.localFreeCount &+= 1
-                    slot.countFree(s.spanClass.sizeClass)
+                    let c = s.spanClass.sizeClass
+                    slot.heldMCache.pushRecent(c, addr: addr, span: s)
+                    slot.countFree(c)
                     h.releaseP(slot)
                     return
                 }
@@ -120,7 +123,10 @@ func freeSlow(_ ptr: UnsafeMutableRawPointer, function: StaticString) {
         }
         s.freeBits[w] = s.freeBits[w] | bit
         s.localFreeCount &+= 1
-        slot.countFree(s.spanClass.sizeClass)
+        let c = s.spanClass.sizeClass
+        // The span is cached by this P, which therefore has an mcache.
+        slot.heldMCache.pushRecent(c, addr: addr, span: s)
+        slot.countFree(c)
         h.releaseP(slot)
         return
     }

@@ -58,7 +58,7 @@ package func takeHeapView(mapPages: Int) -> HeapView {
     for p in 0..<h.pointee.nprocs {
         guard let cache = h.proc(p).mcache else { continue }
         for spc in 0..<numSpanClasses {
-            var r = cache.pointee.retired[spc]
+            var r = cache.pointee.retired[spc].first
             while let t = r { retired.insert(UInt(bitPattern: t)); r = t.pointee.next }
         }
     }

@@ -114,8 +114,13 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
         var retiredPages = 0
         for spc in 0..<numSpanClasses {
             var n = 0
-            var r = cache.pointee.retired[spc]
+            var r = cache.pointee.retired[spc].first
+            var prev: UnsafeMutablePointer<MSpan>? = nil
             while let t = r {
+                if t.pointee.prev != prev {
+                    return InvariantViolation(message: "MCache.I1b: retired list links", address: t.pointee.startAddr)
+                }
+                prev = t
                 if t.spanClass.raw != UInt8(spc) || t == cache.pointee.alloc[spc]
                     || t.pointee.location.load(ordering: .relaxed) != SpanLocation.cached(h.proc(p))
                     || t.pointee.state.load(ordering: .relaxed) != SpanState.inUse.rawValue {
@@ -124,10 +129,10 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
                 n &+= 1
                 r = t.pointee.next
             }
-            if n != Int(cache.pointee.retiredCount[spc]) || n > MCache.maxRetired {
+            if n != cache.pointee.retired[spc].count || n > MCache.maxRetired {
                 return InvariantViolation(message: "MCache.I1b: retired count", address: UInt(n))
             }
-            var t = cache.pointee.retired[spc]
+            var t = cache.pointee.retired[spc].first
             while let span = t { retiredPages &+= span.pointee.npages; t = span.pointee.next }
             let s = cache.pointee.alloc[spc]
             if s == h.pointee.emptySpan { continue }
@@ -135,6 +140,25 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
                 || s.pointee.location.load(ordering: .relaxed) != SpanLocation.cached(h.proc(p))
                 || s.pointee.state.load(ordering: .relaxed) != SpanState.inUse.rawValue {
                 return InvariantViolation(message: "MCache.I1: cached span has the wrong class, location or state", address: s.pointee.startAddr)
+            }
+        }
+        // Recent frees: objects of spans this P caches, marked free, each once.
+        for c in 1..<numSizeClasses {
+            let stack = cache.recentFrees(c)
+            for k in 0..<stack.count {
+                let e = stack[k]
+                let s = e.span
+                let i = s.objIndex(e.addr)
+                let bit = UInt64(1) << UInt64(i & 63)
+                if s.pointee.location.load(ordering: .relaxed) != SpanLocation.cached(h.proc(p))
+                    || s.spanClass.sizeClass != c || i >= s.nelems
+                    || e.addr != s.pointee.startAddr &+ UInt(bitPattern: i &* s.elemSize)
+                    || s.freeBits[i >> 6] & bit == 0 {
+                    return InvariantViolation(message: "MCache.I3: recent free not a freed object of a span of this P", address: e.addr)
+                }
+                for j in 0..<k where stack[j].addr == e.addr {
+                    return InvariantViolation(message: "MCache.I3: recent free listed twice", address: e.addr)
+                }
             }
         }
         if retiredPages != cache.pointee.retiredPages || retiredPages > MCache.maxRetiredPages {

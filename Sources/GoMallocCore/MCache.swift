@@ -4,43 +4,77 @@
 //   classes, the span it is allocating from (or the empty dummy span); refill swaps an
 //   exhausted span for one with free objects. Unlike Go's, it also keeps exhausted spans it
 //   allocated from recently ("retired"), up to `maxRetired` per class and `maxRetiredPages`
-//   in all: they stay cached by this P, so the objects this thread frees soon after
-//   allocating them — the usual pattern — are plain stores, not remote frees; refill sweeps
-//   them before asking mcentral. (The P's allocation counters live in its slot, Proc.swift.)
+//   in all: they stay cached by this P, so the objects this thread frees after allocating
+//   them — the usual pattern, even when the thread keeps megabytes live and frees at random
+//   (larson) — are plain stores, not remote frees; refill looks at a few of them (oldest
+//   first, rotating) for one that got enough back before asking mcentral. Each operation on
+//   the retired lists is O(1) or bounded by maxRetiredScan. (The P's allocation counters live in its slot, Proc.swift.)
+//   In front of the spans sits, per size class, a small stack of the objects this P freed
+//   last (the "recent frees"; Go has none, TCMalloc's per-CPU slabs are the model): malloc
+//   pops from it before scanning a span, so the most recently freed object — still in the
+//   CPU's cache — is handed out first (LIFO reuse). An object on the stack is also marked
+//   in its span's freeBits, exactly as any local free, so the stack is only an index into
+//   the bitmaps: free's checks stay exact (a second free sees the bit), a sweep merges the
+//   bit as usual, and forgetting the stack (trim) loses nothing.
 // Go counterpart: mcache.go (mcache, allocmcache, refill, releaseAll).
 // Invariants:
 //   I1. alloc[c] is the dummy empty span or a span of span class c with location cached(P).
-//   I1b. retired[c] lists retiredCount[c] <= maxRetired spans of class c with location
-//        cached(P), linked through MSpan.next; none of them is alloc[c]; retiredPages is the
-//        sum of their pages and never exceeds maxRetiredPages.
+//   I1b. retired[c] lists at most maxRetired spans of class c with location cached(P),
+//        oldest first, linked through MSpan.next/prev (free while a span is cached); none of
+//        them is alloc[c]; retiredPages is the sum of their pages and never exceeds
+//        maxRetiredPages.
 //   I2. A span is in at most one mcache.
+//   I3. Each entry of recent stack c is (addr, span) with span cached by this P, of size
+//       class c, addr the start of object i of span, freeBits[i] set; no addr appears
+//       twice. Entries are only pushed by local frees and popped by malloc; a sweep of a
+//       span this P caches happens only in refill of its class — reached when stack c is
+//       empty — or after clearRecent (releaseAll), so no entry outlives its freeBits bit.
 // Concurrency: Owner: the thread holding the P (one at a time, see Proc.swift); nobody else
 //   reads an mcache except a stopped world. Methods are on `UnsafeMutablePointer<MCache>`.
 // Failure: refill returns false when the heap is exhausted; createMCache returns nil when
 //   the metadata allocator cannot grow (malloc then fails with ENOMEM; free never needs it).
+import Synchronization
 
 struct MCache {
     /// Spans to allocate from, indexed by span class. Owner: P. The first stored property:
     /// the fast paths index it without the InlineArray bounds check (allocSlot).
     var alloc: InlineArray<136, UnsafeMutablePointer<MSpan>>
-    /// Exhausted spans still owned by this P, per span class (I1b). Owner: P.
-    var retired: InlineArray<136, UnsafeMutablePointer<MSpan>?>
-    var retiredCount: InlineArray<136, UInt8>
+    /// Exhausted spans still owned by this P, per span class (I1b). Owner: P. Right after
+    /// `alloc`, at retiredOffset (a test checks it): changed in place through retiredList.
+    var retired: InlineArray<136, SpanList>
     /// Pages in all retired spans (I1b). Owner: P.
     var retiredPages: Int
     /// The P that owns this cache. Immutable.
     let p: UnsafeMutablePointer<PSlot>
 
     /// Spans kept per class after they run out (see Role).
-    static let maxRetired = 8
-    /// Pages kept in retired spans per P, over all classes: 1 MiB. An idle P pins at most
-    /// this much (its objects may all have been freed) until it allocates or the heap is trimmed.
-    static let maxRetiredPages = 128
+    static let maxRetired = 64
+    /// Pages kept in retired spans per P, over all classes: 8 MiB, enough for a thread that
+    /// keeps a few megabytes of small objects live and frees them in any order (larson keeps
+    /// about 2.5 MiB per thread; with 128 pages its frees were mostly remote and its spans
+    /// cycled through mcentral). Retired spans are mostly full of live objects; an idle P
+    /// pins at most this much free memory (if every object in them was freed) until it
+    /// allocates again or the heap is trimmed.
+    static let maxRetiredPages = 1024
+    /// Where `retired` sits (Embedded Swift has no key paths for MemoryLayout.offset(of:)).
+    static let retiredOffset = numSpanClasses * MemoryLayout<UnsafeMutablePointer<MSpan>>.stride
+    /// Retired spans refill inspects before asking mcentral.
+    static let maxRetiredScan = 8
+
+    /// Entries per recent-free stack (I3). 32 covers the interleaved free/malloc patterns of
+    /// the suite's workloads; past it the older half is forgotten (left to the sweep).
+    static let recentCapacity = 32
+    /// The recent-free stacks follow the struct in the mcache's block: the counts
+    /// (numSizeClasses UInt32, padded to a cache line), then the entries, recentCapacity
+    /// per size class (class 0, large objects, unused).
+    static let recentCountsOffset = (MemoryLayout<MCache>.stride + 63) & ~63
+    static let recentEntriesOffset = recentCountsOffset + ((numSizeClasses * 4 + 63) & ~63)
+    /// Bytes of an mcache's block (MHeap's cacheAlloc), a multiple of 64.
+    static let blockBytes = recentEntriesOffset + numSizeClasses * recentCapacity * MemoryLayout<RecentFree>.stride
 
     init(p: UnsafeMutablePointer<PSlot>, emptySpan: UnsafeMutablePointer<MSpan>) {
         alloc = InlineArray(repeating: emptySpan)
-        retired = InlineArray(repeating: nil)
-        retiredCount = InlineArray(repeating: 0)
+        retired = InlineArray(repeating: SpanList())
         retiredPages = 0
         self.p = p
     }
@@ -59,6 +93,12 @@ struct MCache {
         let free = s.freeEstimate
         return free > 0 && free >= s.nelems / 8
     }
+}
+
+/// An entry of a recent-free stack (I3).
+struct RecentFree {
+    var addr: UInt
+    var span: UnsafeMutablePointer<MSpan>
 }
 
 // MARK: - Creation (Go's allocmcache)
@@ -86,6 +126,71 @@ func createMCache(_ h: UnsafeMutablePointer<MHeap>, _ slot: UnsafeMutablePointer
 // MARK: - Methods, on the pointer (owner: the P holder)
 
 extension UnsafeMutablePointer where Pointee == MCache {
+    // MARK: Recent frees (I3)
+
+    @inline(__always)
+    private func recentCount(_ c: Int) -> UnsafeMutablePointer<UInt32> {
+        (UnsafeMutableRawPointer(self) + MCache.recentCountsOffset).assumingMemoryBound(to: UInt32.self) + c
+    }
+
+    @inline(__always)
+    private func recentEntries(_ c: Int) -> UnsafeMutablePointer<RecentFree> {
+        (UnsafeMutableRawPointer(self) + MCache.recentEntriesOffset).assumingMemoryBound(to: RecentFree.self)
+            + c &* MCache.recentCapacity
+    }
+
+    /// Remember a local free of `addr` (object of `span`, size class `c`, whose freeBits bit
+    /// the caller just set) for reuse first. A full stack forgets its older half first
+    /// (those objects stay free in freeBits, for the sweep): the newest frees are the hot ones.
+    @inline(__always)
+    func pushRecent(_ c: Int, addr: UInt, span: UnsafeMutablePointer<MSpan>) {
+        let count = recentCount(c)
+        var n = Int(count.pointee)
+        if n == MCache.recentCapacity { n = forgetOlderHalf(c) }
+        recentEntries(c)[n] = RecentFree(addr: addr, span: span)
+        count.pointee = UInt32(truncatingIfNeeded: n &+ 1)
+    }
+
+    /// Drop the older half of full stack `c` (its bottom); returns the new count.
+    @inline(never)
+    private func forgetOlderHalf(_ c: Int) -> Int {
+        let half = MCache.recentCapacity / 2
+        let e = recentEntries(c)
+        for k in 0..<half { e[k] = e[k &+ half] }
+        return half
+    }
+
+    /// The object of size class `c` freed last on this P, allocated again (its freeBits bit
+    /// cleared), or 0 when the stack is empty.
+    @inline(__always)
+    func popRecent(_ c: Int) -> UInt {
+        let count = recentCount(c)
+        let n = Int(count.pointee)
+        if n == 0 { return 0 }
+        let e = recentEntries(c)[n &- 1]
+        count.pointee = UInt32(truncatingIfNeeded: n &- 1)
+        let s = e.span
+        let i = s.objIndex(e.addr)
+        let w = i &>> 6
+        let bit = UInt64(1) &<< UInt64(i & 63)
+        let f = s.freeBits[w]
+        internalCheck(f & bit != 0 && s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(pointee.p),
+                      "MCache.I3: recent free without its freeBits bit or its span")
+        s.freeBits[w] = f & ~bit
+        s.localFreeCount &-= 1
+        return e.addr
+    }
+
+    /// Entries on recent stack `c` (checks).
+    func recentFrees(_ c: Int) -> UnsafeBufferPointer<RecentFree> {
+        UnsafeBufferPointer(start: recentEntries(c), count: Int(recentCount(c).pointee))
+    }
+
+    /// Forget every recent free (their objects stay free in freeBits). Before spans leave.
+    func clearRecent() {
+        for c in 0..<numSizeClasses { recentCount(c).pointee = 0 }
+    }
+
     // MARK: Slow path (partner of MSpan.nextFreeFast)
 
     /// Go's mcache.nextFree: the next object of span class `spc`, refilling as needed.
@@ -113,6 +218,7 @@ extension UnsafeMutablePointer where Pointee == MCache {
     /// it; otherwise it is retired, the retired spans are tried the same way, and only then
     /// does a span come from mcentral.
     func refill(_ spc: SpanClass, heap: UnsafeMutablePointer<MHeap>) -> Bool {
+        internalCheck(recentCount(spc.sizeClass).pointee == 0, "MCache.I3: refill with recent frees left")
         let c = spc.index
         let s = pointee.alloc[c]
         let empty = heap.pointee.emptySpan
@@ -124,65 +230,58 @@ extension UnsafeMutablePointer where Pointee == MCache {
             pointee.alloc[c] = empty
             retire(s, spc, heap: heap)
         }
-        // A retired span that got enough objects back since it ran out.
-        var prev: UnsafeMutablePointer<MSpan>? = nil
-        var r = pointee.retired[c]
-        while let t = r {
-            r = t.pointee.next
-            if t != s && MCache.worthReusing(t) {
+        // A retired span that got enough objects back since it ran out: look at the oldest
+        // few, moving each one found wanting to the back, so that the next refill looks at
+        // others.
+        let list = retiredList(c)
+        var scan = Swift.min(list.pointee.count, MCache.maxRetiredScan)
+        while scan > 0, let t = list.pointee.popFront() {
+            scan &-= 1
+            if MCache.worthReusing(t) {
                 _ = t.sweep()
                 if t.allocCount < t.nelems {
-                    if let prev { prev.pointee.next = r } else { pointee.retired[c] = r }
-                    pointee.retiredCount[c] &-= 1
                     pointee.retiredPages &-= t.pointee.npages
-                    t.pointee.next = nil
                     pointee.alloc[c] = t
                     return true
                 }
             }
-            prev = t
+            list.pointee.pushBack(t)
         }
         guard let t = heap.central(spc).cacheSpan(heap: heap, p: pointee.p) else { return false }
         pointee.alloc[c] = t
         return true
     }
 
-    /// Keep an exhausted span on this P's retired list; past maxRetired spans of its class or
-    /// maxRetiredPages in all, the oldest of its class (possibly `s` itself) goes back to
-    /// mcentral.
+    /// Keep an exhausted span on this P's retired list (at the back); past maxRetired spans
+    /// of its class or maxRetiredPages in all, the oldest of its class (possibly `s` itself)
+    /// go back to mcentral.
     private func retire(_ s: UnsafeMutablePointer<MSpan>, _ spc: SpanClass, heap: UnsafeMutablePointer<MHeap>) {
-        let c = spc.index
-        s.pointee.next = pointee.retired[c]
-        pointee.retired[c] = s
-        pointee.retiredCount[c] &+= 1
+        let list = retiredList(spc.index)
+        list.pointee.pushBack(s)
         pointee.retiredPages &+= s.pointee.npages
-        while Int(pointee.retiredCount[c]) > MCache.maxRetired || pointee.retiredPages > MCache.maxRetiredPages {
-            // Unlink the last (oldest) span of class c.
-            var before: UnsafeMutablePointer<MSpan>? = nil
-            var oldest = pointee.retired[c].unsafelyUnwrapped
-            while let n = oldest.pointee.next { before = oldest; oldest = n }
-            if let before { before.pointee.next = nil } else { pointee.retired[c] = nil }
-            pointee.retiredCount[c] &-= 1
+        while list.pointee.count > MCache.maxRetired || pointee.retiredPages > MCache.maxRetiredPages,
+              let oldest = list.pointee.popFront() {
             pointee.retiredPages &-= oldest.pointee.npages
             heap.central(spc).uncacheSpan(oldest, heap: heap)
-            if pointee.retired[c] == nil { break }
         }
+    }
+
+    /// The retired list of span class index `c` (a pointer: the list is changed in place).
+    @inline(__always)
+    func retiredList(_ c: Int) -> UnsafeMutablePointer<SpanList> {
+        (UnsafeMutableRawPointer(self) + MCache.retiredOffset)
+            .assumingMemoryBound(to: SpanList.self) + c
     }
 
     /// Give every cached and retired span back to mcentral (malloc_trim, tests). Caller
     /// holds the P.
     func releaseAll(heap: UnsafeMutablePointer<MHeap>) {
+        clearRecent()
         let empty = heap.pointee.emptySpan
         for i in 0..<numSpanClasses {
             let central = heap.central(SpanClass(raw: UInt8(i)))
-            var r = pointee.retired[i]
-            while let t = r {
-                r = t.pointee.next
-                t.pointee.next = nil
-                central.uncacheSpan(t, heap: heap)
-            }
-            pointee.retired[i] = nil
-            pointee.retiredCount[i] = 0
+            let list = retiredList(i)
+            while let t = list.pointee.popFront() { central.uncacheSpan(t, heap: heap) }
             let s = pointee.alloc[i]
             if s == empty { continue }
             pointee.alloc[i] = empty

@@ -104,7 +104,7 @@ struct HeapLocked: ~Copyable {
         // pointer read its atomics concurrently (MSpan's Concurrency; Go: spanalloc.zero =
         // false). Bitmaps are cleared word by word with atomic stores when a span is set up.
         spanAllocs = InlineArray { i in FixAlloc(size: MSpan.blockBytes(words: i == 0 ? 0 : 1 << (i - 1)), zero: false) }
-        cacheAlloc = FixAlloc(size: MemoryLayout<MCache>.stride)
+        cacheAlloc = FixAlloc(size: MCache.blockBytes)
         arenas = ArenaSet()
         pagesInUse = 0; heapSys = 0
         largeAllocCount = 0; largeAllocBytes = 0; largeFreeCount = 0; largeFreeBytes = 0

@@ -3,7 +3,8 @@
 // Role: malloc of n bytes:
 //     1. n <= 32 KiB: the size class (SizeClasses.swift: 8-byte steps to 1 KiB, then
 //        128-byte steps; the C rule keeps blocks over 8 bytes 16-byte aligned); take the
-//        thread's preferred P (one CAS); pop an object from its mcache's span (nextFreeFast);
+//        thread's preferred P (one CAS); pop the object this P freed last in that class
+//        (MCache's recent frees), else the next one of its mcache's span (nextFreeFast);
 //     2. anything else — no heap yet, no preferred P or it is busy, an exhausted span, a
 //        large or bad size — goes to one slow path, which starts over: on a miss,
 //        mcache.nextFree scans the span's bitmap (nextFreeIndex), then refills (sweep the
@@ -36,10 +37,16 @@ func mallocgc(_ size: Int, cABI: Bool, zero: Bool) -> UnsafeMutableRawPointer? {
     if UInt(bitPattern: size) <= UInt(maxSmallSize), let h = theHeap() {
         let c = h.sizeClass(for: size, cABI: cABI)
         if let slot = h.tryAcquirePreferredP() {
-            let s = MCache.allocSlot(slot.heldMCache, SpanClass(sizeClass: c, noscan: false)).pointee
-            let v = s.nextFreeFast()
+            let cache = slot.heldMCache
+            // The object this P freed last, else the span's next free one.
+            var v = cache.popRecent(c)
+            var needzero = zero
+            if v == 0 {
+                let s = MCache.allocSlot(cache, SpanClass(sizeClass: c, noscan: false)).pointee
+                v = s.nextFreeFast()
+                needzero = zero && s.pointee.needzero
+            }
             if v != 0 {
-                let needzero = zero && s.pointee.needzero
                 slot.countMalloc(c)
                 h.releaseP(slot)
                 let p = UnsafeMutableRawPointer(bitPattern: v).unsafelyUnwrapped
@@ -74,9 +81,14 @@ func mallocSmall(_ h: UnsafeMutablePointer<MHeap>, sizeClass c: Int, size: Int, 
         h.releaseP(slot)
         return nil
     }
-    let s = MCache.allocSlot(cache, spc).pointee
-    var v = s.nextFreeFast()
-    var needzero = s.pointee.needzero
+    // Recent frees first (MCache I3: refill below is reached only with the stack empty).
+    var v = cache.popRecent(c)
+    var needzero = true
+    if v == 0 {
+        let s = MCache.allocSlot(cache, spc).pointee
+        v = s.nextFreeFast()
+        needzero = s.pointee.needzero
+    }
     if v == 0 {
         v = cache.nextFree(spc, heap: h)
         needzero = MCache.allocSlot(cache, spc).pointee.pointee.needzero

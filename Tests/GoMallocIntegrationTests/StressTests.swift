@@ -232,19 +232,18 @@ private func stalledRemoteFreeScenario() -> Int32 {
     if h.pointee.nprocs < 2 { return scenarioFail(3, "needs two Ps") }
     GoAllocator.trim()
 
-    // Twenty spans of the 3072-byte class (8 objects each) in a row from this thread's P:
-    // each one exhausted is retired, so the P's retired list ends with the oldest of the last
-    // eight, s, whose objects are all ours.
+    // maxRetired + 12 spans of the 3072-byte class (8 objects each) in a row from this
+    // thread's P: each one exhausted is retired, so the P's retired list starts with the
+    // oldest of the last maxRetired, s, whose objects are all ours.
     var blocks: [UnsafeMutableRawPointer] = []
-    for _ in 0..<160 { blocks.append(GoAllocator.allocate(byteCount: 3072, alignment: 8)!) }
+    for _ in 0..<((MCache.maxRetired + 12) * 8) { blocks.append(GoAllocator.allocate(byteCount: 3072, alignment: 8)!) }
     guard let mine = UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p), let cache = mine.mcache else {
         return scenarioFail(10, "no P")
     }
     let spc = span(blocks[0])!.spanClass
-    guard Int(cache.pointee.retiredCount[spc.index]) == MCache.maxRetired, var s = cache.pointee.retired[spc.index] else {
+    guard cache.pointee.retired[spc.index].count == MCache.maxRetired, let s = cache.pointee.retired[spc.index].first else {
         return scenarioFail(11, "retired list not full")
     }
-    while let n = s.pointee.next { s = n }
     let inS = blocks.filter { span($0) == s }
     guard inS.count == s.nelems, s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(mine) else {
         return scenarioFail(12, "oldest retired span not made of our blocks")
@@ -263,7 +262,7 @@ private func stalledRemoteFreeScenario() -> Int32 {
     // While it is stopped: run the current span out, so that refill retires it and pushes s
     // out of the retired list: uncacheSpan sweeps s, merging the stopped free...
     func sIsRetired() -> Bool {
-        var r = cache.pointee.retired[spc.index]
+        var r = cache.pointee.retired[spc.index].first
         while let t = r { if t == s { return true }; r = t.pointee.next }
         return false
     }

@@ -23,11 +23,30 @@ final class BadPointerTests: XCTestCase {
         GoAllocator.deallocate(p)
     }
 
+    /// Freed objects sit on the P's recent-free stack until reused: a second free of one
+    /// still there, with others freed after it, is caught (its freeBits bit is set).
+    func testDoubleFreeOfAnObjectOnTheRecentFreeStack() throws {
+        let p = try XCTUnwrap(GoAllocator.allocate(byteCount: 48, alignment: 8))
+        let q = try XCTUnwrap(GoAllocator.allocate(byteCount: 48, alignment: 8))
+        expectAbort("gomalloc: free(): double free \(hex(p))") {
+            GoAllocator.deallocate(p)
+            GoAllocator.deallocate(q)
+            GoAllocator.deallocate(p)
+        }
+        // And reused from the stack, then freed once more: a normal free.
+        GoAllocator.deallocate(q)
+        let r = try XCTUnwrap(GoAllocator.allocate(byteCount: 48, alignment: 8))
+        XCTAssertEqual(r, q)
+        GoAllocator.deallocate(r)
+        GoAllocator.deallocate(p)
+    }
+
     func testDoubleFreeOfAnObjectInAnUncachedSpan() throws {
-        // Fill a few spans so the first object's span is no longer the cached one.
+        // Fill more spans than a P retires so the first object's span is no longer cached.
         var ps: [UnsafeMutableRawPointer] = []
-        for _ in 0..<3000 { ps.append(try XCTUnwrap(GoAllocator.allocate(byteCount: 100, alignment: 8))) }
-        let p = ps[0]
+        for _ in 0..<((MCache.maxRetired + 8) * 73) { ps.append(try XCTUnwrap(GoAllocator.allocate(byteCount: 100, alignment: 8))) }
+        let p = try XCTUnwrap(ps.first { theHeap()?.spanOf(UInt(bitPattern: $0))?.pointee.location.load(ordering: .relaxed) == SpanLocation.full },
+                              "set-up: no span of the class went back to mcentral")
         expectAbort("gomalloc: free(): double free \(hex(p))") {
             GoAllocator.deallocate(p)
             GoAllocator.deallocate(p)

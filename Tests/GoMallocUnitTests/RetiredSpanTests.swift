@@ -1,8 +1,10 @@
 // Retired spans (MCache.swift, maxRetired): a P keeps the last spans it ran out of, so the
 // frees its thread makes soon after allocating stay local (plain stores, mcentral not
 // involved); past the limit the oldest goes back to mcentral, where frees are remote; and a
-// refill takes a retired span that got objects back before asking mcentral.
+// refill takes a retired span that got objects back before asking mcentral — once the P's
+// recent-free stack (reused first, newest first) is empty.
 // Observed through the public heap snapshot, one thread (hence one P) doing everything.
+import CGoMallocSys
 import XCTest
 @testable import GoMalloc
 @testable import GoMallocCoreHosted  // MCache.maxRetired
@@ -19,6 +21,7 @@ final class RetiredSpanTests: XCTestCase {
         let size = 3072
         let perSpan = try XCTUnwrap(GoAllocator.sizeClasses.first { $0.bytesPerObject == size }).objects
         let keep = MCache.maxRetired
+        let h = try XCTUnwrap(heap())
         // Flush every mcache: no cache holds a span of the class any more.
         GoAllocator.trim()
         let base = row(size)
@@ -31,6 +34,7 @@ final class RetiredSpanTests: XCTestCase {
         var blocks: [UnsafeMutableRawPointer] = []
         for _ in 0..<(spans * perSpan) { blocks.append(try XCTUnwrap(GoAllocator.allocate(byteCount: size, alignment: 8))) }
         func span(_ k: Int) -> ArraySlice<UnsafeMutableRawPointer> { blocks[k * perSpan ..< (k + 1) * perSpan] }
+        func mspan(_ k: Int) -> UnsafeMutablePointer<MSpan>? { h.spanOf(UInt(bitPattern: span(k).first!)) }
         for k in 0..<spans {
             let s = span(k)
             XCTAssertTrue(zip(s, s.dropFirst()).allSatisfy { $1 - $0 == size }, "set-up: span \(k)'s objects are not consecutive")
@@ -39,23 +43,30 @@ final class RetiredSpanTests: XCTestCase {
         XCTAssertEqual(r.spans - base.spans, spans)
         XCTAssertEqual(r.allocating, 1, "the span the P allocates from")
         XCTAssertEqual(r.retired, keep, "the last \(keep) exhausted spans stay with the P")
-        XCTAssertEqual(r.full - base.full, 1, "span 0, pushed past the limit, is on mcentral's full list")
+        XCTAssertEqual(r.full - base.full, 1, "one span, pushed past the limit, is on mcentral's full list")
         XCTAssertEqual(r.liveObjects - base.liveObjects, spans * perSpan)
+        let central = try XCTUnwrap((0..<spans).first { mspan($0)?.pointee.location.load(ordering: .relaxed) == SpanLocation.full })
 
-        // Span 0 is mcentral's: a free there is remote, and mcentral hears of it (full ->
+        // That span is mcentral's: a free there is remote, and mcentral hears of it (full ->
         // partial); once its last object is freed the span goes back to the heap at once.
-        GoAllocator.deallocate(blocks[0])
+        GoAllocator.deallocate(span(central).first!)
         r = row(size)
         XCTAssertEqual(r.full - base.full, 0)
         XCTAssertEqual(r.partial, 1, "a remote free moves a full span to the partial list")
-        for p in span(0).dropFirst() { GoAllocator.deallocate(p) }
+        for p in span(central).dropFirst() { GoAllocator.deallocate(p) }
         r = row(size)
         XCTAssertEqual(r.spans - base.spans, spans - 1, "an emptied span in mcentral goes back to the heap")
         XCTAssertEqual(r.partial, 0)
 
-        // Span 5 is retired: the allocating thread's frees there are local. Even with all its
-        // objects free it stays with the P; mcentral's lists do not change.
-        let victim = 5
+        // The victim, the second-oldest retired span (the oldest goes to mcentral at the next
+        // refill): the allocating thread's frees there are local. Even with all its objects
+        // free it stays with the P; mcentral's lists do not change.
+        let mine = try XCTUnwrap(UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p)?.mcache, "no P")
+        let spc = try XCTUnwrap(mspan(spans - 1)).spanClass
+        let oldestSpan = try XCTUnwrap(mine.pointee.retired[spc.index].first)
+        let victimSpan = try XCTUnwrap(oldestSpan.pointee.next)
+        let victim = try XCTUnwrap((0..<spans).first { mspan($0) == victimSpan })
+        let oldest = try XCTUnwrap((0..<spans).first { mspan($0) == oldestSpan })
         for p in span(victim) { GoAllocator.deallocate(p) }
         r = row(size)
         XCTAssertEqual(r.spans - base.spans, spans - 1, "a retired span emptied by local frees stays cached")
@@ -63,19 +74,45 @@ final class RetiredSpanTests: XCTestCase {
         XCTAssertEqual(r.partial + r.full - base.full, 0)
         XCTAssertEqual(r.liveObjects - base.liveObjects, (spans - 2) * perSpan)
 
+        // Those frees sit on the P's recent-free stack too, and the next allocations would
+        // take them back first (MCache I3). Push them off it: more frees than it holds, from
+        // other retired spans, then allocate those again (newest first). The stack is then empty.
+        let current = spans - 1  // the span the P allocates from (exhausted)
+        let others = (0..<spans).filter { ![central, victim, oldest, current].contains($0) }
+        let pushers: [UnsafeMutableRawPointer] = Array(others.flatMap { span($0) }.prefix(MCache.recentCapacity + 1))
+        for p in pushers { GoAllocator.deallocate(p) }
+        let onStack = mine.recentFrees(spc.sizeClass).count
+        XCTAssertLessThan(onStack, pushers.count, "set-up: the stack did not overflow")
+        var again: [UnsafeMutableRawPointer] = []
+        while again.count < onStack {
+            again.append(try XCTUnwrap(GoAllocator.allocate(byteCount: size, alignment: 8)))
+        }
+        XCTAssertEqual(again, Array(pushers.reversed().prefix(again.count)), "recent frees come back newest first")
+        // The older of the pushers went with the victim's objects when the stack overflowed:
+        // they are free in their spans' bitmaps only (and freed no more below).
+        let forgotten = pushers.dropLast(again.count)
+        r = row(size)
+        XCTAssertEqual(r.retired, keep, "recent frees were reused without a refill")
+        XCTAssertEqual(r.liveObjects - base.liveObjects, (spans - 2) * perSpan - forgotten.count)
+
         // The current span is exhausted: the next allocation refills. The current span is
-        // retired (pushing span 1, the oldest retired, to mcentral), and the retired span with
-        // free objects is taken back before mcentral is asked.
+        // retired (pushing the oldest retired span to mcentral), and the retired span with
+        // free objects (the victim, now the oldest: the first one refill looks at) is taken
+        // back before mcentral is asked.
         let next = try XCTUnwrap(GoAllocator.allocate(byteCount: size, alignment: 8))
         XCTAssertTrue(span(victim).contains(next), "refill took a span other than the emptied retired one: \(next)")
         r = row(size)
         XCTAssertEqual(r.allocating, 1)
         XCTAssertEqual(r.retired, keep - 1)
-        XCTAssertEqual(r.full - base.full, 1, "span 1, pushed past the limit, is on mcentral's full list")
+        XCTAssertEqual(r.full - base.full, 1, "the oldest retired span, pushed past the limit, is on mcentral's full list")
+        XCTAssertEqual(mspan(oldest)?.pointee.location.load(ordering: .relaxed), SpanLocation.full)
         XCTAssertEqual(r.spans - base.spans, spans - 1, "no new span was taken")
 
         GoAllocator.deallocate(next)
-        for k in 1..<spans where k != victim { for p in span(k) { GoAllocator.deallocate(p) } }
+        let freedAlready = Set(forgotten)
+        for k in 0..<spans where k != victim && k != central {
+            for p in span(k) where !freedAlready.contains(p) { GoAllocator.deallocate(p) }
+        }
         GoAllocator.trim()
         r = row(size)
         XCTAssertEqual(r.spans, base.spans, "trim gives the emptied spans back to the heap")

@@ -110,6 +110,7 @@ final class LayoutTests: XCTestCase {
     /// a P's counters follow its slot's padded header.
     func testLayoutMatchesTheFastPathOffsets() {
         XCTAssertEqual(MemoryLayout<MCache>.offset(of: \MCache.alloc), 0)
+        XCTAssertEqual(MemoryLayout<MCache>.offset(of: \MCache.retired), MCache.retiredOffset)
         XCTAssertLessThanOrEqual(MemoryLayout<MCentral>.size, MCentral.listsOffset)
         XCTAssertLessThanOrEqual(MCentral.listsOffset + MemoryLayout<CentralLists>.size, MHeap.centralStride)
         XCTAssertLessThanOrEqual(MemoryLayout<PSlot>.size, pSlotHeaderBytes)
