@@ -144,9 +144,12 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
         }
         // Recent frees: objects of spans this P caches, marked free, each once.
         for c in 1..<numSizeClasses {
-            let stack = cache.recentFrees(c)
-            for k in 0..<stack.count {
-                let e = stack[k]
+            let count = cache.recentCount(c)
+            if count > MCache.recentCapacity {
+                return InvariantViolation(message: "MCache.I3: recent-free count", address: UInt(count))
+            }
+            for k in 0..<count {
+                let e = cache.recentFree(c, k)
                 let s = e.span
                 let i = s.objIndex(e.addr)
                 let bit = UInt64(1) << UInt64(i & 63)
@@ -156,7 +159,7 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
                     || s.freeBits[i >> 6] & bit == 0 {
                     return InvariantViolation(message: "MCache.I3: recent free not a freed object of a span of this P", address: e.addr)
                 }
-                for j in 0..<k where stack[j].addr == e.addr {
+                for j in 0..<k where cache.recentFree(c, j).addr == e.addr {
                     return InvariantViolation(message: "MCache.I3: recent free listed twice", address: e.addr)
                 }
             }

@@ -61,14 +61,15 @@ struct MCache {
     /// Retired spans refill inspects before asking mcentral.
     static let maxRetiredScan = 8
 
-    /// Entries per recent-free stack (I3). 32 covers the interleaved free/malloc patterns of
-    /// the suite's workloads; past it the older half is forgotten (left to the sweep).
+    /// Entries per recent-free stack (I3), a power of two. 32 covers the interleaved
+    /// free/malloc patterns of the suite's workloads; past it the oldest are forgotten (left
+    /// to the sweep).
     static let recentCapacity = 32
-    /// The recent-free stacks follow the struct in the mcache's block: the counts
-    /// (numSizeClasses UInt32, padded to a cache line), then the entries, recentCapacity
+    /// The recent-free stacks follow the struct in the mcache's block: their states
+    /// (numSizeClasses pairs of UInt32, padded to a cache line), then the entries, recentCapacity
     /// per size class (class 0, large objects, unused).
     static let recentCountsOffset = (MemoryLayout<MCache>.stride + 63) & ~63
-    static let recentEntriesOffset = recentCountsOffset + ((numSizeClasses * 4 + 63) & ~63)
+    static let recentEntriesOffset = recentCountsOffset + ((numSizeClasses * 8 + 63) & ~63)
     /// Bytes of an mcache's block (MHeap's cacheAlloc), a multiple of 64.
     static let blockBytes = recentEntriesOffset + numSizeClasses * recentCapacity * MemoryLayout<RecentFree>.stride
 
@@ -128,9 +129,11 @@ func createMCache(_ h: UnsafeMutablePointer<MHeap>, _ slot: UnsafeMutablePointer
 extension UnsafeMutablePointer where Pointee == MCache {
     // MARK: Recent frees (I3)
 
+    /// Stack `c`'s state: word 0 = top, a running position (the newest entry is at
+    /// (top - 1) mod recentCapacity), word 1 = count (<= recentCapacity).
     @inline(__always)
-    private func recentCount(_ c: Int) -> UnsafeMutablePointer<UInt32> {
-        (UnsafeMutableRawPointer(self) + MCache.recentCountsOffset).assumingMemoryBound(to: UInt32.self) + c
+    private func recentState(_ c: Int) -> UnsafeMutablePointer<UInt32> {
+        (UnsafeMutableRawPointer(self) + MCache.recentCountsOffset).assumingMemoryBound(to: UInt32.self) + 2 &* c
     }
 
     @inline(__always)
@@ -140,35 +143,30 @@ extension UnsafeMutablePointer where Pointee == MCache {
     }
 
     /// Remember a local free of `addr` (object of `span`, size class `c`, whose freeBits bit
-    /// the caller just set) for reuse first. A full stack forgets its older half first
-    /// (those objects stay free in freeBits, for the sweep): the newest frees are the hot ones.
+    /// the caller just set) for reuse first. The stack is a ring: when full, the new entry
+    /// overwrites the oldest (that object stays free in freeBits, for the sweep) — the newest
+    /// frees are the hot ones, and overflowing costs nothing more than a push.
     @inline(__always)
     func pushRecent(_ c: Int, addr: UInt, span: UnsafeMutablePointer<MSpan>) {
-        let count = recentCount(c)
-        var n = Int(count.pointee)
-        if n == MCache.recentCapacity { n = forgetOlderHalf(c) }
-        recentEntries(c)[n] = RecentFree(addr: addr, span: span)
-        count.pointee = UInt32(truncatingIfNeeded: n &+ 1)
-    }
-
-    /// Drop the older half of full stack `c` (its bottom); returns the new count.
-    @inline(never)
-    private func forgetOlderHalf(_ c: Int) -> Int {
-        let half = MCache.recentCapacity / 2
-        let e = recentEntries(c)
-        for k in 0..<half { e[k] = e[k &+ half] }
-        return half
+        let st = recentState(c)
+        let top = st[0]
+        recentEntries(c)[Int(top) & (MCache.recentCapacity &- 1)] = RecentFree(addr: addr, span: span)
+        st[0] = top &+ 1
+        let n = st[1]
+        if n < UInt32(MCache.recentCapacity) { st[1] = n &+ 1 }
     }
 
     /// The object of size class `c` freed last on this P, allocated again (its freeBits bit
     /// cleared), or 0 when the stack is empty.
     @inline(__always)
     func popRecent(_ c: Int) -> UInt {
-        let count = recentCount(c)
-        let n = Int(count.pointee)
+        let st = recentState(c)
+        let n = st[1]
         if n == 0 { return 0 }
-        let e = recentEntries(c)[n &- 1]
-        count.pointee = UInt32(truncatingIfNeeded: n &- 1)
+        let top = st[0] &- 1
+        st[0] = top
+        st[1] = n &- 1
+        let e = recentEntries(c)[Int(top) & (MCache.recentCapacity &- 1)]
         let s = e.span
         let i = s.objIndex(e.addr)
         let w = i &>> 6
@@ -181,14 +179,20 @@ extension UnsafeMutablePointer where Pointee == MCache {
         return e.addr
     }
 
-    /// Entries on recent stack `c` (checks).
-    func recentFrees(_ c: Int) -> UnsafeBufferPointer<RecentFree> {
-        UnsafeBufferPointer(start: recentEntries(c), count: Int(recentCount(c).pointee))
+    /// Number of entries on stack `c`.
+    @inline(__always)
+    func recentCount(_ c: Int) -> Int { Int(recentState(c)[1]) }
+
+    /// Entry k of stack `c`, 0 = the oldest (checks and tests).
+    func recentFree(_ c: Int, _ k: Int) -> RecentFree {
+        let st = recentState(c)
+        let pos = Int(st[0]) &- Int(st[1]) &+ k
+        return recentEntries(c)[pos & (MCache.recentCapacity &- 1)]
     }
 
     /// Forget every recent free (their objects stay free in freeBits). Before spans leave.
     func clearRecent() {
-        for c in 0..<numSizeClasses { recentCount(c).pointee = 0 }
+        for c in 0..<numSizeClasses { recentState(c)[1] = 0 }
     }
 
     // MARK: Slow path (partner of MSpan.nextFreeFast)
@@ -218,7 +222,7 @@ extension UnsafeMutablePointer where Pointee == MCache {
     /// it; otherwise it is retired, the retired spans are tried the same way, and only then
     /// does a span come from mcentral.
     func refill(_ spc: SpanClass, heap: UnsafeMutablePointer<MHeap>) -> Bool {
-        internalCheck(recentCount(spc.sizeClass).pointee == 0, "MCache.I3: refill with recent frees left")
+        internalCheck(recentCount(spc.sizeClass) == 0, "MCache.I3: refill with recent frees left")
         let c = spc.index
         let s = pointee.alloc[c]
         let empty = heap.pointee.emptySpan

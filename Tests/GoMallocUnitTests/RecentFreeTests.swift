@@ -40,7 +40,7 @@ final class RecentFreeTests: XCTestCase {
         GoAllocator.deallocate(q)
     }
 
-    /// A full stack forgets its older half: the newest frees stay reusable first, the
+    /// A full stack forgets its oldest entry for each new one: the newest frees stay reusable first, the
     /// forgotten ones stay free in their spans (the heap's counts and invariants agree).
     func testOverflowKeepsTheNewestFrees() throws {
         let size = 112
@@ -51,9 +51,8 @@ final class RecentFreeTests: XCTestCase {
         XCTAssertEqual(GoAllocator.statistics().heapObjects, live - UInt64(n))
         let cache = try XCTUnwrap(UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p)?.mcache, "no P")
         let c = try XCTUnwrap(heap()).sizeClass(for: size, cABI: true)
-        let stack = cache.recentFrees(c).map { UnsafeMutableRawPointer(bitPattern: $0.addr)! }
-        XCTAssertGreaterThanOrEqual(stack.count, MCache.recentCapacity / 2)
-        XCTAssertLessThanOrEqual(stack.count, MCache.recentCapacity)
+        let stack = (0..<cache.recentCount(c)).map { UnsafeMutableRawPointer(bitPattern: cache.recentFree(c, $0).addr)! }
+        XCTAssertEqual(stack.count, MCache.recentCapacity)
         XCTAssertEqual(stack, Array(blocks.suffix(stack.count)), "the stack holds the newest frees, oldest at the bottom")
         assertHeapInvariants()
         // Reuse them all (and more: the forgotten ones come back through the sweep).
@@ -72,7 +71,7 @@ final class RecentFreeTests: XCTestCase {
         GoAllocator.deallocate(p)
         _ = GoAllocator.trim()
         let cache = try XCTUnwrap(UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p)?.mcache, "no P")
-        for c in 1..<numSizeClasses { XCTAssertEqual(cache.recentFrees(c).count, 0, "class \(c)") }
+        for c in 1..<numSizeClasses { XCTAssertEqual(cache.recentCount(c), 0, "class \(c)") }
         assertHeapInvariants()
         let q = try alloc(640)
         GoAllocator.deallocate(q)
