@@ -190,3 +190,43 @@ int gm_sys_ncpu(void) {
     if (limit > 0 && limit < n) n = limit;
     return n;
 }
+
+// MARK: - rseq P binding (see gomalloc_sys.h)
+
+uint32_t gm_rseq_blocked;
+
+#ifndef MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ
+#define MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ (1 << 7)
+#define MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ (1 << 8)
+#endif
+
+int gm_sys_ncpu_configured(void) {
+    long c = sysconf(_SC_NPROCESSORS_CONF);
+    return c > 0 ? (int)c : 1;
+}
+
+int gm_sys_rseq_setup(void) {
+#if defined(__x86_64__) || defined(__aarch64__)
+    // struct rseq up to its flags word: cpu_id_start, cpu_id, rseq_cs, flags.
+    if (__rseq_size < 20) return 0;
+    if (gm_sys_rseq_cpu() < 0) return 0;
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) return 0;
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int gm_sys_rseq_block(void) {
+    __atomic_fetch_add(&gm_rseq_blocked, 1, __ATOMIC_SEQ_CST);
+    // Restart every critical section in flight on every CPU running one of our threads, and
+    // order the increment before any section that starts afterwards. Registered at set-up
+    // and again in a forked child; should the kernel have forgotten, register and retry.
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0) return 1;
+    syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0);
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0;
+}
+
+void gm_sys_rseq_unblock(void) {
+    __atomic_fetch_sub(&gm_rseq_blocked, 1, __ATOMIC_RELEASE);
+}

@@ -24,8 +24,12 @@ public struct MemStats: Sendable, Equatable {
     public var mallocs: UInt64
     /// Cumulative count of objects freed.
     public var frees: UInt64
-    /// Number of Ps (GOMALLOC_MAXPROCS).
+    /// Number of Ps: one per CPU id when Ps are bound to CPUs, plus GOMALLOC_MAXPROCS
+    /// taken by compare-and-swap.
     public var processors: Int
+    /// How many of `processors` are bound to CPUs (rseq); 0 when every P is taken by
+    /// compare-and-swap (GOMALLOC_RSEQ=0, valgrind, kernels or glibcs without rseq).
+    public var cpuBoundProcessors: Int
     /// mcaches created so far (never more than `processors`).
     public var mcaches: Int
     /// Heap arenas (64 MiB) reserved.
@@ -45,6 +49,7 @@ public struct MemStats: Sendable, Equatable {
         mallocs = m.mallocs
         frees = m.frees
         processors = m.nprocs
+        cpuBoundProcessors = m.cpuProcs
         mcaches = m.mcaches
         arenas = m.arenas
         var rows: [SizeClassStats] = []

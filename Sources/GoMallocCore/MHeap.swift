@@ -41,6 +41,10 @@ struct MHeap: ~Copyable {
     /// The Ps (pSlotStride bytes apart) and their count.
     var procs: UnsafeMutableRawPointer
     var nprocs: Int
+    /// How many of them (the first) are bound to CPUs (P i is CPU i's, taken by the rseq
+    /// critical section, Proc.swift); 0 when Ps are taken by compare-and-swap only. Set
+    /// before the heap is published; changed only in a forked child, while it has one thread.
+    var cpuProcs: Int
     /// 136 mcentrals, centralStride bytes apart.
     var centrals: UnsafeMutableRawPointer
     /// Flat copies of the size-class lookup tables for the malloc paths (SizeClasses.swift:
@@ -63,6 +67,7 @@ struct MHeap: ~Copyable {
         tombstone = UnsafeMutablePointer(bitPattern: 8)!
         procs = UnsafeMutableRawPointer(bitPattern: 8)!
         nprocs = 1
+        cpuProcs = 0
         centrals = UnsafeMutableRawPointer(bitPattern: 8)!
         fastClassTable = UnsafeMutablePointer(bitPattern: 8)!
         sizeClasses = SizeClassTable()
@@ -124,10 +129,11 @@ extension UnsafeMutablePointer where Pointee == MHeap {
 
     /// Set up the metadata that must exist before the first allocation. Returns false if
     /// the OS refuses memory. Go's mallocinit + mheap.init.
-    func initialize(nprocs n: Int, retainPercent: Int) -> Bool {
+    func initialize(nprocs n: Int, cpuProcs: Int, retainPercent: Int) -> Bool {
         pointee.sizeClasses.build()
         pointee.retainPercent = retainPercent
         pointee.nprocs = n
+        pointee.cpuProcs = cpuProcs
         let l1Bytes = (1 << arenaL1Bits) * MemoryLayout<UInt>.stride
         guard let l1 = sysAlloc(size: l1Bytes),
               let pc = locked.pointee.persistent.alloc(size: n * pSlotStride, align: 128),

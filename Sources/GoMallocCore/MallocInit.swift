@@ -77,6 +77,11 @@ private func createHeap() -> UnsafeMutablePointer<MHeap>? {
     var procs = Option.maxProcs.read()
     if procs == 0 { procs = Int(gm_sys_ncpu()) }
     procs = Swift.min(Swift.max(procs, 1), maxProcs)
-    guard h.initialize(nprocs: procs, retainPercent: Option.retainPercent.read()) else { return nil }
+    // With rseq: one P per CPU id in front of those (Proc.swift), which then serve as the
+    // compare-and-swap fallback.
+    let cpuProcs = Option.rseq.read() != 0 && gm_sys_rseq_setup() != 0
+        ? Swift.min(Swift.max(Int(gm_sys_ncpu_configured()), 1), maxProcs) : 0
+    guard h.initialize(nprocs: cpuProcs + procs, cpuProcs: cpuProcs, retainPercent: Option.retainPercent.read())
+    else { return nil }
     return h
 }

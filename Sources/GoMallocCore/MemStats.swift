@@ -31,6 +31,8 @@ package struct MemStatsSnapshot {
     package var largeFrees: UInt64 = 0
     package var largeAllocBytes: UInt64 = 0
     package var nprocs: Int = 0
+    /// How many of the Ps are bound to CPUs (rseq; 0 = all taken by compare-and-swap).
+    package var cpuProcs: Int = 0
     package var mcaches: Int = 0
     package var arenas: Int = 0
     package var classMallocs: InlineArray<68, UInt64> = InlineArray(repeating: 0)
@@ -59,6 +61,7 @@ package func readMemStats() -> MemStatsSnapshot {
     h.pointee.lock.unlock()
 
     m.nprocs = h.pointee.nprocs
+    m.cpuProcs = h.pointee.cpuProcs
     m.heapSys = heapSys
     m.heapInuse = inUse
     m.heapIdle = m.heapSys &- m.heapInuse
@@ -108,6 +111,7 @@ package func printMemStats(fd: Int32) {
     statLine(fd, "Mallocs", m.mallocs)
     statLine(fd, "Frees", m.frees)
     statLine(fd, "Ps", UInt64(m.nprocs))
+    statLine(fd, "CPUPs", UInt64(m.cpuProcs))
     statLine(fd, "mcaches", UInt64(m.mcaches))
     for c in 0..<numSizeClasses where m.classMallocs[c] != 0 {
         var line = ReportLine()

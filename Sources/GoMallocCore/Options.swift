@@ -19,6 +19,7 @@ package enum Option: Int {
     case maxProcs
     case stats
     case retainPercent
+    case rseq
 
     package struct Row {
         package let name: StaticString
@@ -40,15 +41,19 @@ package enum Option: Int {
         case .maxProcs:
             Row(name: "GOMALLOC_MAXPROCS", defaultValue: 0, min: 1, max: 256,
                 defaultDoc: "CPUs in the affinity mask, capped by the cgroup CPU quota", rangeDoc: "1–256",
-                doc: "Number of Ps, and so the most mcaches that can exist.")
+                doc: "Number of Ps taken by compare-and-swap. With Ps bound to CPUs (`GOMALLOC_RSEQ`) these are the fallback behind one P per CPU, used while a thread holding its CPU's P is preempted: at most the CPUs the process runs on plus this many mcaches exist. Without, the most mcaches that can exist.")
         case .stats:
             Row(name: "GOMALLOC_STATS", defaultValue: 0, min: 0, max: Int(Int32.max),
                 defaultDoc: "0", rangeDoc: "0, 1 or a pid",
-                doc: "1 (or the process's own pid: that process only — `gomalloc run --stats` uses this, so the programs it starts stay quiet): print MemStats (`HeapAlloc`, `HeapSys`, `HeapIdle`, `HeapInuse`, `HeapReleased`, `Mallocs`, `Frees`, per-class counts, `mcaches`) to stderr at exit, one figure per line, without allocating.")
+                doc: "1 (or the process's own pid: that process only — `gomalloc run --stats` uses this, so the programs it starts stay quiet): print MemStats (`HeapAlloc`, `HeapSys`, `HeapIdle`, `HeapInuse`, `HeapReleased`, `Mallocs`, `Frees`, `Ps`, `CPUPs` (Ps bound to CPUs), `mcaches`, per-class counts) to stderr at exit, one figure per line, without allocating.")
         case .retainPercent:
             Row(name: "GOMALLOC_RETAIN_PERCENT", defaultValue: 100, min: 0, max: 1000,
                 defaultDoc: "100", rangeDoc: "0–1000",
                 doc: "Free pages kept resident, as a percentage of in-use pages (plus 4 MiB); the excess is returned to the OS (`MADV_DONTNEED`), at most every 50 ms unless it grows past twice that. Lower it for a leaner RSS, raise it for fewer page faults.")
+        case .rseq:
+            Row(name: "GOMALLOC_RSEQ", defaultValue: 1, min: 0, max: 1,
+                defaultDoc: "1", rangeDoc: "0 or 1",
+                doc: "1: bind Ps to CPUs where the kernel and glibc allow it (a restartable sequence takes this CPU's P without a locked instruction; Linux 5.10+, glibc 2.35+, not under valgrind). 0: take Ps by compare-and-swap only (the fallback).")
         }
     }
 

@@ -2,30 +2,47 @@
 //
 // Role: Go gives each P (logical processor) an mcache so that a thread blocked in a system
 //   call strands no cache: the P moves on to another thread. A C program has no scheduler,
-//   so here a P is a slot taken with one compare-and-swap at the start of malloc/free and
-//   given back at its end. The number of mcaches is bounded by the number of Ps
-//   (GOMALLOC_MAXPROCS, default the CPUs this process may use), whatever the thread count;
-//   a thread blocked anywhere outside malloc holds none, and a thread that exits has
-//   nothing to give back. Each P also counts the objects of each size class allocated and
-//   freed through it (Go keeps these in the mcache; here they sit in the slot, so that a free
-//   never needs an mcache: a P taken for the first time by a free has none yet).
-//   Stopping the world — taking every P, every mcentral lock and the heap lock, in lock
-//   order — is written once here, for fork, the invariant walk and the heap view.
+//   so here a thread takes a P at the start of malloc/free and gives it back at its end,
+//   in one of two ways, chosen once at start-up (MallocInit.swift):
+//   * bound to CPUs (TCMalloc's per-CPU caches; what Go's P stands for): P k belongs to
+//     CPU k, and a restartable sequence (rseq, gomalloc_sys.h) takes this CPU's P with
+//     plain loads and one plain store — no locked instruction. The kernel restarts the
+//     sequence if the thread is preempted, migrated or signalled inside it. A thread that
+//     finds its CPU's P held (its holder was preempted mid-malloc) takes a fallback P;
+//   * by compare-and-swap (no rseq: old kernel or glibc, valgrind, seccomp, GOMALLOC_RSEQ=0):
+//     any idle P, the thread's last one first.
+//   The fallback Ps (GOMALLOC_MAXPROCS, default the CPUs this process may use) are always
+//   there, behind the CPU Ps; so mcaches number at most the CPUs we run on plus MAXPROCS,
+//   whatever the thread count. A thread blocked anywhere outside malloc holds no P, and a
+//   thread that exits has nothing to give back. Each P also counts the objects of each size
+//   class allocated and freed through it (Go keeps these in the mcache; here they sit in the
+//   slot, so that a free never needs an mcache: a P taken for the first time by a free has
+//   none yet). Stopping the world — taking every P, every mcentral lock and the heap lock,
+//   in lock order — is written once here, for fork, the invariant walk and the heap view.
 // Go counterpart: runtime2.go (p), proc.go (acquirep/releasep, procresize, stopTheWorld,
 //   syscall_runtime_BeforeFork / AfterFork / AfterForkInChild).
 // Invariants:
 //   I1. owner == 1 exactly while one thread is inside a malloc/free using this P (or while
-//       the world is stopped).
+//       the world is stopped, or trim visits it).
 //   I2. mcache, once set, never changes; mcaches created <= nprocs.
 //   I3. mallocs[c] - frees[c], summed over all Ps, is the number of live objects of class c.
-// Concurrency: owner is Atomic (CAS acquire, store release); the holder owns the P's mcache.
-//   mcache is Atomic (release store once, under the heap lock, by the P's holder; loads by
-//   the holder are relaxed, by statistics acquire). The counters are written only by the
-//   holder (relaxed load + store: one writer) and read by anyone (relaxed: statistics; exact
-//   once the world is stopped). The thread-local gm_tls_preferred_p (the address of the P
-//   slot this thread took last, or 0) only says where to try first.
+//   I4. A CPU P's owner goes 0 -> 1 only in the rseq section run on its CPU, or by
+//       compare-and-swap while gm_rseq_blocked is raised (blockCPUProcs); a fallback P's
+//       only by compare-and-swap.
+// Concurrency: owner is Atomic: taken with acquire ordering (CAS, or the rseq section's load
+//   then store; see gomalloc_sys.h for why a plain store suffices there: only threads on
+//   CPU k run the section for P k, one at a time, and every CAS on a CPU P first waits out
+//   the sections in flight with membarrier), given back with a release store. mcache is
+//   Atomic (release store once, under the heap lock, by the P's holder; loads by the holder
+//   are relaxed, by statistics acquire). The counters are written only by the holder
+//   (relaxed load + store: one writer) and read by anyone (relaxed: statistics; exact once
+//   the world is stopped). cpuProcs (MHeap) is a plain field: set before the heap is
+//   published, changed only in a forked child while it has one thread. The thread-local
+//   gm_tls_preferred_p (CAS binding only: the slot this thread took last, or 0) only says
+//   where to try first.
 // Failure: acquiring spins (with the pause hint, then sched_yield) while all Ps are busy;
-//   it cannot fail.
+//   it cannot fail. membarrier failing where it worked at start-up is fatal (a stopped
+//   world could no longer exclude the rseq sections).
 import CGoMallocSys
 import Synchronization
 
@@ -107,11 +124,23 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         return acquirePSlow()
     }
 
-    /// Take the thread's preferred P if it is idle, without waiting; nil otherwise (the
-    /// fast paths then start over on the slow path). A P found through the thread-local
-    /// always has an mcache.
+    /// Take this thread's P without waiting: with rseq, this CPU's (no locked instruction);
+    /// otherwise the P the thread used last, if idle (one CAS). nil when it is busy, or not
+    /// yet used (the fast paths then start over on the slow path, which creates its mcache):
+    /// a P returned here always has an mcache.
     @inline(__always)
     func tryAcquirePreferredP() -> UnsafeMutablePointer<PSlot>? {
+        let ncpu = pointee.cpuProcs
+        if ncpu != 0 {
+            guard let slot = UnsafeMutablePointer<PSlot>(bitPattern: gm_sys_rseq_take_p(
+                UInt(bitPattern: pointee.procs), UInt(pSlotStride), UInt32(truncatingIfNeeded: ncpu))) else { return nil }
+            if slot.pointee.mcacheWord.load(ordering: .relaxed) == 0 {
+                slot.pointee.owner.store(0, ordering: .releasing)
+                return nil
+            }
+            lockRankAcquire(.proc)
+            return slot
+        }
         guard let slot = UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p),
               slot.pointee.owner.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged
         else { return nil }
@@ -127,23 +156,31 @@ extension UnsafeMutablePointer where Pointee == MHeap {
 
     // MARK: - Slow path (partner of acquireP)
 
-    /// First choice: the CPU we run on (from rseq), so that threads on different CPUs use
-    /// different Ps; then any idle P; while none is idle, pause, then yield, and retry.
+    /// With rseq: this CPU's P (created on first use), else an idle fallback P (CAS: never a
+    /// CPU P, whose owner word only the rseq section and a blocked world may write).
+    /// Without: first the CPU we run on, so that threads on different CPUs use different
+    /// Ps; then any idle P. While none is idle, pause, then yield, and retry.
     @inline(never)
     func acquirePSlow() -> UnsafeMutablePointer<PSlot> {
-        let n = pointee.nprocs
+        let ncpu = pointee.cpuProcs
+        let n = pointee.nprocs &- ncpu
         var start = Int(gm_sys_rseq_cpu())
         if start < 0 { start = Int(truncatingIfNeeded: gm_sys_gettid()) }
         start = start % n
         var spins = 0
         while true {
+            if ncpu != 0, let slot = UnsafeMutablePointer<PSlot>(bitPattern: gm_sys_rseq_take_p(
+                UInt(bitPattern: pointee.procs), UInt(pSlotStride), UInt32(truncatingIfNeeded: ncpu))) {
+                _ = mcacheOf(self, slot)
+                return slot
+            }
             for k in 0..<n {
-                let slot = proc((start &+ k) % n)
+                let slot = proc(ncpu &+ (start &+ k) % n)
                 if slot.pointee.owner.load(ordering: .relaxed) == 0,
                    slot.pointee.owner.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
                     // The fast paths rely on it: a P found through the thread-local has an
                     // mcache. Create it now (the first use of this P).
-                    if mcacheOf(self, slot) != nil {
+                    if mcacheOf(self, slot) != nil && ncpu == 0 {
                         gm_tls_preferred_p = UInt(bitPattern: slot)
                     }
                     return slot
@@ -154,8 +191,20 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         }
     }
 
+    /// Keep the rseq section off the CPU Ps (gomalloc_sys.h) while this thread takes them
+    /// by compare-and-swap; a no-op without rseq. Pairs with unblockCPUProcs.
+    func blockCPUProcs() {
+        if pointee.cpuProcs != 0 && gm_sys_rseq_block() == 0 {
+            throwFatal("membarrier failed: cannot stop threads taking Ps by rseq")
+        }
+    }
+
+    func unblockCPUProcs() {
+        if pointee.cpuProcs != 0 { gm_sys_rseq_unblock() }
+    }
+
     /// Take P number `i`, waiting while a thread is inside malloc or free with it (trim
-    /// visits every P this way, one at a time).
+    /// visits every P this way, one at a time). A CPU P needs blockCPUProcs first.
     func acquireP(at i: Int) -> UnsafeMutablePointer<PSlot> {
         lockRankAcquire(.proc)
         let slot = proc(i)
@@ -179,6 +228,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     /// invariant walk and the heap view; `startTheWorld` undoes it.
     func stopTheWorld() {
         lockRankWorldStopping(true)
+        blockCPUProcs()
         for i in 0..<pointee.nprocs { waitAndTake(proc(i)) }
         for i in 0..<numSpanClasses { central(SpanClass(raw: UInt8(i))).pointee.lock.lock() }
         pointee.lock.lock()
@@ -188,6 +238,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         pointee.lock.unlock()
         for i in 0..<numSpanClasses { central(SpanClass(raw: UInt8(i))).pointee.lock.unlock() }
         for i in 0..<pointee.nprocs { proc(i).pointee.owner.store(0, ordering: .releasing) }
+        unblockCPUProcs()
         lockRankWorldStopping(false)
     }
 }
@@ -220,4 +271,19 @@ private func forkRelease() {
 }
 
 private func forkParent() { forkRelease() }
-private func forkChild() { forkRelease() }
+
+/// The child has one thread: register membarrier's rseq flavour for its new address space,
+/// or, if that fails, take Ps by compare-and-swap only from now on.
+private func forkChild() {
+    forkRelease()
+    if let h = theHeap(), h.pointee.cpuProcs != 0 && gm_sys_rseq_setup() == 0 { h.bindPsByCASOnly() }
+}
+
+extension UnsafeMutablePointer where Pointee == MHeap {
+    /// From now on take every P (the former CPU Ps too) by compare-and-swap. Only while this
+    /// process has a single thread holding no P: a forked child whose rseq set-up failed,
+    /// and tests that choose a thread's P through gm_tls_preferred_p.
+    func bindPsByCASOnly() {
+        pointee.cpuProcs = 0
+    }
+}

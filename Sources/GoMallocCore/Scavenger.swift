@@ -69,11 +69,14 @@ extension UnsafeMutablePointer where Pointee == MHeap {
 /// all free pages. Returns pages released to the OS.
 func trimHeap() -> Int {
     guard let h = theHeap() else { return 0 }
+    // Meanwhile other threads take fallback Ps only.
+    h.blockCPUProcs()
     for i in 0..<h.pointee.nprocs {
         let slot = h.acquireP(at: i)
         if let c = slot.mcache { c.releaseAll(heap: h) }
         h.releaseP(slot)
     }
+    h.unblockCPUProcs()
     for i in 0..<numSpanClasses {
         h.central(SpanClass(raw: UInt8(i))).reclaimAll(heap: h)
     }

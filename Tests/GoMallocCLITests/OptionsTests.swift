@@ -61,7 +61,7 @@ final class OptionsTests: XCTestCase {
             XCTAssertTrue(help.contains("\(r.name) (\(r.rangeDoc); default: \(r.defaultDoc))"), "\(r.name) missing:\n\(help)")
         }
         XCTAssertEqual(GoMallocCommand.configuration.discussion, OptionsHelp.text)
-        XCTAssertTrue(OptionsHelp.text.contains("Number of Ps, and so the most mcaches that can exist."))
+        XCTAssertTrue(OptionsHelp.text.contains("Number of Ps taken by compare-and-swap."))
         XCTAssertFalse(OptionsHelp.text.contains("`"), "code spans are plain text in --help")
     }
 

@@ -203,6 +203,8 @@ private func trimRacingRemoteFreeScenario() -> Int32 {
 /// Exit status: 0 fine, 1 too many retired pages on a P, others: set-up failures.
 private func retiredSpansScenario() -> Int32 {
     let h = theHeap()!
+    // One P throughout, found through the thread-local (a forked child: one thread).
+    h.bindPsByCASOnly()
     var blocks: [UnsafeMutableRawPointer] = []
     // Spans of every class in turn, until twice the budget's pages were exhausted: each
     // exhausted span is retired by this P.

@@ -27,6 +27,8 @@ final class StressTests: XCTestCase {
         "stress_remote.c": "testProducersAndConsumers*",
         "stress_misuse.c": "testLateDoubleFree*, testFreeOfUnallocatedSlotAborts",
         "stress_cabi_edges.c": "testCABIEdgesAnswerAsGlibc",
+        "stress_cpus.c": "testThreadsOutnumberingCPUs*, testThreadsRestrictedToOneCPU*, testThreadsMigrating*",
+        "rseq_probe.c": "testPsAreBoundToCPUsWhereverRseqWorks, testUnderValgrindPsFallBackToCompareAndSwap",
     ]
 
     /// Compile `file` with -O2, run it under the allocator; it must exit 0 with `OK <name>`
@@ -68,6 +70,80 @@ final class StressTests: XCTestCase {
     /// No long-lived blocks: spans empty out in their caches and go back to the heap.
     func testProducersAndConsumersEmptyingSpans() throws {
         try runStress("stress_remote.c", ["3", "5", "2000", "20000", "0"], maxProcs: 8)
+    }
+
+    // MARK: - Ps bound to CPUs (rseq) and the compare-and-swap fallback
+    //
+    // The whole suite runs twice (.ci/run): as the machine allows (rseq where it works) and
+    // with GOMALLOC_RSEQ=0. These tests stretch what the binding must survive.
+
+    /// 16 threads on 2 CPUs (or however many): preempted holders of a CPU's P, a signal
+    /// storm aborting critical sections, a third of the frees on another thread.
+    func testThreadsOutnumberingCPUsUnderASignalStorm() throws {
+        try runStress("stress_cpus.c", ["16", "1500", "20000", "all"], maxProcs: 2)
+    }
+
+    /// Every thread on one CPU (sched_setaffinity): they all want the same P.
+    func testThreadsRestrictedToOneCPUShareItsPAndTheFallback() throws {
+        try runStress("stress_cpus.c", ["8", "1000", "5000", "one"], maxProcs: 1)
+    }
+
+    /// Threads move themselves between CPUs all the time (and so between Ps).
+    func testThreadsMigratingBetweenCPUs() throws {
+        try runStress("stress_cpus.c", ["8", "1000", "5000", "migrate"], maxProcs: 2)
+    }
+
+    /// What the binding should be, from the probe's own view of glibc and the kernel, and
+    /// what the library reports (GOMALLOC_STATS: `CPUPs`, `Ps`).
+    private func binding(under wrapper: [String], library: String) throws -> (expected: Int, cpuPs: Int, ps: Int) {
+        let exe = try DropIn.compile("rseq_probe.c")
+        let env = DropIn.environment(for: .gomalloc(library: library), ["GOMALLOC_STATS": "1"])
+        let r = try DropIn.run(wrapper.first ?? exe, wrapper.isEmpty ? [] : Array(wrapper.dropFirst()) + [exe],
+                               environment: env, timeout: 300)
+        XCTAssertTrue(r.exitedNormally && r.status == 0, r.summary)
+        XCTAssertEqual(r.stdout.split(separator: "\n").last, "OK rseq_probe", r.summary)
+        func field(_ text: String, _ name: String, _ separator: String) -> Int? {
+            for line in text.split(separator: "\n") {
+                for item in line.split(separator: " ") where item.hasPrefix(name + separator) {
+                    return Int(item.dropFirst(name.count + separator.count))
+                }
+            }
+            return nil
+        }
+        func stat(_ name: String) -> Int? {
+            r.stderr.split(separator: "\n").first { $0.hasPrefix(name + ": ") }.flatMap { Int($0.dropFirst(name.count + 2)) }
+        }
+        let rseqSize = try XCTUnwrap(field(r.stdout, "rseq_size", "="), r.summary)
+        let barrier = try XCTUnwrap(field(r.stdout, "membarrier_rseq", "="), r.summary)
+        let cpus = try XCTUnwrap(field(r.stdout, "cpus_configured", "="), r.summary)
+        let enabled = ProcessInfo.processInfo.environment["GOMALLOC_RSEQ"] != "0"
+        let expected = enabled && rseqSize >= 20 && barrier == 1 ? min(cpus, 256) : 0
+        return (expected, try XCTUnwrap(stat("CPUPs"), r.summary), try XCTUnwrap(stat("Ps"), r.summary))
+    }
+
+    /// One P per CPU id exactly when glibc registered rseq and the kernel has membarrier's
+    /// rseq flavour (and GOMALLOC_RSEQ is not 0); the fallback Ps behind them either way.
+    func testPsAreBoundToCPUsWhereverRseqWorks() throws {
+        let library = try DropIn.requireLibrary("the P binding")
+        let b = try binding(under: [], library: library)
+        XCTAssertEqual(b.cpuPs, b.expected)
+        XCTAssertGreaterThan(b.ps, b.cpuPs, "fallback Ps behind the CPU Ps")
+    }
+
+    /// valgrind has no rseq (glibc registers none under it): Ps fall back to
+    /// compare-and-swap, and the program runs as before.
+    func testUnderValgrindPsFallBackToCompareAndSwap() throws {
+        let library = try DropIn.requireLibrary("the P binding under valgrind")
+        let valgrind = try DropIn.tool("valgrind", package: "valgrind")
+        let objcopy = try DropIn.tool("objcopy", package: "binutils")
+        // valgrind cannot read the Swift toolchain's debug information: a stripped copy.
+        let stripped = DropIn.workDir.appendingPathComponent("libgomalloc-stripped.so").path
+        let s = try DropIn.run(objcopy, ["--strip-debug", library, stripped], environment: [:])
+        XCTAssertTrue(s.exitedNormally && s.status == 0, s.summary)
+        let b = try binding(under: [valgrind, "-q", "--tool=none"], library: stripped)
+        XCTAssertEqual(b.expected, 0, "glibc registered rseq under valgrind?")
+        XCTAssertEqual(b.cpuPs, 0)
+        XCTAssertGreaterThan(b.ps, 0)
     }
 
     // MARK: - The C ABI's corners (glibc 2.36 is the reference)
@@ -230,6 +306,8 @@ private func stalledRemoteFreeScenario() -> Int32 {
     let h = theHeap()!
     func span(_ p: UnsafeMutableRawPointer) -> UnsafeMutablePointer<MSpan>? { h.spanOf(UInt(bitPattern: p)) }
     if h.pointee.nprocs < 2 { return scenarioFail(3, "needs two Ps") }
+    // Ps chosen through the thread-local (a forked child: one thread so far).
+    h.bindPsByCASOnly()
     GoAllocator.trim()
 
     // maxRetired + 12 spans of the 3072-byte class (8 objects each) in a row from this
@@ -311,6 +389,8 @@ private func checkerThread(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawP
 /// on mcentral's partial list (a remote free; the watchpoint on its remoteBits word).
 private func stoppedWorldScenario(large: Bool) -> Int32 {
     let h = theHeap()!
+    // The freer's P is chosen through the thread-local (a forked child: one thread so far).
+    h.bindPsByCASOnly()
     var keep: UnsafeMutableRawPointer?
     let target: UnsafeMutableRawPointer
     let watch: UInt

@@ -8,6 +8,11 @@ import XCTest
 @testable import GoMallocCoreHosted
 
 final class RecentFreeTests: XCTestCase {
+    /// One P throughout: with Ps bound to CPUs, the thread stays on one CPU.
+    private var pin: CPUPin?
+    override func setUpWithError() throws { pin = try CPUPin() }
+    override func tearDown() { pin?.restore() }
+
     private func alloc(_ size: Int) throws -> UnsafeMutableRawPointer {
         try XCTUnwrap(GoAllocator.allocate(byteCount: size, alignment: 8))
     }
@@ -49,7 +54,7 @@ final class RecentFreeTests: XCTestCase {
         let live = GoAllocator.statistics().heapObjects
         for p in blocks { GoAllocator.deallocate(p) }
         XCTAssertEqual(GoAllocator.statistics().heapObjects, live - UInt64(n))
-        let cache = try XCTUnwrap(UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p)?.mcache, "no P")
+        let cache = try XCTUnwrap(myP()?.mcache, "no P")
         let c = try XCTUnwrap(heap()).sizeClass(for: size, cABI: true)
         let stack = (0..<cache.recentCount(c)).map { UnsafeMutableRawPointer(bitPattern: cache.recentFree(c, $0).addr)! }
         XCTAssertEqual(stack.count, MCache.recentCapacity)
@@ -70,7 +75,7 @@ final class RecentFreeTests: XCTestCase {
         let p = try alloc(640)
         GoAllocator.deallocate(p)
         _ = GoAllocator.trim()
-        let cache = try XCTUnwrap(UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p)?.mcache, "no P")
+        let cache = try XCTUnwrap(myP()?.mcache, "no P")
         for c in 1..<numSizeClasses { XCTAssertEqual(cache.recentCount(c), 0, "class \(c)") }
         assertHeapInvariants()
         let q = try alloc(640)

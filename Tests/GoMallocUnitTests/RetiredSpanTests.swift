@@ -10,6 +10,11 @@ import XCTest
 @testable import GoMallocCoreHosted  // MCache.maxRetired
 
 final class RetiredSpanTests: XCTestCase {
+    /// One P throughout: with Ps bound to CPUs, the thread stays on one CPU.
+    private var pin: CPUPin?
+    override func setUpWithError() throws { pin = try CPUPin() }
+    override func tearDown() { pin?.restore() }
+
     /// The snapshot row of `size`-byte objects (span class without noscan, as allocate uses).
     private func row(_ size: Int) -> HeapSnapshot.SpanClassRow {
         GoAllocator.heapSnapshot(pageMapLength: 0).spanClasses.first { $0.objectSize == size && $0.spanClass & 1 == 0 }
@@ -61,7 +66,7 @@ final class RetiredSpanTests: XCTestCase {
         // The victim, the second-oldest retired span (the oldest goes to mcentral at the next
         // refill): the allocating thread's frees there are local. Even with all its objects
         // free it stays with the P; mcentral's lists do not change.
-        let mine = try XCTUnwrap(UnsafeMutablePointer<PSlot>(bitPattern: gm_tls_preferred_p)?.mcache, "no P")
+        let mine = try XCTUnwrap(myP()?.mcache, "no P")
         let spc = try XCTUnwrap(mspan(spans - 1)).spanClass
         let oldestSpan = try XCTUnwrap(mine.pointee.retired[spc.index].first)
         let victimSpan = try XCTUnwrap(oldestSpan.pointee.next)

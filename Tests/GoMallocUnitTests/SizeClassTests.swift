@@ -1,5 +1,6 @@
 // The generated size classes against the seed's table (Go 1.16's sizeclasses.go).
 import Foundation
+import Synchronization
 import XCTest
 @testable import GoMalloc
 @testable import GoMallocCoreHosted
@@ -107,8 +108,16 @@ final class SizeClassTests: XCTestCase {
 
 final class LayoutTests: XCTestCase {
     /// The fast paths index MCache's span array through a raw offset (MCache.allocSlot), and
-    /// a P's counters follow its slot's padded header.
+    /// a P's counters follow its slot's padded header. The rseq section (gomalloc_sys.h)
+    /// takes a P by storing 1 to the first 32-bit word of its slot: the owner.
     func testLayoutMatchesTheFastPathOffsets() {
+        _ = GoAllocator.allocate(byteCount: 8, alignment: 8).map { GoAllocator.deallocate($0) }
+        if let slot = theHeap()?.proc(0) {
+            XCTAssertEqual(withUnsafePointer(to: slot.pointee.owner) { UnsafeRawPointer($0) }, UnsafeRawPointer(slot))
+        } else {
+            XCTFail("no heap")
+        }
+        XCTAssertEqual(MemoryLayout<Atomic<UInt32>>.size, 4)
         XCTAssertEqual(MemoryLayout<MCache>.offset(of: \MCache.alloc), 0)
         XCTAssertEqual(MemoryLayout<MCache>.offset(of: \MCache.retired), MCache.retiredOffset)
         XCTAssertLessThanOrEqual(MemoryLayout<MCentral>.size, MCentral.listsOffset)

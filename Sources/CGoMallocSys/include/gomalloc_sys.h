@@ -104,4 +104,118 @@ static inline int gm_sys_rseq_cpu(void) {
     return *(volatile int32_t *)(tp + __rseq_offset + 4);
 }
 
+// MARK: - Ps bound to CPUs by a restartable sequence (Proc.swift)
+//
+// A thread takes the P of the CPU it runs on with plain loads and one plain store, inside an
+// rseq critical section: if the kernel preempts, migrates or signals the thread between its
+// read of the CPU id and the committing store, the store never happens and the section
+// fails (the caller takes its slow path). Only threads on CPU k ever run the section for P k,
+// and at most one of them is inside it at a time, so `owner: 0 -> 1` needs no locked
+// instruction; giving the P back is a release store from wherever the thread is by then.
+// Anyone else who takes CPU Ps (stop the world, trim) first raises gm_rseq_blocked and runs
+// membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ): every section in flight restarts and
+// every later one sees the counter and fails, so compare-and-swaps on CPU Ps are safe until
+// it is lowered again.
+
+/// Nonzero while some thread takes CPU Ps by compare-and-swap (see above).
+extern uint32_t gm_rseq_blocked GM_NONISOLATED;
+
+/// 1 if this process can bind Ps to CPUs: glibc registered rseq for this thread (not under
+/// valgrind, not with glibc.pthread.rseq=0, kernel 4.18+), the CPU id reads valid, and
+/// membarrier's rseq flavour registers (Linux 5.10+). 0 otherwise.
+int gm_sys_rseq_setup(void);
+
+/// CPU ids the system may use (sysconf(_SC_NPROCESSORS_CONF)): rseq-bound Ps are indexed by them.
+int gm_sys_ncpu_configured(void);
+
+/// Raise / lower gm_rseq_blocked; raising returns once no critical section can commit
+/// (1), or 0 if membarrier failed even after registering again (then nothing is safe).
+int gm_sys_rseq_block(void);
+void gm_sys_rseq_unblock(void);
+
+/// Take the P of this CPU: the address base + cpu * stride, whose first 32-bit word (the
+/// owner) goes 0 -> 1; 0 if the CPU id is >= ncpu, the P is held, CPU Ps are blocked, or the
+/// section was interrupted. Acquire ordering (x86-64 loads; ldar on AArch64).
+static inline uintptr_t gm_sys_rseq_take_p(uintptr_t base, uintptr_t stride, uint32_t ncpu) {
+    uintptr_t slot;
+#if defined(__x86_64__)
+    char *rs;
+    __asm__("mov %%fs:0, %0" : "=r"(rs));
+    rs += __rseq_offset;
+    __asm__ goto(
+        ".pushsection __rseq_cs, \"aw\"\n\t"
+        ".balign 32\n\t"
+        "3:\n\t"
+        ".long 0, 0\n\t"                    /* version, flags */
+        ".quad 1f, 2f - 1f, 4f\n\t"         /* start_ip, post_commit_offset, abort_ip */
+        ".popsection\n\t"
+        "leaq 3b(%%rip), %[slot]\n\t"
+        "movq %[slot], 8(%[rs])\n\t"        /* rseq->rseq_cs = &descriptor */
+        "1:\n\t"
+        "movl 4(%[rs]), %k[slot]\n\t"       /* rseq->cpu_id */
+        "cmpl %[ncpu], %k[slot]\n\t"
+        "jae %l[fail]\n\t"
+        "cmpl $0, %[blocked]\n\t"
+        "jne %l[fail]\n\t"
+        "imulq %[stride], %[slot]\n\t"
+        "addq %[base], %[slot]\n\t"
+        "cmpl $0, (%[slot])\n\t"
+        "jne %l[fail]\n\t"
+        "movl $1, (%[slot])\n\t"            /* commit */
+        "2:\n\t"
+        ".pushsection __rseq_failure, \"ax\"\n\t"
+        ".byte 0x0f, 0xb9, 0x3d\n\t"        /* ud1 carrying the signature */
+        ".long 0x53053053\n\t"              /* RSEQ_SIG, just before abort_ip */
+        "4:\n\t"
+        "jmp %l[fail]\n\t"
+        ".popsection\n\t"
+        : [slot] "=&r"(slot)
+        : [rs] "r"(rs), [ncpu] "r"(ncpu), [blocked] "m"(gm_rseq_blocked), [stride] "r"(stride), [base] "r"(base)
+        : "memory", "cc"
+        : fail);
+    return slot;
+#elif defined(__aarch64__)
+    char *rs;
+    uintptr_t tmp;
+    __asm__("mrs %0, tpidr_el0" : "=r"(rs));
+    rs += __rseq_offset;
+    __asm__ goto(
+        ".pushsection __rseq_cs, \"aw\"\n\t"
+        ".balign 32\n\t"
+        "3:\n\t"
+        ".long 0, 0\n\t"
+        ".quad 1f, 2f - 1f, 4f\n\t"
+        ".popsection\n\t"
+        "adrp %[slot], 3b\n\t"
+        "add %[slot], %[slot], :lo12:3b\n\t"
+        "str %[slot], [%[rs], #8]\n\t"      /* rseq->rseq_cs = &descriptor */
+        "1:\n\t"
+        "ldr %w[slot], [%[rs], #4]\n\t"     /* rseq->cpu_id */
+        "cmp %w[slot], %w[ncpu]\n\t"
+        "b.hs %l[fail]\n\t"
+        "ldr %w[tmp], %[blocked]\n\t"
+        "cbnz %w[tmp], %l[fail]\n\t"
+        "madd %[slot], %[slot], %[stride], %[base]\n\t"
+        "ldar %w[tmp], [%[slot]]\n\t"
+        "cbnz %w[tmp], %l[fail]\n\t"
+        "mov %w[tmp], #1\n\t"
+        "str %w[tmp], [%[slot]]\n\t"        /* commit */
+        "2:\n\t"
+        ".pushsection __rseq_failure, \"ax\"\n\t"
+        ".long 0xd428bc00\n\t"              /* RSEQ_SIG on AArch64 (brk #0x45e0) */
+        "4:\n\t"
+        "b %l[fail]\n\t"
+        ".popsection\n\t"
+        : [slot] "=&r"(slot), [tmp] "=&r"(tmp)
+        : [rs] "r"(rs), [ncpu] "r"(ncpu), [blocked] "Q"(gm_rseq_blocked), [stride] "r"(stride), [base] "r"(base)
+        : "memory", "cc"
+        : fail);
+    return slot;
+#else
+    (void)base; (void)stride; (void)ncpu; (void)slot;
+#endif
+fail:
+    return 0;
+}
+
 #endif
