@@ -27,6 +27,11 @@ void *gm_sys_map_anon(size_t size) {
     return p == MAP_FAILED ? NULL : p;
 }
 
+void *gm_sys_map_sparse(size_t size) {
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
 int gm_sys_commit(void *addr, size_t size) { return mprotect(addr, size, PROT_READ | PROT_WRITE); }
 
 int gm_sys_release(void *addr, size_t size) { return madvise(addr, size, MADV_DONTNEED); }

@@ -34,10 +34,9 @@ let heapAddrBits = 48
 let logHeapArenaBytes = 26
 let heapArenaBytes = 1 << logHeapArenaBytes                     // 64 MiB
 let pagesPerArena = heapArenaBytes / pageSize                   // 8192
-/// Two-level arena map: arena index = addr >> 26 (22 bits) = L1 (10 bits) | L2 (12 bits).
+/// The arena map is one flat table indexed by addr >> 26, as Go's on amd64 (arenaL1Bits 0).
 let arenaBits = heapAddrBits - logHeapArenaBytes                // 22
-let arenaL1Bits = 10
-let arenaL2Bits = arenaBits - arenaL1Bits                       // 12
+let arenaMapEntries = 1 << arenaBits                            // 4 Mi entries, 32 MiB virtual
 
 /// Page allocator: a chunk is 512 pages (4 MiB), one 512-bit bitmap.
 let logPallocChunkPages = 9

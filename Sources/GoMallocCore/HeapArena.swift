@@ -2,8 +2,8 @@
 //
 // Role: reserve address space from the OS in 64 MiB-aligned arenas, trying Go's hint
 //   addresses first (0x00c0 << 32, then 0x01c0 << 32, ... as hints only, never MAP_FIXED),
-//   and register each arena in the two-level arena map with its page table (8192 span
-//   pointers, one per 8 KiB page).
+//   and register each arena in the arena map (one flat table, as Go's on amd64) with its
+//   page table (8192 span pointers, one per 8 KiB page).
 // Go counterpart: malloc.go (arena hints, sysAlloc), mheap.go (heapArena, arenaIndex).
 // Invariants:
 //   I1. Every registered arena is 64 MiB-aligned, lies below 2^48, and has a page table.
@@ -17,11 +17,9 @@ import Synchronization
 
 /// Per-arena metadata: the page -> span table (Go's heapArena.spans), 8192 entries.
 typealias ArenaPageTable = UnsafeMutablePointer<UnsafeMutablePointer<MSpan>?>
-/// Second level of the arena map: 4096 page tables.
-typealias ArenaL2 = UnsafeMutablePointer<ArenaPageTable?>
 
 /// A word of the arena map or of a page table, read without the heap lock: acquiring loads
-/// (what a reader finds there — an L2 table, a page table, a span — was set up before the
+/// (what a reader finds there — a page table, a span — was set up before the
 /// word was stored) and releasing stores (under the heap lock).
 @inline(__always)
 func mapLoad<T>(_ p: UnsafeMutablePointer<T>) -> UInt {
@@ -117,23 +115,31 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         return (base, n)
     }
 
+    /// Arena map indices from the lowest registered arena to the highest (empty when none;
+    /// some between may be unregistered). Caller holds the heap lock or stops the world.
+    var registeredArenaIndices: Range<Int> {
+        let a = locked.pointee.arenas
+        if a.count == 0 { return 0..<0 }
+        return Int(a.lowest >> UInt(logHeapArenaBytes))..<Int(a.highest >> UInt(logHeapArenaBytes)) &+ 1
+    }
+
     private func registerArena(_ a: UInt) -> Bool {
         let ai = Int(a >> UInt(logHeapArenaBytes))
-        let i1 = ai >> arenaL2Bits
-        if pointee.arenasL1[i1] == nil {
-            let bytes = (1 << arenaL2Bits) * MemoryLayout<UInt>.stride
-            guard let m = sysAlloc(size: bytes) else { return false }
-            locked.pointee.arenas.metadataBytes &+= bytes
-            mapStore(pointee.arenasL1 + i1, UInt(bitPattern: m))
-        }
-        let l2 = pointee.arenasL1[i1].unsafelyUnwrapped
-        let i2 = ai & ((1 << arenaL2Bits) - 1)
-        if l2[i2] == nil {
+        let entry = pointee.arenaMap + ai
+        if entry.pointee == nil {
             let bytes = pagesPerArena * MemoryLayout<UInt>.stride
             guard let m = sysAlloc(size: bytes) else { return false }
             locked.pointee.arenas.metadataBytes &+= bytes
+            // The map's (4 KiB) page holding this entry becomes resident with its first entry.
+            let perPage = 4096 / MemoryLayout<UInt>.stride
+            let first = pointee.arenaMap + (ai & ~(perPage &- 1))
+            var untouched = true
+            for k in 0..<perPage where first[k] != nil { untouched = false; break }
+            if untouched {
+                locked.pointee.arenas.metadataBytes &+= perPage &* MemoryLayout<UInt>.stride
+            }
             // Zero-filled memory is a table of nil spans.
-            mapStore(l2 + i2, UInt(bitPattern: m))
+            mapStore(entry, UInt(bitPattern: m))
             locked.pointee.arenas.count &+= 1
             locked.pointee.arenas.lowest = Swift.min(locked.pointee.arenas.lowest, a)
             locked.pointee.arenas.highest = Swift.max(locked.pointee.arenas.highest, a)

@@ -31,35 +31,32 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
     var liveLargeBytes: UInt64 = 0
     var listed = 0
     // Walk every registered arena's page table.
-    for i1 in 0..<(1 << arenaL1Bits) {
-        guard let l2 = h.pointee.arenasL1[i1] else { continue }
-        for i2 in 0..<(1 << arenaL2Bits) {
-            guard let table = l2[i2] else { continue }
-            let arenaBase = UInt((i1 << arenaL2Bits) | i2) << UInt(logHeapArenaBytes)
-            for pg in 0..<pagesPerArena {
-                guard let s = table[pg], s != h.pointee.tombstone else { continue }
-                let addr = arenaBase &+ UInt(pg &* pageSize)
-                let state = s.pointee.state.load(ordering: .relaxed)
-                if state == SpanState.free.rawValue {
-                    return InvariantViolation(message: "MHeap.I1: page maps to a free span", address: addr)
-                }
-                if addr < s.pointee.startAddr || addr >= s.limit {
-                    return InvariantViolation(message: "MHeap.I1: page maps to a span not covering it", address: addr)
-                }
-                if !h.locked.pointee.pages.isAllocated(addr) {
-                    return InvariantViolation(message: "MHeap.I1: page of a span is free in the page allocator", address: addr)
-                }
-                if addr != s.pointee.startAddr { continue }
-                // First page: check the span once.
-                if let v = checkSpan(h, s) { return v }
-                spanPages &+= s.pointee.npages
-                if s.spanClass.sizeClass == 0 {
-                    liveLargeBytes &+= UInt64(s.pointee.npages &* pageSize)
-                } else {
-                    liveSmallBytes &+= UInt64(s.liveObjectsSlow() &* s.elemSize)
-                    let loc = s.pointee.location.load(ordering: .relaxed)
-                    if loc == SpanLocation.partial || loc == SpanLocation.full { listed &+= 1 }
-                }
+    for ai in h.registeredArenaIndices {
+        guard let table = h.pointee.arenaMap[ai] else { continue }
+        let arenaBase = UInt(ai) << UInt(logHeapArenaBytes)
+        for pg in 0..<pagesPerArena {
+            guard let s = table[pg], s != h.pointee.tombstone else { continue }
+            let addr = arenaBase &+ UInt(pg &* pageSize)
+            let state = s.pointee.state.load(ordering: .relaxed)
+            if state == SpanState.free.rawValue {
+                return InvariantViolation(message: "MHeap.I1: page maps to a free span", address: addr)
+            }
+            if addr < s.pointee.startAddr || addr >= s.limit {
+                return InvariantViolation(message: "MHeap.I1: page maps to a span not covering it", address: addr)
+            }
+            if !h.locked.pointee.pages.isAllocated(addr) {
+                return InvariantViolation(message: "MHeap.I1: page of a span is free in the page allocator", address: addr)
+            }
+            if addr != s.pointee.startAddr { continue }
+            // First page: check the span once.
+            if let v = checkSpan(h, s) { return v }
+            spanPages &+= s.pointee.npages
+            if s.spanClass.sizeClass == 0 {
+                liveLargeBytes &+= UInt64(s.pointee.npages &* pageSize)
+            } else {
+                liveSmallBytes &+= UInt64(s.liveObjectsSlow() &* s.elemSize)
+                let loc = s.pointee.location.load(ordering: .relaxed)
+                if loc == SpanLocation.partial || loc == SpanLocation.full { listed &+= 1 }
             }
         }
     }
@@ -133,9 +130,14 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
                 return InvariantViolation(message: "MCache.I1b: retired count", address: UInt(n))
             }
             var t = cache.pointee.retired[spc].first
-            while let span = t { retiredPages &+= span.pointee.npages; t = span.pointee.next }
+            while let span = t {
+                retiredPages &+= span.pointee.npages
+                if let v = localFreeCountViolation(span) { return v }
+                t = span.pointee.next
+            }
             let s = cache.pointee.alloc[spc]
             if s == h.pointee.emptySpan { continue }
+            if let v = localFreeCountViolation(s) { return v }
             if s.spanClass.raw != UInt8(spc)
                 || s.pointee.location.load(ordering: .relaxed) != SpanLocation.cached(h.proc(p))
                 || s.pointee.state.load(ordering: .relaxed) != SpanState.inUse.rawValue {
@@ -187,6 +189,16 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
     }
     // The page allocator checks its own summaries against its bitmaps (aborts on failure).
     h.locked.pointee.pages.checkInvariants()
+    return nil
+}
+
+/// MSpan.I8, checked for the spans in mcaches (the only ones with local frees).
+private func localFreeCountViolation(_ s: UnsafeMutablePointer<MSpan>) -> InvariantViolation? {
+    var bits = 0
+    for w in 0..<s.bitmapWords { bits &+= s.freeBits[w].nonzeroBitCount }
+    if bits != s.localFreeCount {
+        return InvariantViolation(message: "MSpan.I8: localFreeCount differs from the bits set in freeBits", address: s.pointee.startAddr)
+    }
     return nil
 }
 

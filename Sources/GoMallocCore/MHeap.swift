@@ -30,9 +30,10 @@ import Synchronization
 struct MHeap: ~Copyable {
     // MARK: - Read without the lock, immutable after initialisation
 
-    /// The two-level arena map (L1 of 1024 entries -> L2 of 4096 -> per-arena page table).
+    /// The arena map: arena index (addr >> 26) -> that arena's page table, one flat table of
+    /// arenaMapEntries words (32 MiB of address space; only written pages become resident).
     /// Its words are read without the lock (mapLoad); entries only go nil -> non-nil.
-    var arenasL1: UnsafeMutablePointer<ArenaL2?>
+    var arenaMap: UnsafeMutablePointer<ArenaPageTable?>
     /// The dummy span every mcache slot starts with (nelems 0: nextFreeFast always misses).
     var emptySpan: UnsafeMutablePointer<MSpan>
     /// The page map entry left on the first page of a freed large object (I1): a dummy span
@@ -62,7 +63,7 @@ struct MHeap: ~Copyable {
     let guarded: UnsafeMutablePointer<HeapLocked>
 
     init(guarded: UnsafeMutablePointer<HeapLocked>) {
-        arenasL1 = UnsafeMutablePointer(bitPattern: 8)!
+        arenaMap = UnsafeMutablePointer(bitPattern: 8)!
         emptySpan = UnsafeMutablePointer(bitPattern: 8)!
         tombstone = UnsafeMutablePointer(bitPattern: 8)!
         procs = UnsafeMutableRawPointer(bitPattern: 8)!
@@ -134,8 +135,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         pointee.retainPercent = retainPercent
         pointee.nprocs = n
         pointee.cpuProcs = cpuProcs
-        let l1Bytes = (1 << arenaL1Bits) * MemoryLayout<UInt>.stride
-        guard let l1 = sysAlloc(size: l1Bytes),
+        guard let map = sysAllocSparse(size: arenaMapEntries * MemoryLayout<UInt>.stride),
               let pc = locked.pointee.persistent.alloc(size: n * pSlotStride, align: 128),
               let cc = locked.pointee.persistent.alloc(size: numSpanClasses * MHeap.centralStride, align: MHeap.centralStride),
               let es = locked.pointee.persistent.alloc(size: MemoryLayout<MSpan>.stride, align: 64),
@@ -144,7 +144,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         else { return false }
         pointee.fastClassTable = ft.bindMemory(to: UInt8.self, capacity: fastClassTableBytes)
         pointee.sizeClasses.writeFastTable(pointee.fastClassTable)
-        pointee.arenasL1 = l1.bindMemory(to: ArenaL2?.self, capacity: 1 << arenaL1Bits)
+        pointee.arenaMap = map.bindMemory(to: ArenaPageTable?.self, capacity: arenaMapEntries)
         pointee.procs = pc
         for i in 0..<n {
             (pc + i * pSlotStride).bindMemory(to: PSlot.self, capacity: 1).initialize(to: PSlot(index: i))
@@ -166,14 +166,13 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     // MARK: - Page map
 
     /// The span whose page map entry covers `addr`, or nil if the address is not ours or
-    /// its page is free, or `tombstone`. Lock-free (see Concurrency): three dependent
-    /// acquiring loads (arena map L1, L2, the arena's page table).
+    /// its page is free, or `tombstone`. Lock-free (see Concurrency): two dependent
+    /// acquiring loads (the arena map, the arena's page table).
     @inline(__always)
     func spanOf(_ addr: UInt) -> UnsafeMutablePointer<MSpan>? {
         if addr >> UInt(heapAddrBits) != 0 { return nil }
         let ai = Int(truncatingIfNeeded: addr >> UInt(logHeapArenaBytes))
-        guard let l2 = ArenaL2(bitPattern: mapLoad(pointee.arenasL1 + (ai >> arenaL2Bits))),
-              let table = ArenaPageTable(bitPattern: mapLoad(l2 + (ai & ((1 << arenaL2Bits) &- 1)))) else { return nil }
+        guard let table = ArenaPageTable(bitPattern: mapLoad(pointee.arenaMap + ai)) else { return nil }
         return UnsafeMutablePointer<MSpan>(bitPattern:
             mapLoad(table + (Int(truncatingIfNeeded: addr >> UInt(pageShift)) & (pagesPerArena &- 1))))
     }
@@ -183,8 +182,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     @inline(__always)
     func setSpan(_ addr: UInt, _ s: UnsafeMutablePointer<MSpan>?) {
         let ai = Int(truncatingIfNeeded: addr >> UInt(logHeapArenaBytes))
-        let l2 = pointee.arenasL1[ai >> arenaL2Bits].unsafelyUnwrapped
-        let table = l2[ai & ((1 << arenaL2Bits) &- 1)].unsafelyUnwrapped
+        let table = pointee.arenaMap[ai].unsafelyUnwrapped
         mapStore(table + (Int(truncatingIfNeeded: addr >> UInt(pageShift)) & (pagesPerArena &- 1)),
                  UInt(bitPattern: s))
     }

@@ -31,6 +31,8 @@
 //   I7. remoteFreeCount == popcount(remoteBits), except while a remote free is between
 //       setting its bit and counting it (it holds a P meanwhile: a stopped world sees the
 //       equality) — a sweep that merges such a bit first leaves the count below, even < 0.
+//   I8. localFreeCount == popcount(freeBits): local frees since the last sweep, counted
+//       where they are recorded (objects on a recent-free ring included).
 // Concurrency: fields are tagged. "Owner" = the P whose mcache holds the span (its holder
 //   thread), or the mcentral lock while the span is on a central list. A field that another
 //   thread reads while the owner may write it is an Atomic (or, for the bitmap words, read

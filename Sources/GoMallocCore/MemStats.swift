@@ -56,7 +56,6 @@ package func readMemStats() -> MemStatsSnapshot {
     m.mcaches = h.locked.pointee.mcachesCreated
     m.arenas = h.locked.pointee.arenas.count
     var meta = h.locked.pointee.persistent.sys &+ h.locked.pointee.arenas.metadataBytes
-    meta &+= (1 << arenaL1Bits) &* 8
     m.metadataSys = UInt64(meta)
     h.pointee.lock.unlock()
 

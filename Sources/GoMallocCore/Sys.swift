@@ -66,6 +66,13 @@ func sysAlloc(size: Int) -> UnsafeMutableRawPointer? {
     return gm_sys_map_anon(size)
 }
 
+/// A large zeroed read-write table whose pages cost memory only once written (the arena
+/// map); nil on failure.
+func sysAllocSparse(size: Int) -> UnsafeMutableRawPointer? {
+    if injectFault() { return nil }
+    return gm_sys_map_sparse(size)
+}
+
 /// Ready -> Ready elsewhere: move the pages of a range onto another range of ours without
 /// copying; the source reads as zero afterwards (Scavenged). false if the kernel refuses.
 func sysMovePages(from: UInt, to: UInt, size: Int) -> Bool {

@@ -22,6 +22,9 @@
 void *gm_sys_reserve(void *hint, size_t size);
 /// Map `size` bytes read-write anywhere (metadata); NULL on failure.
 void *gm_sys_map_anon(size_t size);
+/// Map `size` bytes read-write anywhere without reserving swap for them (MAP_NORESERVE): for
+/// large sparse tables whose untouched pages read as zero and cost nothing. NULL on failure.
+void *gm_sys_map_sparse(size_t size);
 /// Make [addr, addr+size) of a reservation read-write. 0 on success.
 int gm_sys_commit(void *addr, size_t size);
 /// Give the physical pages back; the range stays mapped and reads as zero afterwards.
