@@ -55,8 +55,7 @@ package func readMemStats() -> MemStatsSnapshot {
     m.largeAllocBytes = h.locked.pointee.largeAllocBytes &- h.locked.pointee.largeFreeBytes
     m.mcaches = h.locked.pointee.mcachesCreated
     m.arenas = h.locked.pointee.arenas.count
-    var meta = h.locked.pointee.persistent.sys &+ h.locked.pointee.arenas.metadataBytes
-    m.metadataSys = UInt64(meta)
+    m.metadataSys = UInt64(h.locked.pointee.persistent.sys &+ h.locked.pointee.arenas.metadataBytes)
     h.pointee.lock.unlock()
 
     m.nprocs = h.pointee.nprocs
