@@ -33,7 +33,10 @@ final class BadPointerTests: XCTestCase {
             GoAllocator.deallocate(q)
             GoAllocator.deallocate(p)
         }
-        // And reused from the stack, then freed once more: a normal free.
+        // And reused from the stack, then freed once more: a normal free. The stack is the
+        // P's, and under rseq that is the CPU's: stay on one CPU from free to malloc.
+        let pin = try CPUPin()
+        defer { pin.restore() }
         GoAllocator.deallocate(q)
         let r = try XCTUnwrap(GoAllocator.allocate(byteCount: 48, alignment: 8))
         XCTAssertEqual(r, q)
