@@ -198,7 +198,7 @@ int gm_sys_ncpu(void) {
 
 // MARK: - rseq P binding (see gomalloc_sys.h)
 
-uint32_t gm_rseq_blocked;
+int64_t gm_rseq_gate;
 
 #ifndef MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ
 #define MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ (1 << 7)
@@ -222,8 +222,12 @@ int gm_sys_rseq_setup(void) {
 #endif
 }
 
+void gm_sys_rseq_set_cpus(int ncpu) {
+    __atomic_fetch_sub(&gm_rseq_gate, (int64_t)ncpu, __ATOMIC_SEQ_CST);
+}
+
 int gm_sys_rseq_block(void) {
-    __atomic_fetch_add(&gm_rseq_blocked, 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&gm_rseq_gate, (int64_t)1 << 24, __ATOMIC_SEQ_CST);
     // Restart every critical section in flight on every CPU running one of our threads, and
     // order the increment before any section that starts afterwards. Registered at set-up
     // and again in a forked child; should the kernel have forgotten, register and retry.
@@ -233,5 +237,5 @@ int gm_sys_rseq_block(void) {
 }
 
 void gm_sys_rseq_unblock(void) {
-    __atomic_fetch_sub(&gm_rseq_blocked, 1, __ATOMIC_RELEASE);
+    __atomic_fetch_sub(&gm_rseq_gate, (int64_t)1 << 24, __ATOMIC_RELEASE);
 }

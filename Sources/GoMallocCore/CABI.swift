@@ -30,8 +30,7 @@ public func gmMalloc(_ size: Int) -> UnsafeMutableRawPointer? {
 
 @c(gm_free)
 public func gmFree(_ ptr: UnsafeMutableRawPointer?) {
-    guard let ptr else { return }
-    freeObject(ptr, function: "free")
+    freeAddress(UInt(bitPattern: ptr), function: "free")
 }
 
 @c(gm_calloc)

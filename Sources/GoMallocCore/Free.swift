@@ -26,13 +26,20 @@ import Synchronization
 /// free(). `function` names the caller in reports ("free", "realloc").
 @inline(__always)
 func freeObject(_ ptr: UnsafeMutableRawPointer, function: StaticString) {
-    let addr = UInt(bitPattern: ptr)
+    freeAddress(UInt(bitPattern: ptr), function: function)
+}
+
+/// free() of an address, 0 included (C's free(NULL), a no-op): no arena is ever registered
+/// at address 0 (mmap never maps page 0), so the lookup itself sends it to the slow path and
+/// the fast path spends no test on it.
+@inline(__always)
+func freeAddress(_ addr: UInt, function: StaticString) {
     // The tombstone and the empty span have nelems 0 and fail the index check; large spans
     // pass it (index 0) and leave below, at the size-class test.
     if let h = theHeap(), let s = h.spanOf(addr) {
         let i = s.objIndex(addr)
         if i < Int(s.pointee.nelemsWord), UInt(bitPattern: i &* Int(s.pointee.elemSizeWord)) == addr &- s.pointee.startAddr,
-           let slot = h.tryAcquirePreferredP() {
+           let slot = h.tryAcquirePreferredP(needsMCache: false) {
             if s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(slot) {
                 // We hold the P whose mcache allocates from `s`: the span is ours and its
                 // bitmaps are exact. The object must be allocated (below freeIndex or in
@@ -47,9 +54,8 @@ func freeObject(_ ptr: UnsafeMutableRawPointer, function: StaticString) {
                 let f = s.freeBits[w]
                 if f & bit == 0 && (i < s.freeIndex || s.allocBits[w] & bit != 0) {
                     s.freeBits[w] = f | bit
-                    s.localFreeCount &+= 1
-                    let c = s.spanClass.sizeClass
-                    slot.heldMCache.pushRecent(c, addr: addr, span: s)
+                    let c = s.ownedSizeClass
+                    slot.heldMCache.pushRecent(c, addr: addr, span: s, index: i)
                     slot.countFree(c)
                     h.releaseP(slot)
                     return
@@ -60,7 +66,7 @@ func freeObject(_ ptr: UnsafeMutableRawPointer, function: StaticString) {
             h.releaseP(slot)
         }
     }
-    freeSlow(ptr, function: function)
+    freeSlow(addr, function: function)
 }
 
 // MARK: - Slow path (partner of freeObject)
@@ -105,8 +111,8 @@ func findObject(_ addr: UInt, function: StaticString)
 }
 
 @inline(never)
-func freeSlow(_ ptr: UnsafeMutableRawPointer, function: StaticString) {
-    let addr = UInt(bitPattern: ptr)
+func freeSlow(_ addr: UInt, function: StaticString) {
+    if addr == 0 { return }
     let (h, s, i) = findObject(addr, function: function)
     if s.spanClass.sizeClass == 0 {
         freeLarge(h, s, addr: addr, function: function)
@@ -122,10 +128,9 @@ func freeSlow(_ ptr: UnsafeMutableRawPointer, function: StaticString) {
             reportBadPointer(function: function, problem: "double free", address: addr)
         }
         s.freeBits[w] = s.freeBits[w] | bit
-        s.localFreeCount &+= 1
         let c = s.spanClass.sizeClass
         // The span is cached by this P, which therefore has an mcache.
-        slot.heldMCache.pushRecent(c, addr: addr, span: s)
+        slot.heldMCache.pushRecent(c, addr: addr, span: s, index: i)
         slot.countFree(c)
         h.releaseP(slot)
         return

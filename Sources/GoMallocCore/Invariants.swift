@@ -132,12 +132,10 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
             var t = cache.pointee.retired[spc].first
             while let span = t {
                 retiredPages &+= span.pointee.npages
-                if let v = localFreeCountViolation(span) { return v }
                 t = span.pointee.next
             }
             let s = cache.pointee.alloc[spc]
             if s == h.pointee.emptySpan { continue }
-            if let v = localFreeCountViolation(s) { return v }
             if s.spanClass.raw != UInt8(spc)
                 || s.pointee.location.load(ordering: .relaxed) != SpanLocation.cached(h.proc(p))
                 || s.pointee.state.load(ordering: .relaxed) != SpanState.inUse.rawValue {
@@ -147,17 +145,20 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
         // Recent frees: objects of spans this P caches, marked free, each once.
         for c in 1..<numSizeClasses {
             let count = cache.recentCount(c)
-            if count > MCache.recentCapacity {
+            if count > MCache.recentCapacity || !cache.recentRingIsContiguous(c) {
                 return InvariantViolation(message: "MCache.I3: recent-free count", address: UInt(count))
             }
             for k in 0..<count {
                 let e = cache.recentFree(c, k)
-                let s = e.span
+                guard let s = h.spanOf(e.addr) else {
+                    return InvariantViolation(message: "MCache.I3: recent free outside the heap", address: e.addr)
+                }
                 let i = s.objIndex(e.addr)
                 let bit = UInt64(1) << UInt64(i & 63)
                 if s.pointee.location.load(ordering: .relaxed) != SpanLocation.cached(h.proc(p))
                     || s.spanClass.sizeClass != c || i >= s.nelems
                     || e.addr != s.pointee.startAddr &+ UInt(bitPattern: i &* s.elemSize)
+                    || e.bit != RecentFree.bitAddress(s, i)
                     || s.freeBits[i >> 6] & bit == 0 {
                     return InvariantViolation(message: "MCache.I3: recent free not a freed object of a span of this P", address: e.addr)
                 }
@@ -192,15 +193,6 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
     return nil
 }
 
-/// MSpan.I8, checked for the spans in mcaches (the only ones with local frees).
-private func localFreeCountViolation(_ s: UnsafeMutablePointer<MSpan>) -> InvariantViolation? {
-    var bits = 0
-    for w in 0..<s.bitmapWords { bits &+= s.freeBits[w].nonzeroBitCount }
-    if bits != s.localFreeCount {
-        return InvariantViolation(message: "MSpan.I8: localFreeCount differs from the bits set in freeBits", address: s.pointee.startAddr)
-    }
-    return nil
-}
 
 private func checkSpan(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan>) -> InvariantViolation? {
     if s.pointee.startAddr & UInt(pageMask) != 0 {

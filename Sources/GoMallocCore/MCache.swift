@@ -9,13 +9,15 @@
 //   (larson) — are plain stores, not remote frees; refill looks at a few of them (oldest
 //   first, rotating) for one that got enough back before asking mcentral. Each operation on
 //   the retired lists is O(1) or bounded by maxRetiredScan. (The P's allocation counters live in its slot, Proc.swift.)
-//   In front of the spans sits, per size class, a small stack of the objects this P freed
+//   In front of the spans sits, per size class, a small ring of the objects this P freed
 //   last (the "recent frees"; Go has none, TCMalloc's per-CPU slabs are the model): malloc
 //   pops from it before scanning a span, so the most recently freed object — still in the
-//   CPU's cache — is handed out first (LIFO reuse). An object on the stack is also marked
-//   in its span's freeBits, exactly as any local free, so the stack is only an index into
+//   CPU's cache — is handed out first (LIFO reuse). An object on the ring is also marked
+//   in its span's freeBits, exactly as any local free, so the ring is only an index into
 //   the bitmaps: free's checks stay exact (a second free sees the bit), a sweep merges the
-//   bit as usual, and forgetting the stack (trim) loses nothing.
+//   bit as usual, and forgetting the ring (trim) loses nothing. Each entry carries the
+//   object's address and the address of its freeBits bit, so that a pop clears the bit
+//   without the span's header or a division.
 // Go counterpart: mcache.go (mcache, allocmcache, refill, releaseAll).
 // Invariants:
 //   I1. alloc[c] is the dummy empty span or a span of span class c with location cached(P).
@@ -24,11 +26,13 @@
 //        them is alloc[c]; retiredPages is the sum of their pages and never exceeds
 //        maxRetiredPages.
 //   I2. A span is in at most one mcache.
-//   I3. Each entry of recent stack c is (addr, span) with span cached by this P, of size
-//       class c, addr the start of object i of span, freeBits[i] set; no addr appears
-//       twice. Entries are only pushed by local frees and popped by malloc; a sweep of a
-//       span this P caches happens only in refill of its class — reached when stack c is
-//       empty — or after clearRecent (releaseAll), so no entry outlives its freeBits bit.
+//   I3. The live entries of recent ring c are the nonzero ones, a run ending just below
+//       `top` (every other entry is zero). Each is (addr, bit) with addr the start of object
+//       i of a span cached by this P, of size class c, and bit the address of that span's
+//       freeBits bit i, which is set; no addr appears twice. Entries are only pushed by
+//       local frees and popped by malloc; a sweep of a span this P caches happens only in
+//       refill of its class — reached when ring c is empty — or after clearRecent
+//       (releaseAll), so no entry outlives its freeBits bit.
 // Concurrency: Owner: the thread holding the P (one at a time, see Proc.swift); nobody else
 //   reads an mcache except a stopped world. Methods are on `UnsafeMutablePointer<MCache>`.
 // Failure: refill returns false when the heap is exhausted; createMCache returns nil when
@@ -61,15 +65,15 @@ struct MCache {
     /// Retired spans refill inspects before asking mcentral.
     static let maxRetiredScan = 8
 
-    /// Entries per recent-free stack (I3), a power of two. 32 covers the interleaved
+    /// Entries per recent-free ring (I3), a power of two. 32 covers the interleaved
     /// free/malloc patterns of the suite's workloads; past it the oldest are forgotten (left
     /// to the sweep).
     static let recentCapacity = 32
-    /// The recent-free stacks follow the struct in the mcache's block: their states
-    /// (numSizeClasses pairs of UInt32, padded to a cache line), then the entries, recentCapacity
+    /// The recent-free rings follow the struct in the mcache's block: their tops
+    /// (numSizeClasses UInt32s, padded to a cache line), then the entries, recentCapacity
     /// per size class (class 0, large objects, unused).
-    static let recentCountsOffset = (MemoryLayout<MCache>.stride + 63) & ~63
-    static let recentEntriesOffset = recentCountsOffset + ((numSizeClasses * 8 + 63) & ~63)
+    static let recentTopsOffset = (MemoryLayout<MCache>.stride + 63) & ~63
+    static let recentEntriesOffset = recentTopsOffset + ((numSizeClasses * 4 + 63) & ~63)
     /// Bytes of an mcache's block (MHeap's cacheAlloc), a multiple of 64.
     static let blockBytes = recentEntriesOffset + numSizeClasses * recentCapacity * MemoryLayout<RecentFree>.stride
 
@@ -96,10 +100,26 @@ struct MCache {
     }
 }
 
-/// An entry of a recent-free stack (I3).
+/// An entry of a recent-free ring (I3); addr 0 = empty.
 struct RecentFree {
     var addr: UInt
-    var span: UnsafeMutablePointer<MSpan>
+    /// The object's freeBits bit as a bit address: (address of freeBits word 0) * 8 + index.
+    /// Word address = bit >> 6 << 3, bit number = bit & 63 (freeBits are 8-byte aligned).
+    var bit: UInt
+
+    /// The bit address of object `i`'s freeBits bit in span `s`.
+    @inline(__always)
+    static func bitAddress(_ s: UnsafeMutablePointer<MSpan>, _ i: Int) -> UInt {
+        (UInt(bitPattern: s.freeBits.base) &<< 3) &+ UInt(bitPattern: i)
+    }
+
+    @inline(__always)
+    var word: UnsafeMutablePointer<Atomic<UInt64>> {
+        UnsafeMutablePointer(bitPattern: (bit &>> 6) &<< 3).unsafelyUnwrapped
+    }
+
+    @inline(__always)
+    var mask: UInt64 { UInt64(1) &<< UInt64(bit & 63) }
 }
 
 // MARK: - Creation (Go's allocmcache)
@@ -129,11 +149,10 @@ func createMCache(_ h: UnsafeMutablePointer<MHeap>, _ slot: UnsafeMutablePointer
 extension UnsafeMutablePointer where Pointee == MCache {
     // MARK: Recent frees (I3)
 
-    /// Stack `c`'s state: word 0 = top, a running position (the newest entry is at
-    /// (top - 1) mod recentCapacity), word 1 = count (<= recentCapacity).
+    /// Ring `c`'s top: a running position; the newest entry is at (top - 1) mod recentCapacity.
     @inline(__always)
-    private func recentState(_ c: Int) -> UnsafeMutablePointer<UInt32> {
-        (UnsafeMutableRawPointer(self) + MCache.recentCountsOffset).assumingMemoryBound(to: UInt32.self) + 2 &* c
+    private func recentTop(_ c: Int) -> UnsafeMutablePointer<UInt32> {
+        (UnsafeMutableRawPointer(self) + MCache.recentTopsOffset).assumingMemoryBound(to: UInt32.self) + c
     }
 
     @inline(__always)
@@ -142,57 +161,66 @@ extension UnsafeMutablePointer where Pointee == MCache {
             + c &* MCache.recentCapacity
     }
 
-    /// Remember a local free of `addr` (object of `span`, size class `c`, whose freeBits bit
-    /// the caller just set) for reuse first. The stack is a ring: when full, the new entry
-    /// overwrites the oldest (that object stays free in freeBits, for the sweep) — the newest
+    /// Remember a local free of `addr`, object `index` of `span` (size class `c`), whose
+    /// freeBits bit the caller just set, for reuse first. When the ring is full the new entry
+    /// overwrites the oldest (that object stays free in freeBits, for the sweep): the newest
     /// frees are the hot ones, and overflowing costs nothing more than a push.
     @inline(__always)
-    func pushRecent(_ c: Int, addr: UInt, span: UnsafeMutablePointer<MSpan>) {
-        let st = recentState(c)
-        let top = st[0]
-        recentEntries(c)[Int(top) & (MCache.recentCapacity &- 1)] = RecentFree(addr: addr, span: span)
-        st[0] = top &+ 1
-        let n = st[1]
-        if n < UInt32(MCache.recentCapacity) { st[1] = n &+ 1 }
+    func pushRecent(_ c: Int, addr: UInt, span: UnsafeMutablePointer<MSpan>, index: Int) {
+        let top = recentTop(c)
+        let t = top.pointee
+        recentEntries(c)[Int(t) & (MCache.recentCapacity &- 1)] =
+            RecentFree(addr: addr, bit: RecentFree.bitAddress(span, index))
+        top.pointee = t &+ 1
     }
 
     /// The object of size class `c` freed last on this P, allocated again (its freeBits bit
-    /// cleared), or 0 when the stack is empty.
+    /// cleared), or 0 when the ring is empty.
     @inline(__always)
     func popRecent(_ c: Int) -> UInt {
-        let st = recentState(c)
-        let n = st[1]
-        if n == 0 { return 0 }
-        let top = st[0] &- 1
-        st[0] = top
-        st[1] = n &- 1
-        let e = recentEntries(c)[Int(top) & (MCache.recentCapacity &- 1)]
-        let s = e.span
-        let i = s.objIndex(e.addr)
-        let w = i &>> 6
-        let bit = UInt64(1) &<< UInt64(i & 63)
-        let f = s.freeBits[w]
-        internalCheck(f & bit != 0 && s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(pointee.p),
-                      "MCache.I3: recent free without its freeBits bit or its span")
-        s.freeBits[w] = f & ~bit
-        s.localFreeCount &-= 1
-        return e.addr
+        let top = recentTop(c)
+        let t = top.pointee &- 1
+        let e = recentEntries(c) + Int(t) & (MCache.recentCapacity &- 1)
+        let addr = e.pointee.addr
+        if addr == 0 { return 0 }
+        let entry = e.pointee
+        e.pointee.addr = 0
+        top.pointee = t
+        let w = entry.word
+        let f = w.pointee.load(ordering: .relaxed)
+        internalCheck(f & entry.mask != 0, "MCache.I3: recent free without its freeBits bit")
+        w.pointee.store(f & ~entry.mask, ordering: .relaxed)
+        return addr
     }
 
-    /// Number of entries on stack `c`.
-    @inline(__always)
-    func recentCount(_ c: Int) -> Int { Int(recentState(c)[1]) }
+    /// Number of entries on ring `c` (the run of nonzero entries below top).
+    func recentCount(_ c: Int) -> Int {
+        let t = Int(recentTop(c).pointee)
+        var n = 0
+        while n < MCache.recentCapacity && recentEntries(c)[(t &- 1 &- n) & (MCache.recentCapacity &- 1)].addr != 0 {
+            n &+= 1
+        }
+        return n
+    }
 
-    /// Entry k of stack `c`, 0 = the oldest (checks and tests).
+    /// I3's shape: no nonzero entry outside the run that recentCount counts.
+    func recentRingIsContiguous(_ c: Int) -> Bool {
+        var nonzero = 0
+        for k in 0..<MCache.recentCapacity where recentEntries(c)[k].addr != 0 { nonzero &+= 1 }
+        return nonzero == recentCount(c)
+    }
+
+    /// Entry k of ring `c`, 0 = the oldest (checks and tests).
     func recentFree(_ c: Int, _ k: Int) -> RecentFree {
-        let st = recentState(c)
-        let pos = Int(st[0]) &- Int(st[1]) &+ k
+        let pos = Int(recentTop(c).pointee) &- recentCount(c) &+ k
         return recentEntries(c)[pos & (MCache.recentCapacity &- 1)]
     }
 
     /// Forget every recent free (their objects stay free in freeBits). Before spans leave.
     func clearRecent() {
-        for c in 0..<numSizeClasses { recentState(c)[1] = 0 }
+        for c in 0..<numSizeClasses {
+            for k in 0..<MCache.recentCapacity { recentEntries(c)[k].addr = 0 }
+        }
     }
 
     // MARK: Slow path (partner of MSpan.nextFreeFast)

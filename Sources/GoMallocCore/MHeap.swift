@@ -46,6 +46,9 @@ struct MHeap: ~Copyable {
     /// critical section, Proc.swift); 0 when Ps are taken by compare-and-swap only. Set
     /// before the heap is published; changed only in a forked child, while it has one thread.
     var cpuProcs: Int
+    /// The address just past the CPU Ps (procs + cpuProcs * pSlotStride): the rseq section
+    /// indexes them back from here (gomalloc_sys.h). Set with cpuProcs.
+    var cpuProcsEnd: UInt
     /// 136 mcentrals, centralStride bytes apart.
     var centrals: UnsafeMutableRawPointer
     /// Flat copies of the size-class lookup tables for the malloc paths (SizeClasses.swift:
@@ -69,6 +72,7 @@ struct MHeap: ~Copyable {
         procs = UnsafeMutableRawPointer(bitPattern: 8)!
         nprocs = 1
         cpuProcs = 0
+        cpuProcsEnd = 0
         centrals = UnsafeMutableRawPointer(bitPattern: 8)!
         fastClassTable = UnsafeMutablePointer(bitPattern: 8)!
         sizeClasses = SizeClassTable()
@@ -146,6 +150,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         pointee.sizeClasses.writeFastTable(pointee.fastClassTable)
         pointee.arenaMap = map.bindMemory(to: ArenaPageTable?.self, capacity: arenaMapEntries)
         pointee.procs = pc
+        pointee.cpuProcsEnd = UInt(bitPattern: pc + cpuProcs * pSlotStride)
         for i in 0..<n {
             (pc + i * pSlotStride).bindMemory(to: PSlot.self, capacity: 1).initialize(to: PSlot(index: i))
         }
@@ -243,7 +248,6 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         s.spanClass = spanClass
         // Pages fresh from the OS or scavenged read as zero (Linux anonymous memory).
         s.pointee.needzero = scav < want
-        s.localFreeCount = 0
         s.pointee.next = nil
         s.pointee.prev = nil
         s.freeIndex = 0

@@ -31,8 +31,6 @@
 //   I7. remoteFreeCount == popcount(remoteBits), except while a remote free is between
 //       setting its bit and counting it (it holds a P meanwhile: a stopped world sees the
 //       equality) — a sweep that merges such a bit first leaves the count below, even < 0.
-//   I8. localFreeCount == popcount(freeBits): local frees since the last sweep, counted
-//       where they are recorded (objects on a recent-free ring included).
 // Concurrency: fields are tagged. "Owner" = the P whose mcache holds the span (its holder
 //   thread), or the mcentral lock while the span is on a central list. A field that another
 //   thread reads while the owner may write it is an Atomic (or, for the bitmap words, read
@@ -116,8 +114,6 @@ struct MSpan: ~Copyable {
     /// Go 1.17's divMagic: index = (offset * divMul) >> 32; 0 for large spans. Immutable
     /// while in use.
     var divMul: UInt32
-    /// Frees recorded in freeBits since the last sweep. Owner.
-    var localFreeCountWord: UInt32
     /// Words per bitmap (1, 2, 4, 8, 16; 0 for a large span). Immutable while in use.
     var bitmapWordsWord: UInt16
     /// SpanClass.raw. Written when the span is set up (heap lock); read by remote freers that
@@ -125,6 +121,10 @@ struct MSpan: ~Copyable {
     let spanClassWord: Atomic<UInt8>
     /// True when some object may hold old data (calloc must clear it). Owner.
     var needzero: Bool
+    /// The size class (spanClass >> 1), for the owner's fast paths: one byte load, no
+    /// atomic. Written with spanClassWord at set-up; read only by a thread that owns the span
+    /// (remote freers, who may hold a stale pointer, read spanClassWord).
+    var sizeClassByte: UInt8
     /// SpanState. Atomic: written under the heap lock (release), read with acquire (every
     /// free's validation checks it); large spans CAS inUse -> free in free() to catch double
     /// frees without a lock.
@@ -148,7 +148,7 @@ struct MSpan: ~Copyable {
     init() {
         allocCache = 0; freeIndexWord = Atomic(0); startAddr = 0; location = Atomic(SpanLocation.none)
         allocCountWord = Atomic(0); nelemsWord = 0; elemSizeWord = 0; divMul = 0
-        localFreeCountWord = 0; bitmapWordsWord = 0; spanClassWord = Atomic(0); needzero = false
+        bitmapWordsWord = 0; spanClassWord = Atomic(0); needzero = false; sizeClassByte = 0
         npages = 0; next = nil; prev = nil
         state = Atomic(SpanState.free.rawValue)
         remoteFreeCount = Atomic(0)
@@ -193,10 +193,12 @@ extension UnsafeMutablePointer where Pointee == MSpan {
     @inline(__always) var elemSize: Int {
         pointee.elemSizeWord != 0 ? Int(pointee.elemSizeWord) : pointee.npages &* pageSize
     }
-    /// Frees recorded in freeBits since the last sweep. Owner.
+    /// Frees recorded in freeBits since the last sweep (counted from the bits: the fast
+    /// paths keep no count). Owner.
     var localFreeCount: Int {
-        @inline(__always) get { Int(pointee.localFreeCountWord) }
-        @inline(__always) nonmutating set { pointee.localFreeCountWord = UInt32(truncatingIfNeeded: newValue) }
+        var n = 0
+        for w in 0..<bitmapWords { n &+= freeBits[w].nonzeroBitCount }
+        return n
     }
 
     /// The first bitmap word, right after the struct. freeBits come first: the free fast
@@ -231,8 +233,14 @@ extension UnsafeMutablePointer where Pointee == MSpan {
 
     var spanClass: SpanClass {
         @inline(__always) get { SpanClass(raw: pointee.spanClassWord.load(ordering: .relaxed)) }
-        @inline(__always) nonmutating set { pointee.spanClassWord.store(newValue.raw, ordering: .relaxed) }
+        @inline(__always) nonmutating set {
+            pointee.spanClassWord.store(newValue.raw, ordering: .relaxed)
+            pointee.sizeClassByte = UInt8(truncatingIfNeeded: newValue.sizeClass)
+        }
     }
+
+    /// The size class, for the span's owner (see MSpan.sizeClassByte).
+    @inline(__always) var ownedSizeClass: Int { Int(pointee.sizeClassByte) }
 
     // MARK: - Object index by multiplication
 
@@ -350,7 +358,6 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         }
         if remoteMerged != 0 { pointee.remoteFreeCount.subtract(remoteMerged, ordering: .sequentiallyConsistent) }
         allocCount = live
-        localFreeCount = 0
         freeIndex = 0
         refillAllocCache(0)
         if reclaimed != 0 { pointee.needzero = true }
@@ -372,9 +379,8 @@ extension UnsafeMutablePointer where Pointee == MSpan {
     }
 
     /// Free objects a sweep would find now, without sweeping: never handed out since the last
-    /// sweep, plus frees recorded since (local exactly; remote as counted, which can lag its
-    /// bits for an instant). Owner.
-    @inline(__always)
+    /// sweep, plus frees recorded since (local exactly, from freeBits; remote as counted,
+    /// which can lag its bits for an instant). Owner.
     var freeEstimate: Int {
         nelems &- allocCount &+ localFreeCount &+ Swift.max(0, pointee.remoteFreeCount.load(ordering: .relaxed))
     }

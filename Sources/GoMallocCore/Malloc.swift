@@ -36,7 +36,7 @@ func mallocgc(_ size: Int, cABI: Bool, zero: Bool) -> UnsafeMutableRawPointer? {
     // Unsigned: SIZE_MAX and friends arrive as negative Ints and take the slow path.
     if UInt(bitPattern: size) <= UInt(maxSmallSize), let h = theHeap() {
         let c = h.sizeClass(for: size, cABI: cABI)
-        if let slot = h.tryAcquirePreferredP() {
+        if let slot = h.tryAcquirePreferredP(needsMCache: true) {
             let cache = slot.heldMCache
             // The object this P freed last, else the span's next free one.
             var v = cache.popRecent(c)

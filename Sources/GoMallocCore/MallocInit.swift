@@ -83,5 +83,7 @@ private func createHeap() -> UnsafeMutablePointer<MHeap>? {
         ? Swift.min(Swift.max(Int(gm_sys_ncpu_configured()), 1), maxProcs) : 0
     guard h.initialize(nprocs: cpuProcs + procs, cpuProcs: cpuProcs, retainPercent: Option.retainPercent.read())
     else { return nil }
+    // The rseq section admits CPU ids below cpuProcs from now on (before the heap is published).
+    if cpuProcs != 0 { gm_sys_rseq_set_cpus(Int32(cpuProcs)) }
     return h
 }

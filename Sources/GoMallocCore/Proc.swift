@@ -27,8 +27,8 @@
 //   I2. mcache, once set, never changes; mcaches created <= nprocs.
 //   I3. mallocs[c] - frees[c], summed over all Ps, is the number of live objects of class c.
 //   I4. A CPU P's owner goes 0 -> 1 only in the rseq section run on its CPU, or by
-//       compare-and-swap while gm_rseq_blocked is raised (blockCPUProcs); a fallback P's
-//       only by compare-and-swap.
+//       compare-and-swap while gm_rseq_gate counts a blocker (blockCPUProcs); a fallback
+//       P's only by compare-and-swap.
 // Concurrency: owner is Atomic: taken with acquire ordering (CAS, or the rseq section's load
 //   then store; see gomalloc_sys.h for why a plain store suffices there: only threads on
 //   CPU k run the section for P k, one at a time, and every CAS on a CPU P first waits out
@@ -64,9 +64,10 @@ struct PSlot: ~Copyable {
 /// The slot's header (PSlot) is padded to this; the counters follow it (numSizeClasses
 /// mallocs, then numSizeClasses frees, 8 bytes each).
 let pSlotHeaderBytes = 128
-/// Bytes between Ps, a multiple of 128 so that two Ps never share a cache line (or an
-/// adjacent-line prefetch pair).
-let pSlotStride = (pSlotHeaderBytes + 2 * numSizeClasses * 8 + 127) & ~127
+/// Bytes between Ps: a power of two (the rseq section indexes Ps by a shift,
+/// gomalloc_sys.h), a multiple of 128 so that two Ps never share a cache line (or an
+/// adjacent-line prefetch pair), and room for the header and counters (a test checks it).
+let pSlotStride = 1 << Int(GM_PSLOT_SHIFT)
 
 extension UnsafeMutablePointer where Pointee == PSlot {
     var mcache: UnsafeMutablePointer<MCache>? {
@@ -115,26 +116,25 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         (pointee.procs + i &* pSlotStride).assumingMemoryBound(to: PSlot.self)
     }
 
-    /// Take a P for the duration of one malloc or free. Fast path: one CAS on the P this
-    /// thread used last.
+    /// Take a P for the duration of one malloc or free. Fast path: this CPU's P (rseq) or
+    /// one CAS on the P this thread used last.
     @inline(__always)
     func acquireP() -> UnsafeMutablePointer<PSlot> {
-        if let slot = tryAcquirePreferredP() { return slot }
+        if let slot = tryAcquirePreferredP(needsMCache: true) { return slot }
         lockRankAcquire(.proc)
         return acquirePSlow()
     }
 
     /// Take this thread's P without waiting: with rseq, this CPU's (no locked instruction);
-    /// otherwise the P the thread used last, if idle (one CAS). nil when it is busy, or not
-    /// yet used (the fast paths then start over on the slow path, which creates its mcache):
-    /// a P returned here always has an mcache.
+    /// otherwise the P the thread used last, if idle (one CAS). nil when it is busy, or
+    /// (`needsMCache`) not yet used: the malloc fast path then starts over on the slow path,
+    /// which creates its mcache. A P found through the thread-local always has one; a free
+    /// needs one only for a span its P caches, and such a P has one.
     @inline(__always)
-    func tryAcquirePreferredP() -> UnsafeMutablePointer<PSlot>? {
-        let ncpu = pointee.cpuProcs
-        if ncpu != 0 {
-            guard let slot = UnsafeMutablePointer<PSlot>(bitPattern: gm_sys_rseq_take_p(
-                UInt(bitPattern: pointee.procs), UInt(pSlotStride), UInt32(truncatingIfNeeded: ncpu))) else { return nil }
-            if slot.pointee.mcacheWord.load(ordering: .relaxed) == 0 {
+    func tryAcquirePreferredP(needsMCache: Bool) -> UnsafeMutablePointer<PSlot>? {
+        // No mode test: without CPU Ps the section fails at once (gm_rseq_gate is 0).
+        if let slot = UnsafeMutablePointer<PSlot>(bitPattern: gm_sys_rseq_take_p(pointee.cpuProcsEnd)) {
+            if needsMCache && slot.pointee.mcacheWord.load(ordering: .relaxed) == 0 {
                 slot.pointee.owner.store(0, ordering: .releasing)
                 return nil
             }
@@ -169,8 +169,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         start = start % n
         var spins = 0
         while true {
-            if ncpu != 0, let slot = UnsafeMutablePointer<PSlot>(bitPattern: gm_sys_rseq_take_p(
-                UInt(bitPattern: pointee.procs), UInt(pSlotStride), UInt32(truncatingIfNeeded: ncpu))) {
+            if ncpu != 0, let slot = UnsafeMutablePointer<PSlot>(bitPattern: gm_sys_rseq_take_p(pointee.cpuProcsEnd)) {
                 _ = mcacheOf(self, slot)
                 return slot
             }
@@ -284,6 +283,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     /// process has a single thread holding no P: a forked child whose rseq set-up failed,
     /// and tests that choose a thread's P through gm_tls_preferred_p.
     func bindPsByCASOnly() {
+        if pointee.cpuProcs != 0 { gm_sys_rseq_set_cpus(-Int32(pointee.cpuProcs)) }
         pointee.cpuProcs = 0
     }
 }

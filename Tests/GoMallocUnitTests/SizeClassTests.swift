@@ -130,7 +130,7 @@ final class LayoutTests: XCTestCase {
     /// What the malloc and free fast paths read of a span sits in its first cache line, and
     /// span metadata blocks keep 64-byte alignment.
     func testSpanHotFieldsShareTheFirstCacheLine() {
-        // Fields are laid out in declaration order; line 0 ends with needzero and state.
+        // Fields are laid out in declaration order; line 0 ends with needzero, the size class and state.
         let span = UnsafeMutablePointer<MSpan>.allocate(capacity: 1)
         span.initialize(to: MSpan())
         defer { span.deinitialize(count: 1); span.deallocate() }
@@ -138,6 +138,7 @@ final class LayoutTests: XCTestCase {
         XCTAssertLessThan(withUnsafePointer(to: &span.pointee.needzero) { offset($0) }, 64)
         XCTAssertLessThan(withUnsafePointer(to: span.pointee.spanClassWord) { offset($0) }, 64)
         XCTAssertLessThan(withUnsafePointer(to: span.pointee.state) { offset($0) }, 64)
+        XCTAssertLessThan(withUnsafePointer(to: &span.pointee.sizeClassByte) { offset($0) }, 64)
         XCTAssertGreaterThanOrEqual(withUnsafePointer(to: &span.pointee.npages) { offset($0) }, 56)
         XCTAssertLessThanOrEqual(MSpan.bitmapOffset, 128 - 24, "a one-word span's bitmaps end within its second line")
         for words in [0, 1, 2, 4, 8, 16] {

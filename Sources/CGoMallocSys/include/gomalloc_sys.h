@@ -107,6 +107,9 @@ static inline int gm_sys_rseq_cpu(void) {
     return *(volatile int32_t *)(tp + __rseq_offset + 4);
 }
 
+#define GM_STR_(x) #x
+#define GM_STR(x) GM_STR_(x)
+
 // MARK: - Ps bound to CPUs by a restartable sequence (Proc.swift)
 //
 // A thread takes the P of the CPU it runs on with plain loads and one plain store, inside an
@@ -115,36 +118,52 @@ static inline int gm_sys_rseq_cpu(void) {
 // fails (the caller takes its slow path). Only threads on CPU k ever run the section for P k,
 // and at most one of them is inside it at a time, so `owner: 0 -> 1` needs no locked
 // instruction; giving the P back is a release store from wherever the thread is by then.
-// Anyone else who takes CPU Ps (stop the world, trim) first raises gm_rseq_blocked and runs
+//
+// The section admits a CPU id by one addition: gm_rseq_gate = blockers * 2^24 - ncpu, and
+// cpu + gate < 0 exactly when no one blocks the CPU Ps and cpu < ncpu (the id is loaded
+// zero-extended, so the kernel's negative "not registered" ids fail too). The sum also
+// indexes the P from the end of the CPU Ps: slot = end + (cpu - ncpu) * 2^GM_PSLOT_SHIFT.
+// With no CPU Ps (ncpu 0: no rseq, GOMALLOC_RSEQ=0, a child whose set-up failed) every
+// section fails at once and the caller takes Ps by compare-and-swap.
+// Anyone else who takes CPU Ps (stop the world, trim) first adds 2^24 to the gate and runs
 // membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ): every section in flight restarts and
-// every later one sees the counter and fails, so compare-and-swaps on CPU Ps are safe until
-// it is lowered again.
+// every later one sees the gate and fails, so compare-and-swaps on CPU Ps are safe until it
+// is lowered again. One atomic addition changes both parts, so blockers nest.
 
-/// Nonzero while some thread takes CPU Ps by compare-and-swap (see above).
-extern uint32_t gm_rseq_blocked GM_NONISOLATED;
+/// log2 of the bytes between two Ps (Proc.swift's pSlotStride).
+#define GM_PSLOT_SHIFT 11
+
+/// blockers * 2^24 - ncpu (see above).
+extern int64_t gm_rseq_gate __attribute__((visibility("hidden"))) GM_NONISOLATED;
 
 /// 1 if this process can bind Ps to CPUs: glibc registered rseq for this thread (not under
 /// valgrind, not with glibc.pthread.rseq=0, kernel 4.18+), the CPU id reads valid, and
 /// membarrier's rseq flavour registers (Linux 5.10+). 0 otherwise.
 int gm_sys_rseq_setup(void);
 
+/// Open the gate for `ncpu` CPU Ps (at start-up, before the heap is published), or close it
+/// for good (-ncpu: a forked child that binds Ps by compare-and-swap from now on).
+void gm_sys_rseq_set_cpus(int ncpu);
+
 /// CPU ids the system may use (sysconf(_SC_NPROCESSORS_CONF)): rseq-bound Ps are indexed by them.
 int gm_sys_ncpu_configured(void);
 
-/// Raise / lower gm_rseq_blocked; raising returns once no critical section can commit
+/// Raise / lower the blockers count; raising returns once no critical section can commit
 /// (1), or 0 if membarrier failed even after registering again (then nothing is safe).
 int gm_sys_rseq_block(void);
 void gm_sys_rseq_unblock(void);
 
-/// Take the P of this CPU: the address base + cpu * stride, whose first 32-bit word (the
-/// owner) goes 0 -> 1; 0 if the CPU id is >= ncpu, the P is held, CPU Ps are blocked, or the
-/// section was interrupted. Acquire ordering (x86-64 loads; ldar on AArch64).
-static inline uintptr_t gm_sys_rseq_take_p(uintptr_t base, uintptr_t stride, uint32_t ncpu) {
+/// Take the P of this CPU: the address end + (cpu - ncpu) * 2^GM_PSLOT_SHIFT, where `end` is
+/// the address just past the CPU Ps, whose first 32-bit word (the owner) goes 0 -> 1; 0 if
+/// the gate refuses the CPU id, the P is held, or the section was interrupted. Acquire
+/// ordering (x86-64 loads; ldar on AArch64).
+static inline uintptr_t gm_sys_rseq_take_p(uintptr_t end) {
     uintptr_t slot;
 #if defined(__x86_64__)
-    char *rs;
-    __asm__("mov %%fs:0, %0" : "=r"(rs));
-    rs += __rseq_offset;
+    uintptr_t tmp;
+    // The rseq area is at %fs:__rseq_offset: addressed through the segment, no thread
+    // pointer load.
+    ptrdiff_t off = __rseq_offset;
     __asm__ goto(
         ".pushsection __rseq_cs, \"aw\"\n\t"
         ".balign 32\n\t"
@@ -152,16 +171,14 @@ static inline uintptr_t gm_sys_rseq_take_p(uintptr_t base, uintptr_t stride, uin
         ".long 0, 0\n\t"                    /* version, flags */
         ".quad 1f, 2f - 1f, 4f\n\t"         /* start_ip, post_commit_offset, abort_ip */
         ".popsection\n\t"
-        "leaq 3b(%%rip), %[slot]\n\t"
-        "movq %[slot], 8(%[rs])\n\t"        /* rseq->rseq_cs = &descriptor */
+        "leaq 3b(%%rip), %[tmp]\n\t"
+        "movq %[tmp], %%fs:8(%[off])\n\t"   /* rseq->rseq_cs = &descriptor */
         "1:\n\t"
-        "movl 4(%[rs]), %k[slot]\n\t"       /* rseq->cpu_id */
-        "cmpl %[ncpu], %k[slot]\n\t"
-        "jae %l[fail]\n\t"
-        "cmpl $0, %[blocked]\n\t"
-        "jne %l[fail]\n\t"
-        "imulq %[stride], %[slot]\n\t"
-        "addq %[base], %[slot]\n\t"
+        "movl %%fs:4(%[off]), %k[slot]\n\t" /* rseq->cpu_id, zero-extended */
+        "addq %[gate], %[slot]\n\t"
+        "jns %l[fail]\n\t"
+        "shlq $" GM_STR(GM_PSLOT_SHIFT) ", %[slot]\n\t"
+        "addq %[end], %[slot]\n\t"
         "cmpl $0, (%[slot])\n\t"
         "jne %l[fail]\n\t"
         "movl $1, (%[slot])\n\t"            /* commit */
@@ -172,10 +189,11 @@ static inline uintptr_t gm_sys_rseq_take_p(uintptr_t base, uintptr_t stride, uin
         "4:\n\t"
         "jmp %l[fail]\n\t"
         ".popsection\n\t"
-        : [slot] "=&r"(slot)
-        : [rs] "r"(rs), [ncpu] "r"(ncpu), [blocked] "m"(gm_rseq_blocked), [stride] "r"(stride), [base] "r"(base)
+        : [slot] "=&r"(slot), [tmp] "=&r"(tmp)
+        : [off] "r"(off), [gate] "m"(gm_rseq_gate), [end] "r"(end)
         : "memory", "cc"
         : fail);
+    __builtin_assume(slot != 0);
     return slot;
 #elif defined(__aarch64__)
     char *rs;
@@ -193,12 +211,11 @@ static inline uintptr_t gm_sys_rseq_take_p(uintptr_t base, uintptr_t stride, uin
         "add %[slot], %[slot], :lo12:3b\n\t"
         "str %[slot], [%[rs], #8]\n\t"      /* rseq->rseq_cs = &descriptor */
         "1:\n\t"
-        "ldr %w[slot], [%[rs], #4]\n\t"     /* rseq->cpu_id */
-        "cmp %w[slot], %w[ncpu]\n\t"
-        "b.hs %l[fail]\n\t"
-        "ldr %w[tmp], %[blocked]\n\t"
-        "cbnz %w[tmp], %l[fail]\n\t"
-        "madd %[slot], %[slot], %[stride], %[base]\n\t"
+        "ldr %w[slot], [%[rs], #4]\n\t"     /* rseq->cpu_id, zero-extended */
+        "ldr %[tmp], %[gate]\n\t"
+        "adds %[slot], %[slot], %[tmp]\n\t"
+        "b.pl %l[fail]\n\t"
+        "add %[slot], %[end], %[slot], lsl #" GM_STR(GM_PSLOT_SHIFT) "\n\t"
         "ldar %w[tmp], [%[slot]]\n\t"
         "cbnz %w[tmp], %l[fail]\n\t"
         "mov %w[tmp], #1\n\t"
@@ -210,12 +227,13 @@ static inline uintptr_t gm_sys_rseq_take_p(uintptr_t base, uintptr_t stride, uin
         "b %l[fail]\n\t"
         ".popsection\n\t"
         : [slot] "=&r"(slot), [tmp] "=&r"(tmp)
-        : [rs] "r"(rs), [ncpu] "r"(ncpu), [blocked] "Q"(gm_rseq_blocked), [stride] "r"(stride), [base] "r"(base)
+        : [rs] "r"(rs), [gate] "Q"(gm_rseq_gate), [end] "r"(end)
         : "memory", "cc"
         : fail);
+    __builtin_assume(slot != 0);
     return slot;
 #else
-    (void)base; (void)stride; (void)ncpu; (void)slot;
+    (void)end; (void)slot;
 #endif
 fail:
     return 0;
