@@ -118,18 +118,17 @@ public func gmMemalign(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer
 }
 
 /// The OS page size glibc uses for valloc/pvalloc on x86-64 and most AArch64 systems.
-private let osPageSize = 4096
 
 @c(gm_valloc)
 public func gmValloc(_ size: Int) -> UnsafeMutableRawPointer? {
-    alignedAlloc(osPageSize, size) ?? failENOMEM()
+    alignedAlloc(physPageSize, size) ?? failENOMEM()
 }
 
 @c(gm_pvalloc)
 public func gmPvalloc(_ size: Int) -> UnsafeMutableRawPointer? {
     if size < 0 || size > maxRequest { return failENOMEM() }
-    let rounded = Swift.max((size + osPageSize - 1) & ~(osPageSize - 1), osPageSize)
-    return alignedAlloc(osPageSize, rounded) ?? failENOMEM()
+    let rounded = Swift.max((size + physPageSize - 1) & ~(physPageSize - 1), physPageSize)
+    return alignedAlloc(physPageSize, rounded) ?? failENOMEM()
 }
 
 @c(gm_malloc_usable_size)

@@ -28,6 +28,11 @@ let largeSizeDiv = 128
 let sizeToClass8Count = smallSizeMax / smallSizeDiv + 1            // 129
 let sizeToClass128Count = (maxSmallSize - smallSizeMax) / largeSizeDiv + 1  // 249
 
+/// The OS page size valloc and pvalloc align to, and the unit in which untouched metadata
+/// becomes resident (Go's physPageSize on Linux x86-64; AArch64 kernels with 16 or 64 KiB
+/// pages only make those figures conservative).
+let physPageSize = 4096
+
 /// User addresses we manage fit in 48 bits (x86-64 and AArch64 with 4-level tables).
 let heapAddrBits = 48
 /// Go's `heapArenaBytes`: the unit in which address space is reserved from the OS.

@@ -2,8 +2,9 @@
 //
 // Role: malloc of n bytes:
 //     1. n <= 32 KiB: the size class (SizeClasses.swift: 8-byte steps to 1 KiB, then
-//        128-byte steps; the C rule keeps blocks over 8 bytes 16-byte aligned); take the
-//        thread's preferred P (one CAS); pop the object this P freed last in that class
+//        128-byte steps, read from one flat table; the C rule keeps blocks over 8 bytes
+//        16-byte aligned); take this CPU's P (rseq, no locked instruction) or the thread's
+//        last one (one CAS); pop the object this P freed last in that class
 //        (MCache's recent frees), else the next one of its mcache's span (nextFreeFast);
 //     2. anything else — no heap yet, no preferred P or it is busy, an exhausted span, a
 //        large or bad size — goes to one slow path, which starts over: on a miss,
@@ -19,7 +20,7 @@
 //   I1. Every pointer returned is the start of a live object of ours, aligned as asked.
 //   I2. A P is held only between taking it and giving it back inside one call.
 //   I3. Nothing is returned while a deferred misuse report is pending (Report.swift I2).
-// Concurrency: lock-free on the fast path (one CAS for the P); see Proc.swift.
+// Concurrency: lock-free on the fast path (the rseq section or one CAS for the P); see Proc.swift.
 // Failure: out of memory returns nil with errno = ENOMEM; nothing traps.
 import CGoMallocSys
 import Synchronization
