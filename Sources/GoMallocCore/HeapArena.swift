@@ -123,23 +123,6 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         return Int(a.lowest >> UInt(logHeapArenaBytes))..<Int(a.highest >> UInt(logHeapArenaBytes)) &+ 1
     }
 
-    /// Visit every page the map points at a span (the tombstone left out), in address order:
-    /// `arena` once per registered arena (its base), then `page` for each such page of it
-    /// (its address and span), until `page` returns false. The one walk of the page map
-    /// (the invariant check and the heap view). Caller holds the heap lock or stops the world.
-    func walkPageMap(arena: (UInt) -> Void = { _ in },
-                     page: (UInt, UnsafeMutablePointer<MSpan>) -> Bool) {
-        for ai in registeredArenaIndices {
-            guard let table = pointee.arenaMap[ai] else { continue }
-            let base = UInt(ai) << UInt(logHeapArenaBytes)
-            arena(base)
-            for pg in 0..<pagesPerArena {
-                guard let s = table[pg], s != pointee.tombstone else { continue }
-                if !page(base &+ UInt(pg &* pageSize), s) { return }
-            }
-        }
-    }
-
     private func registerArena(_ a: UInt) -> Bool {
         let ai = Int(a >> UInt(logHeapArenaBytes))
         let entry = pointee.arenaMap + ai

@@ -62,28 +62,34 @@ package func takeHeapView(mapPages: Int) -> HeapView {
             while let t = r { retired.insert(UInt(bitPattern: t)); r = t.pointee.next }
         }
     }
-    h.walkPageMap(arena: { v.arenaBases.append($0) }) { addr, s in
-        if addr != s.pointee.startAddr { return true }
-        let state = s.pointee.state.load(ordering: .relaxed)
-        if state != SpanState.inUse.rawValue { return true }
-        let spc = s.spanClass
-        if spc.sizeClass == 0 {
-            v.largeSpans += 1
-            v.largePages += s.pointee.npages
-            return true
+    for ai in h.registeredArenaIndices {
+        guard let table = h.pointee.arenaMap[ai] else { continue }
+        let base = UInt(ai) << UInt(logHeapArenaBytes)
+        v.arenaBases.append(base)
+        for pg in 0..<pagesPerArena {
+            guard let s = table[pg], s != h.pointee.tombstone else { continue }
+            let addr = base &+ UInt(pg &* pageSize)
+            if addr != s.pointee.startAddr { continue }
+            let state = s.pointee.state.load(ordering: .relaxed)
+            if state != SpanState.inUse.rawValue { continue }
+            let spc = s.spanClass
+            if spc.sizeClass == 0 {
+                v.largeSpans += 1
+                v.largePages += s.pointee.npages
+                continue
+            }
+            var r = rows[spc.index]
+            r.spans += 1
+            r.pages += s.pointee.npages
+            r.totalObjects += s.nelems
+            r.liveObjects += s.liveObjectsSlow()
+            let loc = s.pointee.location.load(ordering: .relaxed)
+            if loc == SpanLocation.partial { r.partial += 1 }
+            else if loc == SpanLocation.full { r.full += 1 }
+            else if retired.contains(UInt(bitPattern: s)) { r.retired += 1 }
+            else { r.allocating += 1 }
+            rows[spc.index] = r
         }
-        var r = rows[spc.index]
-        r.spans += 1
-        r.pages += s.pointee.npages
-        r.totalObjects += s.nelems
-        r.liveObjects += s.liveObjectsSlow()
-        let loc = s.pointee.location.load(ordering: .relaxed)
-        if loc == SpanLocation.partial { r.partial += 1 }
-        else if loc == SpanLocation.full { r.full += 1 }
-        else if retired.contains(UInt(bitPattern: s)) { r.retired += 1 }
-        else { r.allocating += 1 }
-        rows[spc.index] = r
-        return true
     }
     v.classes = rows.filter { $0.spans > 0 }
     v.committedPages = h.locked.pointee.pages.totalPages

@@ -31,18 +31,25 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
     var liveLargeBytes: UInt64 = 0
     var listed = 0
     // Walk every registered arena's page table.
-    var found: InvariantViolation? = nil
-    h.walkPageMap { addr, s in
-        let state = s.pointee.state.load(ordering: .relaxed)
-        if state == SpanState.free.rawValue {
-            found = InvariantViolation(message: "MHeap.I1: page maps to a free span", address: addr)
-        } else if addr < s.pointee.startAddr || addr >= s.limit {
-            found = InvariantViolation(message: "MHeap.I1: page maps to a span not covering it", address: addr)
-        } else if !h.locked.pointee.pages.isAllocated(addr) {
-            found = InvariantViolation(message: "MHeap.I1: page of a span is free in the page allocator", address: addr)
-        } else if addr == s.pointee.startAddr {
+    for ai in h.registeredArenaIndices {
+        guard let table = h.pointee.arenaMap[ai] else { continue }
+        let arenaBase = UInt(ai) << UInt(logHeapArenaBytes)
+        for pg in 0..<pagesPerArena {
+            guard let s = table[pg], s != h.pointee.tombstone else { continue }
+            let addr = arenaBase &+ UInt(pg &* pageSize)
+            let state = s.pointee.state.load(ordering: .relaxed)
+            if state == SpanState.free.rawValue {
+                return InvariantViolation(message: "MHeap.I1: page maps to a free span", address: addr)
+            }
+            if addr < s.pointee.startAddr || addr >= s.limit {
+                return InvariantViolation(message: "MHeap.I1: page maps to a span not covering it", address: addr)
+            }
+            if !h.locked.pointee.pages.isAllocated(addr) {
+                return InvariantViolation(message: "MHeap.I1: page of a span is free in the page allocator", address: addr)
+            }
+            if addr != s.pointee.startAddr { continue }
             // First page: check the span once.
-            found = checkSpan(h, s)
+            if let v = checkSpan(h, s) { return v }
             spanPages &+= s.pointee.npages
             if s.spanClass.sizeClass == 0 {
                 liveLargeBytes &+= UInt64(s.pointee.npages &* pageSize)
@@ -52,9 +59,7 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
                 if loc == SpanLocation.partial || loc == SpanLocation.full { listed &+= 1 }
             }
         }
-        return found == nil
     }
-    if let found { return found }
     if spanPages != h.locked.pointee.pagesInUse {
         return InvariantViolation(message: "MHeap.I2: pagesInUse differs from the pages of in-use spans", address: UInt(spanPages))
     }
