@@ -117,8 +117,6 @@ public func gmMemalign(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer
     return alignedAlloc(a, size) ?? failENOMEM()
 }
 
-/// The OS page size glibc uses for valloc/pvalloc on x86-64 and most AArch64 systems.
-
 @c(gm_valloc)
 public func gmValloc(_ size: Int) -> UnsafeMutableRawPointer? {
     alignedAlloc(physPageSize, size) ?? failENOMEM()

@@ -21,12 +21,10 @@ let maxSmallSize = 32768
 let numSizeClasses = 68
 /// `spanClass = sizeclass << 1 | noscan`.
 let numSpanClasses = numSizeClasses << 1
-/// Lookup tables: `sizeToClass8[(size + 7) / 8]` up to 1024 bytes, then 128-byte steps.
+/// The size-to-class lookup steps by 8 bytes (SizeClasses.swift, fastClassTableEntries);
+/// classes above 1 KiB are multiples of 128 bytes (Go's _LargeSizeDiv, for the generator).
 let smallSizeDiv = 8
-let smallSizeMax = 1024
 let largeSizeDiv = 128
-let sizeToClass8Count = smallSizeMax / smallSizeDiv + 1            // 129
-let sizeToClass128Count = (maxSmallSize - smallSizeMax) / largeSizeDiv + 1  // 249
 
 /// The OS page size valloc and pvalloc align to, and the unit in which untouched metadata
 /// becomes resident (Go's physPageSize on Linux x86-64; AArch64 kernels with 16 or 64 KiB

@@ -181,16 +181,15 @@ extension UnsafeMutablePointer where Pointee == MCache {
         let top = recentTop(c)
         let t = top.pointee &- 1
         let e = recentEntries(c) + Int(t) & (MCache.recentCapacity &- 1)
-        let addr = e.pointee.addr
-        if addr == 0 { return 0 }
         let entry = e.pointee
+        if entry.addr == 0 { return 0 }
         e.pointee.addr = 0
         top.pointee = t
         let w = entry.word
         let f = w.pointee.load(ordering: .relaxed)
         internalCheck(f & entry.mask != 0, "MCache.I3: recent free without its freeBits bit")
         w.pointee.store(f & ~entry.mask, ordering: .relaxed)
-        return addr
+        return entry.addr
     }
 
     /// Number of entries on ring `c` (the run of nonzero entries below top).

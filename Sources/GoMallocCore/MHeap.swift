@@ -51,8 +51,8 @@ struct MHeap: ~Copyable {
     var cpuProcsEnd: UInt
     /// 136 mcentrals, centralStride bytes apart.
     var centrals: UnsafeMutableRawPointer
-    /// Flat copies of the size-class lookup tables for the malloc paths (SizeClasses.swift:
-    /// sizeClass(for:cABI:)), without bounds checks.
+    /// The flat size-to-class tables of the malloc paths (SizeClasses.swift:
+    /// sizeClass(for:cABI:)), read without bounds checks.
     var fastClassTable: UnsafeMutablePointer<UInt8>
     var sizeClasses: SizeClassTable
     /// Scavenger: keep at most this percentage of in-use pages (plus one chunk) free and

@@ -75,24 +75,15 @@ package func divMul(forSize size: Int) -> UInt32 {
     UInt32(truncatingIfNeeded: (UInt64(UInt32.max) / UInt64(size)) &+ 1)
 }
 
-/// The lookup tables the malloc fast path reads. Lives in heap metadata; built by `build`.
+/// The per-class tables. Lives in heap metadata; built by `build`. (The size-to-class lookup
+/// is the flat table writeFastTable fills from classToSize.)
 struct SizeClassTable {
-    /// Class for sizes 0...1024 in 8-byte steps (Go's size_to_class8).
-    var sizeToClass8: InlineArray<129, UInt8>
-    /// The same for C's malloc: requests of 9...24 bytes skip the 8-aligned 24-byte class so
-    /// that every block larger than 8 bytes is 16-byte aligned (glibc's promise).
-    var cSizeToClass8: InlineArray<129, UInt8>
-    /// Class for sizes 1024...32768 in 128-byte steps (Go's size_to_class128).
-    var sizeToClass128: InlineArray<249, UInt8>
     var classToSize: InlineArray<68, UInt32>
     var classToNPages: InlineArray<68, UInt8>
     var classToNElems: InlineArray<68, UInt16>
     var classToDivMul: InlineArray<68, UInt32>
 
     init() {
-        sizeToClass8 = InlineArray(repeating: 0)
-        cSizeToClass8 = InlineArray(repeating: 0)
-        sizeToClass128 = InlineArray(repeating: 0)
         classToSize = InlineArray(repeating: 0)
         classToNPages = InlineArray(repeating: 0)
         classToNElems = InlineArray(repeating: 0)
@@ -113,21 +104,6 @@ struct SizeClassTable {
             classToNElems[c] = c == 0 ? 0 : UInt16(row.objects)
             classToDivMul[c] = c == 0 ? 0 : divMul(forSize: row.size)
         }
-        // Size-to-class: the smallest class whose size is at least the request.
-        var c = 1
-        for i in 0..<129 {
-            let size = i * smallSizeDiv
-            while Int(classToSize[c]) < size { c += 1 }
-            sizeToClass8[i] = UInt8(c)
-            var cc = c
-            while size > 8 && classToSize[cc] % 16 != 0 { cc += 1 }
-            cSizeToClass8[i] = UInt8(cc)
-        }
-        for i in 0..<249 {
-            let size = smallSizeMax + i * largeSizeDiv
-            while Int(classToSize[c]) < size { c += 1 }
-            sizeToClass128[i] = UInt8(c)
-        }
     }
 }
 
@@ -143,20 +119,18 @@ let fastClassTableEntries = maxSmallSize / smallSizeDiv + 1    // 4097
 let fastClassTableBytes = 2 * fastClassTableEntries
 
 extension SizeClassTable {
-    /// The class for `size` bytes under Go's rule or the C one, from the split tables.
-    func splitTableClass(for size: Int, cABI: Bool) -> UInt8 {
-        if size <= smallSizeMax {
-            let i = (size + smallSizeDiv - 1) / smallSizeDiv
-            return cABI ? cSizeToClass8[i] : sizeToClass8[i]
-        }
-        return sizeToClass128[(size - smallSizeMax + largeSizeDiv - 1) / largeSizeDiv]
-    }
-
-    /// Fill the flat tables `t` (fastClassTableBytes bytes).
+    /// Fill the flat tables `t` (fastClassTableBytes bytes): entry i is the smallest class of
+    /// at least 8i bytes; the C rule then skips classes not a multiple of 16 for requests over
+    /// 8 bytes (9...24 bytes get 32, not the 8-aligned 24), glibc's alignment promise.
     func writeFastTable(_ t: UnsafeMutablePointer<UInt8>) {
+        var c = 1
         for i in 0..<fastClassTableEntries {
-            t[i] = splitTableClass(for: i * smallSizeDiv, cABI: false)
-            t[fastClassTableEntries + i] = splitTableClass(for: i * smallSizeDiv, cABI: true)
+            let size = i * smallSizeDiv
+            while Int(classToSize[c]) < size { c += 1 }
+            t[i] = UInt8(c)
+            var cc = c
+            while size > 8 && classToSize[cc] % 16 != 0 { cc += 1 }
+            t[fastClassTableEntries + i] = UInt8(cc)
         }
     }
 }
