@@ -139,25 +139,28 @@ func freeSlow(_ addr: UInt, function: StaticString) {
 }
 
 /// A remote free by a thread holding P `slot`. The P is kept until the free is recorded (bit
-/// set, counted in remoteFreeCount and the P's frees, mcentral notified), then given back: a
-/// stopped world (every P taken) thus never sees a free counted in one place and not the
-/// other. Lock order: P < mcentral < mheap, as noteRemoteFree needs.
+/// set, counted in the P's frees, mcentral notified), then given back: a stopped world (every
+/// P taken) thus never sees a free recorded in the span and not counted. Lock order:
+/// P < mcentral < mheap, as noteRemoteFree needs.
 @inline(never)
 func freeRemoteHoldingP(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan>, index i: Int,
                         addr: UInt, slot: UnsafeMutablePointer<PSlot>, function: StaticString) {
     // The class first: once the free is recorded the span may go back to the heap and be
     // reused for another class.
-    let c = s.spanClass.sizeClass
-    let problem = freeRemote(h, s, index: i)
-    if problem == nil { slot.countFree(c) }
+    let spc = s.spanClass
+    let problem = freeRemote(h, s, spanClass: spc, index: i)
+    if problem == nil { slot.countFree(spc.sizeClass) }
     h.releaseP(slot)
     if let problem { reportBadPointer(function: function, problem: problem.text, address: addr) }
 }
 
-/// A free into a span some other P caches, or one sitting in mcentral: atomic bits. Returns
-/// the misuse found (nothing recorded then) for the caller to report once it lets go of its P.
+/// A free into a span some other P caches, or one sitting in mcentral: one atomic
+/// read-modify-write, the fetch-or of the object's remoteBits bit, is the whole record; then
+/// a load of the span's location, and only for a span on a central list (not cached by any
+/// P) the mcentral's attention (MCentral, the remote-free handshake). Returns the misuse
+/// found (nothing recorded then) for the caller to report once it lets go of its P.
 private func freeRemote(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan>,
-                        index i: Int) -> BadPointerProblem? {
+                        spanClass: SpanClass, index i: Int) -> BadPointerProblem? {
     let w = i >> 6
     let bit = UInt64(1) << UInt64(i & 63)
     if s.pointee.state.load(ordering: .acquiring) != SpanState.inUse.rawValue { return .invalidPointer }
@@ -165,10 +168,10 @@ private func freeRemote(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePoin
     // sees the object allocated.
     let allocated = i < s.publishedFreeIndex || s.allocBits[w] & bit != 0
     if !allocated || s.freeBits[w] & bit != 0 { return .doubleFree }
-    let old = s.remoteWord(w).pointee.bitwiseOr(bit, ordering: .relaxed).oldValue
+    // Sequentially consistent: the freer's half of the handshake (its location load follows).
+    let old = s.remoteWord(w).pointee.bitwiseOr(bit, ordering: .sequentiallyConsistent).oldValue
     if old & bit != 0 { return .doubleFree }
-    let n = s.pointee.remoteFreeCount.add(1, ordering: .sequentiallyConsistent).newValue
-    h.central(s.spanClass).noteRemoteFree(s, count: n, heap: h)
+    h.central(spanClass).noteRemoteFree(s, heap: h)
     return nil
 }
 

@@ -226,12 +226,6 @@ private func checkSpan(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePoint
     if allocated != s.allocCount {
         return InvariantViolation(message: "MSpan: allocCount differs from the bitmap", address: s.pointee.startAddr)
     }
-    // Every remote free is counted once its bit is set (the freer holds a P until then).
-    var unmerged = 0
-    for w in 0..<s.bitmapWords { unmerged &+= s.remoteWord(w).pointee.load(ordering: .relaxed).nonzeroBitCount }
-    if s.pointee.remoteFreeCount.load(ordering: .relaxed) != unmerged {
-        return InvariantViolation(message: "MSpan.I7: remoteFreeCount differs from the unmerged remote frees", address: s.pointee.startAddr)
-    }
     // allocCache mirrors allocBits from freeIndex on (within its word).
     let fi = s.freeIndex
     if fi < s.nelems && !(fi & 63 == 0 && s.pointee.allocCache == 0) {

@@ -9,22 +9,28 @@
 //   I1. Every span on `partial` or `full` has this span class, state inUse, and location
 //       partial / full to match; no span is on both lists or in a cache at the same time.
 //   I2. A span on `full` had no free object at its last sweep and no remote free since
-//       (remoteFreeCount == 0) — up to frees racing this very moment, which notify.
+//       (remoteBits all zero) — up to frees racing this very moment, which notify.
 //   I3. A span whose objects are all free is never left on a list: it goes to the heap —
-//       except while a remote free that a sweep has already merged is still in flight
-//       (remoteFreeCount < 0: its bit is set, its count not yet added). That free's own
-//       notification gives the span back (see uncacheSpan).
+//       up to a remote free racing this very moment, whose notification gives it back.
 // Concurrency: `lock` guards both lists and every span on them (their bitmaps and counts).
 //   Lock order: P < mcentral < mheap; never two mcentrals at once. The methods are on
 //   `UnsafeMutablePointer<MCentral>` and touch one stored field at a time: `lock` is read by
 //   every thread while the lock holder changes the lists.
-//   The remote-free handshake: a remote freer adds to remoteFreeCount (seq_cst), loads
-//   location (seq_cst), then reads allocCount (relaxed). Whoever sweeps a span under this
-//   lock stores its location (seq_cst) after the sweep — even when the value does not change
-//   — and then reads remoteFreeCount (seq_cst) in settle. In the single total order of those
-//   seq_cst operations either the freer's location load comes after the store (then it also
-//   sees the swept allocCount, and judges the span correctly), or the sweeper's count load
-//   comes after the freer's add (then the sweeper sees the free and settles the span).
+//   The remote-free handshake: a remote freer sets its object's bit in remoteBits (fetch-or,
+//   seq_cst: the free's only read-modify-write) and loads location (seq_cst). A span cached
+//   by some P needs nothing more: its owner merges the bit at its next sweep. For a span on
+//   a list the freer reads allocCount (relaxed) and counts the remote bits (seq_cst loads) to
+//   see whether the span left `full` or emptied, and only then takes the lock. Whoever sweeps
+//   a span under this lock stores its location (seq_cst) after the sweep — even when the
+//   value does not change — and then counts the remote bits (seq_cst loads) in settle. In
+//   the single total order of those seq_cst operations either the freer's location load
+//   comes after the store (then it also sees the swept allocCount and judges the span
+//   correctly), or the sweeper's loads come after the freer's fetch-or (then the sweeper sees
+//   the bit and settles the span). Two freers racing on one span: the later fetch-or's
+//   owner counts after both, so it sees the span as the other left it. A freer's bit is its
+//   only write, done while its object is live, so a freer that is slow to look at location
+//   afterwards can only read a span that was freed or reused meanwhile, never write one;
+//   settle re-checks everything under the lock.
 // Failure: cacheSpan returns nil when the heap cannot grow.
 import Synchronization
 
@@ -42,19 +48,6 @@ struct MCentral: ~Copyable {
 
     /// Where the lists sit in an mcentral's slot (MHeap.centralStride bytes).
     static let listsOffset = 64
-
-    /// True when no remote free of `s` is between setting its bit and counting it, for a
-    /// span just swept with no live object left. A sweep may merge such a free's bit before
-    /// the freer adds to remoteFreeCount (which then dips below zero); were the span freed
-    /// now, that add would land in freed metadata, or in the next span to reuse it, as a
-    /// free that never happened, and that span's settle would free it with live objects.
-    /// Such a span stays on the partial list instead: the freer's add brings the count to
-    /// zero and its noteRemoteFree (count 0 >= allocCount 0) settles it. A freer whose bit
-    /// the sweep missed cannot exist here: its object would still count as allocated.
-    @inline(__always)
-    static func noFreeInFlight(_ s: UnsafeMutablePointer<MSpan>) -> Bool {
-        s.pointee.remoteFreeCount.load(ordering: .sequentiallyConsistent) == 0
-    }
 }
 
 /// The span lists of an mcentral. Guarded by: its lock.
@@ -106,14 +99,15 @@ extension UnsafeMutablePointer where Pointee == MCentral {
         if toHeap { heap.freeSpan(s) }
     }
 
-    /// A free from another P landed in `s` (count = remoteFreeCount after it). Called
-    /// without locks; acts only if the span is on one of our lists. A count of zero or less
-    /// means a sweep merged this free before it was counted (see noFreeInFlight): the span
-    /// may be waiting for it, with an allocCount this thread has no reason to see yet.
-    func noteRemoteFree(_ s: UnsafeMutablePointer<MSpan>, count: Int, heap: UnsafeMutablePointer<MHeap>) {
+    /// A free from another P has set its bit in `s`. Called without locks; acts only if
+    /// the span is on one of our lists and this free moved it off `full` or emptied it
+    /// (the freer's half of the handshake, see Concurrency).
+    @inline(__always)
+    func noteRemoteFree(_ s: UnsafeMutablePointer<MSpan>, heap: UnsafeMutablePointer<MHeap>) {
         let loc = s.pointee.location.load(ordering: .sequentiallyConsistent)
         if loc == SpanLocation.full
-            || (loc == SpanLocation.partial && (count >= s.allocCount || count <= 0)) {
+            || (loc == SpanLocation.partial
+                && s.pendingRemoteFrees >= s.allocCount) {
             pointee.lock.lock()
             let toHeap = settleLocked(s)
             pointee.lock.unlock()
@@ -135,9 +129,9 @@ extension UnsafeMutablePointer where Pointee == MCentral {
         var s = lists.pointee.full.first
         while let span = s {
             s = span.pointee.next
-            // A full span without remote frees has nothing to reclaim; a free that counts
-            // after this load sees location full and settles the span under our lock.
-            if span.pointee.remoteFreeCount.load(ordering: .relaxed) == 0 { continue }
+            // A full span without remote frees has nothing to reclaim; a free whose bit
+            // this scan misses sees location full and settles the span under our lock.
+            if !span.hasPendingRemoteFrees { continue }
             lists.pointee.full.remove(span)
             _ = span.sweep()
             if placeSweptLocked(span) { heap.freeSpan(span) }
@@ -148,12 +142,12 @@ extension UnsafeMutablePointer where Pointee == MCentral {
     // MARK: - Placing spans (lock held)
 
     /// With `lock` held: put `s`, just swept and on no list, where its counts say. Returns
-    /// true when it has no live object and no free in flight: it is off every list with
-    /// location none, and the caller gives it to the heap. The location store (seq_cst, even
+    /// true when it has no live object: it is off every list with location none, and the
+    /// caller gives it to the heap (no remote free can be on its way: none is live). The location store (seq_cst, even
     /// when the span goes back to the list it came from) and the settle that follows are the
     /// sweeper's half of the remote-free handshake (see Concurrency).
     private func placeSweptLocked(_ s: UnsafeMutablePointer<MSpan>) -> Bool {
-        if s.allocCount == 0 && MCentral.noFreeInFlight(s) {
+        if s.allocCount == 0 {
             s.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)
             return true
         }
@@ -174,7 +168,7 @@ extension UnsafeMutablePointer where Pointee == MCentral {
         // The span may have been cached or freed (and even reused) since the caller looked.
         guard s.spanClass == pointee.spanClass,
               loc == SpanLocation.partial || loc == SpanLocation.full else { return false }
-        let pending = s.pointee.remoteFreeCount.load(ordering: .sequentiallyConsistent)
+        let pending = s.pendingRemoteFrees
         if s.allocCount &- pending <= 0 {
             if loc == SpanLocation.full { lists.pointee.full.remove(s) } else { lists.pointee.partial.remove(s) }
             s.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)

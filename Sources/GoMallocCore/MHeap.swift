@@ -252,7 +252,6 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         s.pointee.prev = nil
         s.freeIndex = 0
         s.allocCount = 0
-        s.pointee.remoteFreeCount.store(0, ordering: .relaxed)
         s.pointee.location.store(SpanLocation.none, ordering: .relaxed)
         s.pointee.nelemsWord = UInt32(nelems)
         s.pointee.bitmapWordsWord = UInt16(words)

@@ -28,9 +28,9 @@
 //   I6. location is cached(p) only while span is mcache[p].alloc[spanClass] or on
 //       mcache[p].retired[spanClass]; partial/full
 //       only while it sits on that list of its mcentral.
-//   I7. remoteFreeCount == popcount(remoteBits), except while a remote free is between
-//       setting its bit and counting it (it holds a P meanwhile: a stopped world sees the
-//       equality) — a sweep that merges such a bit first leaves the count below, even < 0.
+//   I7. A remote free is its bit: setting it (one fetch-or) is the whole record, with no
+//       count beside it; whoever needs the number of unmerged remote frees counts the bits
+//       (pendingRemoteFrees), so no count can lag its bits or land in a span reused since.
 // Concurrency: fields are tagged. "Owner" = the P whose mcache holds the span (its holder
 //   thread), or the mcentral lock while the span is on a central list. A field that another
 //   thread reads while the owner may write it is an Atomic (or, for the bitmap words, read
@@ -40,7 +40,7 @@
 //   time (the methods are on the pointer), never through a `mutating` method on the whole
 //   struct, so concurrent accesses to different fields never overlap in Swift's sense.
 //   Span metadata is type-stable (FixAlloc never returns it and does not zero it on reuse):
-//   a thread holding a stale pointer (a remote freer after its count, see MCentral) reads
+//   a thread holding a stale pointer (a remote freer after its fetch-or, see MCentral) reads
 //   atomics of some span, never freed memory or torn values.
 // Failure: none here. Bad frees found by a sweep are deferred (Report.swift) and reported
 //   by the caller once it holds no lock and no P.
@@ -136,9 +136,6 @@ struct MSpan: ~Copyable {
     /// Central list links (mcentral lock), or the retired list's (owner).
     var next: UnsafeMutablePointer<MSpan>?
     var prev: UnsafeMutablePointer<MSpan>?
-    /// Bits set in remoteBits and not yet merged. Atomic (seq_cst): may dip below zero
-    /// transiently while a sweep races a freer; see sweep().
-    let remoteFreeCount: Atomic<Int>
 
     // The bitmaps of a small span follow the struct in the same block, at bitmapOffset:
     // freeBits, allocBits, remoteBits, bitmapWords words each (owner writes freeBits and
@@ -151,7 +148,6 @@ struct MSpan: ~Copyable {
         bitmapWordsWord = 0; spanClassWord = Atomic(0); needzero = false; sizeClassByte = 0
         npages = 0; next = nil; prev = nil
         state = Atomic(SpanState.free.rawValue)
-        remoteFreeCount = Atomic(0)
     }
 
     /// Where the bitmaps start in a span's metadata block.
@@ -325,7 +321,6 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         let a = allocBits, f = freeBits
         var live = 0
         var reclaimed = 0
-        var remoteMerged = 0
         for w in 0..<nw {
             let lo = w &* 64
             var word = a[w]
@@ -354,9 +349,7 @@ extension UnsafeMutablePointer where Pointee == MSpan {
             a[w] = word | tail
             live &+= (word & ~tail).nonzeroBitCount
             reclaimed &+= freed.nonzeroBitCount
-            remoteMerged &+= remote.nonzeroBitCount
         }
-        if remoteMerged != 0 { pointee.remoteFreeCount.subtract(remoteMerged, ordering: .sequentiallyConsistent) }
         allocCount = live
         freeIndex = 0
         refillAllocCache(0)
@@ -379,10 +372,28 @@ extension UnsafeMutablePointer where Pointee == MSpan {
     }
 
     /// Free objects a sweep would find now, without sweeping: never handed out since the last
-    /// sweep, plus frees recorded since (local exactly, from freeBits; remote as counted,
-    /// which can lag its bits for an instant). Owner.
+    /// sweep, plus frees recorded since (local from freeBits, remote from remoteBits: a
+    /// remote free racing this read may be missed). Owner.
     var freeEstimate: Int {
-        nelems &- allocCount &+ localFreeCount &+ Swift.max(0, pointee.remoteFreeCount.load(ordering: .relaxed))
+        nelems &- allocCount &+ localFreeCount &+ pendingRemoteFrees
+    }
+
+    /// Remote frees not yet merged: the bits set in remoteBits, counted word by word (a span
+    /// has at most 16). Sequentially consistent loads, so that the count includes every
+    /// fetch-or ordered before them (the remote-free handshake, MCentral); on x86-64 they are
+    /// plain moves.
+    @inline(__always)
+    var pendingRemoteFrees: Int {
+        var n = 0
+        for w in 0..<bitmapWords { n &+= remoteWord(w).pointee.load(ordering: .sequentiallyConsistent).nonzeroBitCount }
+        return n
+    }
+
+    /// True when some remote free is not yet merged. Relaxed.
+    @inline(__always)
+    var hasPendingRemoteFrees: Bool {
+        for w in 0..<bitmapWords where remoteWord(w).pointee.load(ordering: .relaxed) != 0 { return true }
+        return false
     }
 
     /// Number of objects live right now, counting unmerged frees (slow; checks and stats).

@@ -1,7 +1,7 @@
 // SoundnessTests.swift — the races and protocol holes a review found, each replayed exactly.
 //
 //   * malloc_trim racing a remote free: reclaimAll must publish each swept span so that a
-//     freer racing it either sees the new count or is seen by the settle (MCentral).
+//     freer racing it either sees the new allocCount or is seen by the settle (MCentral).
 //   * fork while another thread is inside the first initialisation (fork_init.c).
 //   * misuse found while holding a P or an mcentral lock is reported only after they are
 //     released: a SIGABRT handler finds the allocator free, and can even allocate.
@@ -23,10 +23,11 @@ final class SoundnessTests: XCTestCase {
     // MARK: - malloc_trim racing a remote free
 
     /// reclaimAll sweeps a span on the partial list with one remote free merged (x); right
-    /// after the sweep subtracts that free from remoteFreeCount — before it stores the new
+    /// after the sweep takes that free's remoteBits word — before it stores the new
     /// allocCount — the last live object (y) is freed remotely. That freer sees the old
-    /// allocCount, so it does not settle the span; the sweeper must then see its count and
-    /// give the all-free span back to the heap, not leave it on the partial list.
+    /// allocCount (2) and one pending bit, so it does not settle the span; the sweeper must
+    /// then see y's bit and give the all-free span back to the heap, not leave it on the
+    /// partial list.
     func testTrimRacingARemoteFreeGivesTheEmptySpanBack() {
         runScenario(trimRacingRemoteFreeScenario, bug: "an all-free span was left on the partial list")
     }
@@ -79,7 +80,6 @@ final class SoundnessTests: XCTestCase {
             let i = s.objIndex(UInt(bitPattern: x))
             GoAllocator.deallocate(x)  // local: the span is this P's
             _ = s.remoteWord(i >> 6).pointee.bitwiseOr(UInt64(1) << UInt64(i & 63), ordering: .relaxed)
-            s.pointee.remoteFreeCount.add(1, ordering: .sequentiallyConsistent)
             return UInt(bitPattern: x)
         } misuse: { _ in
             GoAllocator.trim()  // uncacheSpan sweeps the span
@@ -181,13 +181,14 @@ private func trimRacingRemoteFreeScenario() -> Int32 {
           s.pointee.location.load(ordering: .relaxed) == SpanLocation.partial, s.allocCount == 2 else {
         return scenarioFail(11, "x and y are not the two objects of one span on the partial list")
     }
-    GoAllocator.deallocate(x)  // remote: counted (1 < allocCount 2: no settle)
+    GoAllocator.deallocate(x)  // remote: one pending bit (1 < allocCount 2: no settle)
 
-    // The trimming thread stops right after its sweep of s subtracts x's merged free.
-    let countAddress = withUnsafePointer(to: s.pointee.remoteFreeCount) { UInt(bitPattern: $0) }
-    let (trimmer, status) = stallThread(watching: countAddress) { GoAllocator.trim() }
+    // The trimming thread stops right after its sweep of s takes x's remoteBits word (x and
+    // y share it: 3 objects a span).
+    let wordAddress = UInt(bitPattern: s.remoteWord(s.objIndex(UInt(bitPattern: x)) >> 6))
+    let (trimmer, status) = stallThread(watching: wordAddress) { GoAllocator.trim() }
     guard let trimmer else { return status }
-    GoAllocator.deallocate(y)  // remote, sees location partial and the old allocCount 2
+    GoAllocator.deallocate(y)  // remote, sees location partial, the old allocCount 2, one bit
     trimmer.resume()
 
     if let v = GoAllocator.checkInvariants() {

@@ -265,23 +265,24 @@ final class StressTests: XCTestCase {
 
     // MARK: - Interleavings replayed with a hardware watchpoint (Replay.swift)
 
-    /// A remote free sets the object's bit in remoteBits, then counts it in remoteFreeCount.
-    /// If a sweep merges the bit in between and finds the span empty, the span must not go
-    /// back to the heap yet: the freer's count would then land in freed metadata — in
-    /// whatever span reuses it next, as a free that never happened. That span's settle then
-    /// returns it to the heap while a block in it is still live.
+    /// A remote free sets the object's bit in remoteBits (its only write), then looks at the
+    /// span's location. If a sweep merges the bit in between and finds the span empty, the
+    /// span goes back to the heap and its metadata may be reused before the freer looks: the
+    /// freer must then leave the new span alone (an earlier design counted the free after
+    /// its bit, and that count landed in the reused span as a free that never happened, whose
+    /// settle returned it to the heap with a live block).
     ///
     /// Replayed: the watchpoint on the remoteBits word stops the freeing thread (on another
     /// P) right after its write, while the main thread pushes the span out of its P's retired
     /// list (uncacheSpan sweeps it) and allocates.
-    func testRemoteFreeStalledAfterItsBitKeepsTheSpanUntilItIsCounted() {
+    func testRemoteFreeStalledAfterItsBitLeavesAReusedSpanAlone() {
         runScenario(stalledRemoteFreeScenario,
-                    bug: "a span was given back to the heap with a live block (count of a stale remote free)")
+                    bug: "a span was given back to the heap with a live block (a stale remote free acted on it)")
     }
 
     /// The stopped world (checkInvariants, fork) takes every P: it must not stop in the
-    /// middle of a remote free — counted in its P's nfree, bit set in remoteBits, not yet in
-    /// remoteFreeCount. Replayed: the freer stopped after its bit must still hold its P, so
+    /// middle of a remote free — bit set in remoteBits, not yet counted in its P's frees.
+    /// Replayed: the freer stopped after its bit must still hold its P, so
     /// the checker waits for it and then finds everything consistent.
     func testStoppedWorldWaitsForARemoteFreeInFlight() {
         runScenario({ stoppedWorldScenario(large: false) }, bug: "the world stopped in the middle of a remote free")
@@ -354,11 +355,11 @@ private func stalledRemoteFreeScenario() -> Int32 {
         more.append(p)
         if span(p) == s { break }
     }
-    // Let the freer count its free and finish.
+    // Let the freer look at the span and finish.
     freer.resume()
 
-    // Flush every cache to mcentral: a span with a stale count looks emptier than it is,
-    // and goes to the heap with live blocks.
+    // Flush every cache to mcentral: a span a stale freer acted on would go to the heap
+    // with live blocks.
     GoAllocator.trim()
     for p in more where span(p)?.pointee.state.load(ordering: .relaxed) != SpanState.inUse.rawValue {
         return scenarioFail(1, "the span of live block \(p) was given back to the heap")
