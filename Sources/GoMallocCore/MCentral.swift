@@ -19,15 +19,15 @@
 //   The remote-free handshake: a remote freer sets its object's bit in remoteBits (fetch-or,
 //   seq_cst: the free's only read-modify-write) and loads location (seq_cst). A span cached
 //   by some P needs nothing more: its owner merges the bit at its next sweep. For a span on
-//   a list the freer reads allocCount (relaxed) and counts the remote bits (seq_cst loads) to
-//   see whether the span left `full` or emptied, and only then takes the lock. Whoever sweeps
-//   a span under this lock stores its location (seq_cst) after the sweep — even when the
-//   value does not change — and then counts the remote bits (seq_cst loads) in settle. In
-//   the single total order of those seq_cst operations either the freer's location load
-//   comes after the store (then it also sees the swept allocCount and judges the span
-//   correctly), or the sweeper's loads come after the freer's fetch-or (then the sweeper sees
-//   the bit and settles the span). Two freers racing on one span: the later fetch-or's
-//   owner counts after both, so it sees the span as the other left it. A freer's bit is its
+//   a list the freer compares the span's allocBits (relaxed) with its remote bits (seq_cst
+//   loads) to see whether the span left `full` or emptied, and only then takes the lock.
+//   Whoever sweeps a span under this lock stores its location (seq_cst) after the sweep —
+//   even when the value does not change — and then reads the remote bits (seq_cst loads) in
+//   settle. In the single total order of those seq_cst operations either the freer's
+//   location load comes after the store (then it also sees the swept allocBits and judges
+//   the span correctly), or the sweeper's loads come after the freer's fetch-or (then the
+//   sweeper sees the bit and settles the span). Two freers racing on one span: the later
+//   fetch-or's owner reads after both, so it sees the span as the other left it. A freer's bit is its
 //   only write, done while its object is live, so a freer that is slow to look at location
 //   afterwards can only read a span that was freed or reused meanwhile, never write one;
 //   settle re-checks everything under the lock.
@@ -106,8 +106,7 @@ extension UnsafeMutablePointer where Pointee == MCentral {
     func noteRemoteFree(_ s: UnsafeMutablePointer<MSpan>, heap: UnsafeMutablePointer<MHeap>) {
         let loc = s.pointee.location.load(ordering: .sequentiallyConsistent)
         if loc == SpanLocation.full
-            || (loc == SpanLocation.partial
-                && s.pendingRemoteFrees >= s.allocCount) {
+            || (loc == SpanLocation.partial && s.allObjectsFreedRemotely) {
             pointee.lock.lock()
             let toHeap = settleLocked(s)
             pointee.lock.unlock()
@@ -168,13 +167,12 @@ extension UnsafeMutablePointer where Pointee == MCentral {
         // The span may have been cached or freed (and even reused) since the caller looked.
         guard s.spanClass == pointee.spanClass,
               loc == SpanLocation.partial || loc == SpanLocation.full else { return false }
-        let pending = s.pendingRemoteFrees
-        if s.allocCount &- pending <= 0 {
+        if s.allObjectsFreedRemotely {
             if loc == SpanLocation.full { lists.pointee.full.remove(s) } else { lists.pointee.partial.remove(s) }
             s.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)
             return true
         }
-        if loc == SpanLocation.full && pending > 0 {
+        if loc == SpanLocation.full && s.hasPendingRemoteFrees {
             lists.pointee.full.remove(s)
             s.pointee.location.store(SpanLocation.partial, ordering: .sequentiallyConsistent)
             lists.pointee.partial.pushBack(s)

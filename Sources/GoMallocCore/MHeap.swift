@@ -253,8 +253,8 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         s.freeIndex = 0
         s.allocCount = 0
         s.pointee.location.store(SpanLocation.none, ordering: .relaxed)
-        s.pointee.nelemsWord = UInt32(nelems)
-        s.pointee.bitmapWordsWord = UInt16(words)
+        s.pointee.nelemsWord = UInt16(nelems)
+        s.pointee.bitmapWordsWord = UInt8(words)
         if c != 0 {
             s.pointee.elemSizeWord = pointee.sizeClasses.classToSize[c]
             s.pointee.divMul = pointee.sizeClasses.classToDivMul[c]

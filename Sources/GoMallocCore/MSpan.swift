@@ -29,8 +29,8 @@
 //       mcache[p].retired[spanClass]; partial/full
 //       only while it sits on that list of its mcentral.
 //   I7. A remote free is its bit: setting it (one fetch-or) is the whole record, with no
-//       count beside it; whoever needs the number of unmerged remote frees counts the bits
-//       (pendingRemoteFrees), so no count can lag its bits or land in a span reused since.
+//       count beside it; whoever needs to know reads the bits (allObjectsFreedRemotely,
+//       pendingRemoteFrees), so no count can lag its bits or land in a span reused since.
 // Concurrency: fields are tagged. "Owner" = the P whose mcache holds the span (its holder
 //   thread), or the mcentral lock while the span is on a central list. A field that another
 //   thread reads while the owner may write it is an Atomic (or, for the bitmap words, read
@@ -84,69 +84,77 @@ struct AtomicWords {
 }
 
 struct MSpan: ~Copyable {
-    // MARK: - Line 0: everything the malloc and free fast paths read (64 bytes)
-    //
-    // Span metadata blocks are 64-byte aligned (MHeap.spanAllocs), so these fields share one
-    // cache line; a free of an object of 128 bytes or more finds its bitmap words in the next
-    // line (they follow the struct), smaller objects' a few lines on.
+    // Span metadata blocks are 64-byte aligned (MHeap.spanAllocs). Line 0 holds what only
+    // the owner's slow paths, malloc's scan and the lists use; line 1 everything a free
+    // reads, local or remote, in 40 bytes, and the bitmaps right behind it: a span with one
+    // word per bitmap (64 objects or fewer: every class of 128 bytes and up in one page) has
+    // all three in line 1, so that any free of it — the owner's, another P's, one into a span
+    // on a central list — reads two lines: the page map's and this one. With two words per
+    // bitmap freeBits still ends line 1. A malloc's span is its P's current one, hot in any
+    // case: its allocCache sits in line 0. LayoutTests pins the offsets.
 
+    // MARK: - Line 0: colder fields (64 bytes)
+
+    var npages: Int
+    /// Central list links (mcentral lock), or the retired list's (owner).
+    var next: UnsafeMutablePointer<MSpan>?
+    var prev: UnsafeMutablePointer<MSpan>?
     /// Complement of allocBits starting at freeIndex; ctz finds the next free object. Owner.
     var allocCache: UInt64
-    /// Objects below freeIndex are allocated; the scan resumes here. Owner writes (release);
-    /// other threads validating a free read it (acquire) before the bitmaps: a legitimate
-    /// free is ordered after its malloc by the program, and any later index it may read was
-    /// stored after the sweep that moved its object into allocBits, so it sees the object
-    /// allocated either way (on x86-64 and AArch64 alike).
-    let freeIndexWord: Atomic<Int>
+    /// True when some object may hold old data (calloc must clear it). Owner.
+    var needzero: Bool
+    /// Fills line 0, so that line 1 starts at offset 64.
+    private var padding: (UInt64, UInt64, UInt64)
+
+    // MARK: - Line 1: everything any free reads (40 bytes), then the bitmaps
+
     /// First byte of the span. Immutable while in use.
     var startAddr: UInt
     /// SpanLocation. Atomic: written under the mcentral lock, read by remote freers (seq_cst).
     let location: Atomic<UInt>
-    /// Objects allocated as of the last sweep plus those handed out since. Owner writes;
-    /// remote freers read it (relaxed) after their sequentially consistent load of
-    /// `location`, which is stored after every change that matters to them (MCentral).
-    let allocCountWord: Atomic<Int>
-    /// Number of objects in the span (at most 1024). Immutable while in use.
-    var nelemsWord: UInt32
+    /// Objects below freeIndex are allocated; the scan resumes here. Owner writes (release);
+    /// other threads validating a free read it (acquire) before the bitmaps: a legitimate
+    /// free is ordered after its malloc by the program, and any later index it may read was
+    /// stored after the sweep that moved its object into allocBits, so it sees the object
+    /// allocated either way (on x86-64 and AArch64 alike). At most nelems (1024).
+    let freeIndexWord: Atomic<UInt32>
     /// Object size of a small span; 0 for a large one, whose size follows its pages (see
     /// `elemSize`). Immutable while in use.
     var elemSizeWord: UInt32
     /// Go 1.17's divMagic: index = (offset * divMul) >> 32; 0 for large spans. Immutable
     /// while in use.
     var divMul: UInt32
-    /// Words per bitmap (1, 2, 4, 8, 16; 0 for a large span). Immutable while in use.
-    var bitmapWordsWord: UInt16
-    /// SpanClass.raw. Written when the span is set up (heap lock); read by remote freers that
-    /// may hold a stale pointer (relaxed, after an acquiring load of `location` or `state`).
-    let spanClassWord: Atomic<UInt8>
-    /// True when some object may hold old data (calloc must clear it). Owner.
-    var needzero: Bool
-    /// The size class (spanClass >> 1), for the owner's fast paths: one byte load, no
-    /// atomic. Written with spanClassWord at set-up; read only by a thread that owns the span
-    /// (remote freers, who may hold a stale pointer, read spanClassWord).
-    var sizeClassByte: UInt8
     /// SpanState. Atomic: written under the heap lock (release), read with acquire (every
     /// free's validation checks it); large spans CAS inUse -> free in free() to catch double
     /// frees without a lock.
     let state: Atomic<UInt32>
+    /// Number of objects in the span (at most 1024). Immutable while in use.
+    var nelemsWord: UInt16
+    /// Objects allocated as of the last sweep plus those handed out since (at most 1024).
+    /// Owner writes; remote freers read it (relaxed) after their sequentially consistent load
+    /// of `location`, which is stored after every change that matters to them (MCentral).
+    let allocCountWord: Atomic<UInt16>
+    /// Words per bitmap (1, 2, 4, 8, 16; 0 for a large span). Immutable while in use.
+    var bitmapWordsWord: UInt8
+    /// The size class (spanClass >> 1), for the owner's fast paths: one byte load, no
+    /// atomic. Written with spanClassWord at set-up; read only by a thread that owns the span
+    /// (remote freers, who may hold a stale pointer, read spanClassWord).
+    var sizeClassByte: UInt8
+    /// SpanClass.raw. Written when the span is set up (heap lock); read by remote freers that
+    /// may hold a stale pointer (relaxed, after an acquiring load of `location` or `state`).
+    let spanClassWord: Atomic<UInt8>
 
-    // MARK: - Line 1: colder fields, then (right after the struct) the bitmaps
-
-    var npages: Int
-    /// Central list links (mcentral lock), or the retired list's (owner).
-    var next: UnsafeMutablePointer<MSpan>?
-    var prev: UnsafeMutablePointer<MSpan>?
-
-    // The bitmaps of a small span follow the struct in the same block, at bitmapOffset:
-    // freeBits, allocBits, remoteBits, bitmapWords words each (owner writes freeBits and
-    // allocBits, anyone reads them through AtomicWords; remoteBits take fetch-or and exchange).
+    // The bitmaps of a small span follow the struct in the same block, at bitmapOffset
+    // (104: line 1's last 24 bytes): freeBits, allocBits, remoteBits, bitmapWords words each
+    // (owner writes freeBits and allocBits, anyone reads them through AtomicWords; remoteBits
+    // take fetch-or and exchange).
 
     /// A span with every field zero (the dummy spans; FixAlloc memory is the same bytes).
     init() {
         allocCache = 0; freeIndexWord = Atomic(0); startAddr = 0; location = Atomic(SpanLocation.none)
         allocCountWord = Atomic(0); nelemsWord = 0; elemSizeWord = 0; divMul = 0
         bitmapWordsWord = 0; spanClassWord = Atomic(0); needzero = false; sizeClassByte = 0
-        npages = 0; next = nil; prev = nil
+        npages = 0; next = nil; prev = nil; padding = (0, 0, 0)
         state = Atomic(SpanState.free.rawValue)
     }
 
@@ -212,19 +220,19 @@ extension UnsafeMutablePointer where Pointee == MSpan {
     /// freeIndex as its owner reads it (relaxed) and stores it (release; see
     /// MSpan.freeIndexWord). Other threads use `publishedFreeIndex`.
     var freeIndex: Int {
-        @inline(__always) get { pointee.freeIndexWord.load(ordering: .relaxed) }
-        @inline(__always) nonmutating set { pointee.freeIndexWord.store(newValue, ordering: .releasing) }
+        @inline(__always) get { Int(pointee.freeIndexWord.load(ordering: .relaxed)) }
+        @inline(__always) nonmutating set { pointee.freeIndexWord.store(UInt32(truncatingIfNeeded: newValue), ordering: .releasing) }
     }
 
     /// freeIndex for a thread that does not own the span (acquire): what it then reads of
     /// the bitmaps is at least as new as the index.
     @inline(__always)
-    var publishedFreeIndex: Int { pointee.freeIndexWord.load(ordering: .acquiring) }
+    var publishedFreeIndex: Int { Int(pointee.freeIndexWord.load(ordering: .acquiring)) }
 
     /// allocCount (relaxed; see MSpan.allocCountWord).
     var allocCount: Int {
-        @inline(__always) get { pointee.allocCountWord.load(ordering: .relaxed) }
-        @inline(__always) nonmutating set { pointee.allocCountWord.store(newValue, ordering: .relaxed) }
+        @inline(__always) get { Int(pointee.allocCountWord.load(ordering: .relaxed)) }
+        @inline(__always) nonmutating set { pointee.allocCountWord.store(UInt16(truncatingIfNeeded: newValue), ordering: .relaxed) }
     }
 
     var spanClass: SpanClass {
@@ -387,6 +395,23 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         var n = 0
         for w in 0..<bitmapWords { n &+= remoteWord(w).pointee.load(ordering: .sequentiallyConsistent).nonzeroBitCount }
         return n
+    }
+
+    /// True when every object of a swept span on a central list has been freed remotely
+    /// since (allocBits within nelems all covered by remoteBits): the span can go to the
+    /// heap. On a central list nobody allocates from the span or frees into its freeBits, so
+    /// allocBits is exact and stable; a remote freer reads it after its sequentially
+    /// consistent load of `location` (MCentral's handshake). The scan stops at the first word
+    /// with a live object, so a span far from empty costs one word — no population count,
+    /// which baseline x86-64 has no instruction for.
+    @inline(__always)
+    var allObjectsFreedRemotely: Bool {
+        let n = nelems
+        for w in 0..<bitmapWords {
+            let live = allocBits[w] & ~remoteWord(w).pointee.load(ordering: .sequentiallyConsistent)
+            if live & ~MSpan.tailMask(word: w, nelems: n) != 0 { return false }
+        }
+        return true
     }
 
     /// True when some remote free is not yet merged. Relaxed.

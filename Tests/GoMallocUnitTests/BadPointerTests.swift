@@ -26,6 +26,10 @@ final class BadPointerTests: XCTestCase {
     /// Freed objects sit on the P's recent-free stack until reused: a second free of one
     /// still there, with others freed after it, is caught (its freeBits bit is set).
     func testDoubleFreeOfAnObjectOnTheRecentFreeStack() throws {
+        // The stack is the P's, and under rseq that is the CPU's: stay on one CPU from the
+        // first malloc (q's span must be this P's) to the last.
+        let pin = try CPUPin()
+        defer { pin.restore() }
         let p = try XCTUnwrap(GoAllocator.allocate(byteCount: 48, alignment: 8))
         let q = try XCTUnwrap(GoAllocator.allocate(byteCount: 48, alignment: 8))
         expectAbort("gomalloc: free(): double free \(hex(p))") {
@@ -33,10 +37,7 @@ final class BadPointerTests: XCTestCase {
             GoAllocator.deallocate(q)
             GoAllocator.deallocate(p)
         }
-        // And reused from the stack, then freed once more: a normal free. The stack is the
-        // P's, and under rseq that is the CPU's: stay on one CPU from free to malloc.
-        let pin = try CPUPin()
-        defer { pin.restore() }
+        // And reused from the stack, then freed once more: a normal free.
         GoAllocator.deallocate(q)
         let r = try XCTUnwrap(GoAllocator.allocate(byteCount: 48, alignment: 8))
         XCTAssertEqual(r, q)

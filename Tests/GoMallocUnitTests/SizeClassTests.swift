@@ -127,20 +127,32 @@ final class LayoutTests: XCTestCase {
         XCTAssertEqual(pSlotStride % 128, 0)
     }
 
-    /// What the malloc and free fast paths read of a span sits in its first cache line, and
-    /// span metadata blocks keep 64-byte alignment.
-    func testSpanHotFieldsShareTheFirstCacheLine() {
-        // Fields are laid out in declaration order; line 0 ends with needzero, the size class and state.
+    /// What any free reads of a span sits in its second cache line (line 1), followed there
+    /// by the bitmaps: all three for one word per bitmap (64 objects or fewer), freeBits for
+    /// two. Span metadata blocks keep 64-byte alignment.
+    func testEverythingAFreeReadsSharesOneLineOfItsSpan() {
+        // Fields are laid out in declaration order (MSpan.swift).
         let span = UnsafeMutablePointer<MSpan>.allocate(capacity: 1)
         span.initialize(to: MSpan())
         defer { span.deinitialize(count: 1); span.deallocate() }
         func offset(_ address: UnsafeRawPointer) -> Int { address - UnsafeRawPointer(span) }
-        XCTAssertLessThan(withUnsafePointer(to: &span.pointee.needzero) { offset($0) }, 64)
-        XCTAssertLessThan(withUnsafePointer(to: span.pointee.spanClassWord) { offset($0) }, 64)
-        XCTAssertLessThan(withUnsafePointer(to: span.pointee.state) { offset($0) }, 64)
-        XCTAssertLessThan(withUnsafePointer(to: &span.pointee.sizeClassByte) { offset($0) }, 64)
-        XCTAssertGreaterThanOrEqual(withUnsafePointer(to: &span.pointee.npages) { offset($0) }, 56)
-        XCTAssertLessThanOrEqual(MSpan.bitmapOffset, 128 - 24, "a one-word span's bitmaps end within its second line")
+        let line1 = [
+            withUnsafePointer(to: &span.pointee.startAddr) { offset($0) },
+            withUnsafePointer(to: span.pointee.location) { offset($0) },
+            withUnsafePointer(to: span.pointee.freeIndexWord) { offset($0) },
+            withUnsafePointer(to: &span.pointee.elemSizeWord) { offset($0) },
+            withUnsafePointer(to: &span.pointee.divMul) { offset($0) },
+            withUnsafePointer(to: span.pointee.state) { offset($0) },
+            withUnsafePointer(to: &span.pointee.nelemsWord) { offset($0) },
+            withUnsafePointer(to: span.pointee.allocCountWord) { offset($0) },
+            withUnsafePointer(to: &span.pointee.bitmapWordsWord) { offset($0) },
+            withUnsafePointer(to: &span.pointee.sizeClassByte) { offset($0) },
+            withUnsafePointer(to: span.pointee.spanClassWord) { offset($0) },
+        ]
+        for o in line1 { XCTAssertEqual(o / 64, 1, "a field the free paths read is at \(o), outside line 1") }
+        XCTAssertEqual(withUnsafePointer(to: &span.pointee.npages) { offset($0) }, 0)
+        XCTAssertLessThanOrEqual(MemoryLayout<MSpan>.size, 104)
+        XCTAssertEqual(MSpan.bitmapOffset, 104, "one-word bitmaps (3 x 8 bytes) end line 1")
         for words in [0, 1, 2, 4, 8, 16] {
             XCTAssertEqual(MSpan.blockBytes(words: words) % 64, 0)
             XCTAssertGreaterThanOrEqual(MSpan.blockBytes(words: words), MSpan.bitmapOffset + 24 * words)
