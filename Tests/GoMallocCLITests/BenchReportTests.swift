@@ -136,6 +136,28 @@ final class BenchReportTests: XCTestCase {
         XCTAssertEqual(cells(try line(renderTable(report), startingWith: "geometric mean"), allocators: 3).columns.last, "-     -")
     }
 
+    /// With callgrind's cache simulation, D1 misses and instructions per cold free follow
+    /// the pair rows, one row per size; an allocator without figures gets a dash.
+    func testTableColdFreeMisses() throws {
+        var report = sampleReport()
+        report.fastPath.coldFreeObjects = 100_000
+        for i in report.fastPath.results.indices where report.fastPath.results[i].allocator != "glibc" {
+            report.fastPath.results[i].d1MissesPerColdFree = report.fastPath.results[i].size == 16 ? 1.125 : 2.5
+            report.fastPath.results[i].instructionsPerColdFree = 140.4
+        }
+        let table = renderTable(report)
+        XCTAssertTrue(table.contains(
+            "D1 misses (and instructions) per free of a cold object, 100000 freed shuffled (callgrind --cache-sim)\n"))
+        XCTAssertEqual(cells(try line(table, startingWith: "cold free 16 B"), allocators: 3).columns,
+                       ["-", "1.12 (140)", "1.12 (140)"])
+        XCTAssertEqual(cells(try line(table, startingWith: "cold free 256 B"), allocators: 3).columns,
+                       ["-", "2.50 (140)", "2.50 (140)"])
+        // And they survive the JSON round trip.
+        let decoded = try JSONDecoder().decode(ReportJSON.self, from: try JSONEncoder().encode(report))
+        XCTAssertEqual(decoded.fastPath.coldFreeObjects, 100_000)
+        XCTAssertEqual(decoded.fastPath.results.compactMap(\.d1MissesPerColdFree), [1.125, 1.125, 2.5, 2.5])
+    }
+
     func testTableFastPathAndSkipped() throws {
         let table = renderTable(sampleReport())
         XCTAssertTrue(table.contains("instructions per malloc+free pair, warm loop (callgrind); x = ratio to the leanest\n"))
@@ -143,6 +165,8 @@ final class BenchReportTests: XCTestCase {
                        ["152 2.00x", "76 1.00x", "95 1.25x"])
         XCTAssertEqual(cells(try line(table, startingWith: "malloc+free 256 B"), allocators: 3).columns,
                        ["160 1.60x", "100 1.00x", "120 1.20x"])
+        // No cold-free figures in the sample: no cold-free block.
+        XCTAssertFalse(table.contains("cold free"))
         XCTAssertTrue(table.contains(
             "\nskipped jemalloc: libjemalloc.so.2 not found (Debian package libjemalloc2) (install: apt-get install -y libjemalloc2)\n"))
         XCTAssertTrue(table.contains("skipped workload sqlite-index: cc failed for sqlite-index.c: no sqlite3.h\n"))

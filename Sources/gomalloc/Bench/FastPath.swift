@@ -1,5 +1,7 @@
 // FastPath.swift: instructions per malloc+free pair for `gomalloc bench`, counted with
-// valgrind's callgrind (or `perf stat`) from two loop lengths so start-up cost cancels.
+// valgrind's callgrind (or `perf stat`) from two loop lengths so start-up cost cancels; with
+// callgrind also the data-cache misses of freeing cold objects (pair-cost's cold mode under
+// the cache simulation: what a free reads and writes that is not in L1).
 
 import Foundation
 
@@ -72,8 +74,21 @@ extension BenchRunner {
                     } catch { problem = "\(error)" }
                 }
                 if let perPair {
-                    entries.append(FastPathEntryJSON(allocator: a.name, size: size, instructionsPerPair: perPair))
-                    say("fast path: \(a.name.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(format: "%4d", size)) B  \(String(format: "%7.1f", perPair)) instructions per pair")
+                    var entry = FastPathEntryJSON(allocator: a.name, size: size, instructionsPerPair: perPair)
+                    var cold = ""
+                    if let valgrind {
+                        do {
+                            let c = try coldFreeCounts(valgrind: valgrind, exe: exe, size: size, allocator: a, scratch: scratch)
+                            entry.d1MissesPerColdFree = c.d1Misses
+                            entry.instructionsPerColdFree = c.instructions
+                            cold = String(format: ", cold free: %.2f D1 misses, %.0f instructions", c.d1Misses, c.instructions)
+                        } catch {
+                            errors.append("\(a.name) \(size) B cold free: \(error)")
+                            cold = ", cold free FAILED: \(error)"
+                        }
+                    }
+                    entries.append(entry)
+                    say("fast path: \(a.name.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(format: "%4d", size)) B  \(String(format: "%7.1f", perPair)) instructions per pair\(cold)")
                 } else {
                     say("fast path: \(a.name) \(size) B FAILED: \(problem ?? "?")")
                     errors.append("\(a.name) \(size) B: \(problem ?? "?")")
@@ -86,7 +101,8 @@ extension BenchRunner {
                 if let lean { entries[i].ratioToLeanest = entries[i].instructionsPerPair / lean }
             }
         }
-        return FastPathJSON(tool: tool, skipped: nil, results: entries, errors: errors.isEmpty ? nil : errors)
+        return FastPathJSON(tool: tool, skipped: nil, results: entries, errors: errors.isEmpty ? nil : errors,
+                            coldFreeObjects: valgrind != nil ? coldFreeObjects : nil)
     }
 
     /// A copy of `library` without debug sections (objcopy or strip), in the scratch dir.
@@ -101,6 +117,55 @@ extension BenchRunner {
             }
         }
         throw SpawnError(description: "valgrind cannot read the debug info of \(library), and objcopy/strip could not remove it")
+    }
+
+    /// Objects freed by the cold-free measurement (fewer in smoke mode).
+    var coldFreeObjects: Int { config.mode == .smoke ? 10_000 : 100_000 }
+
+    /// Runs pair-cost's cold mode under callgrind's cache simulation (debug info stripped,
+    /// which the simulation does not need); returns D1 misses (reads + writes) and
+    /// instructions per free, from the profile of cold_free_loop alone.
+    func coldFreeCounts(valgrind: String, exe: String, size: Int, allocator a: AllocatorInfo, scratch: URL) throws
+        -> (d1Misses: Double, instructions: Double)
+    {
+        var stripped = a
+        if let library = a.library { stripped.library = try strippedCopy(of: library, scratch: scratch) }
+        let dir = scratch.appendingPathComponent("cachesim-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let outBase = dir.appendingPathComponent("cg.out")
+        let n = coldFreeObjects
+        let o = try spawnAndWait(
+            valgrind,
+            [
+                "--tool=callgrind", "--cache-sim=yes", "--callgrind-out-file=\(outBase.path)",
+                "--dump-before=cold_free_loop", "--dump-after=cold_free_loop",
+                exe, "size=\(size)", "cold=\(n)",
+            ],
+            environment: environment(for: stripped), stdoutPath: dir.appendingPathComponent("stdout").path,
+            stderrPath: dir.appendingPathComponent("stderr").path, timeout: 300)
+        guard o.ok else { throw SpawnError(description: describeFailure(o, stderrPath: dir.appendingPathComponent("stderr").path)) }
+        for file in try FileManager.default.contentsOfDirectory(atPath: dir.path) where file.hasPrefix("cg.out") {
+            let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
+            guard text.contains("--dump-after=cold_free_loop") else { continue }
+            var events: [Substring] = []
+            var totals: [Double] = []
+            for line in text.split(separator: "\n") {
+                if line.hasPrefix("events:") { events = line.split(separator: " ").dropFirst().map { $0 } }
+                if line.hasPrefix("summary:") || line.hasPrefix("totals:") {
+                    totals = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+                }
+            }
+            func value(_ name: String) -> Double? {
+                guard let i = events.firstIndex(of: Substring(name)) else { return nil }
+                return i < totals.count ? totals[i] : 0  // trailing zero counts are omitted
+            }
+            guard let ir = value("Ir"), let d1r = value("D1mr"), let d1w = value("D1mw") else {
+                throw SpawnError(description: "callgrind's profile has no cache events")
+            }
+            return ((d1r + d1w) / Double(n), ir / Double(n))
+        }
+        throw SpawnError(description: "callgrind wrote no profile for cold_free_loop")
     }
 
     /// Runs pair-cost under callgrind with one profile dumped before the short loop, one

@@ -37,8 +37,11 @@
 //     "tool": "callgrind" | "perf",               // absent when skipped
 //     "skipped": "reason",                        // only when not measured
 //     "results": [ { "allocator": "jemalloc", "size": 16, "instructionsPerPair": 76.2,
-//                    "ratioToLeanest": 1.0 } ],   // leanest = fewest instructions, that size
-//     "errors": [ "gomalloc 16 B: ..." ]          // only when some measurement failed
+//                    "ratioToLeanest": 1.0,       // leanest = fewest instructions, that size
+//                    "d1MissesPerColdFree": 1.3,  // callgrind only: freeing 100,000 cold
+//                    "instructionsPerColdFree": 111 } ],  // objects of that size, shuffled
+//     "errors": [ "gomalloc 16 B: ..." ],         // only when some measurement failed
+//     "coldFreeObjects": 100000                   // callgrind only
 //   }
 // }
 
@@ -107,6 +110,11 @@ struct FastPathEntryJSON: Codable {
     var size: Int
     var instructionsPerPair: Double
     var ratioToLeanest: Double?
+    /// Data-cache (D1) read and write misses per free of a cold object (pair-cost's cold
+    /// mode under callgrind's cache simulation); nil when not measured (perf, or it failed).
+    var d1MissesPerColdFree: Double? = nil
+    /// Instructions per free of a cold object, from the same run.
+    var instructionsPerColdFree: Double? = nil
 }
 
 struct FastPathJSON: Codable {
@@ -114,6 +122,8 @@ struct FastPathJSON: Codable {
     var skipped: String?
     var results: [FastPathEntryJSON]
     var errors: [String]?
+    /// Objects freed, shuffled, by the cold-free measurement (callgrind only).
+    var coldFreeObjects: Int? = nil
 }
 
 struct ReportJSON: Codable {

@@ -98,6 +98,23 @@ func renderTable(_ report: ReportJSON) -> String {
             }
             s += line + "\n"
         }
+        if report.fastPath.results.contains(where: { $0.d1MissesPerColdFree != nil }) {
+            s += "\n" + "".rightPad(nameWidth)
+                + "D1 misses (and instructions) per free of a cold object, \(report.fastPath.coldFreeObjects ?? 0) freed shuffled (callgrind --cache-sim)\n"
+            for size in [16, 256] {
+                var line = "cold free \(size) B".rightPad(nameWidth)
+                for a in allocs {
+                    if let e = report.fastPath.results.first(where: { $0.allocator == a && $0.size == size }),
+                       let d1 = e.d1MissesPerColdFree {
+                        let ir = e.instructionsPerColdFree.map { String(format: "%.0f", $0) } ?? "-"
+                        line += "\(String(format: "%.2f", d1).leftPad(5)) (\(ir))".rightPad(col)
+                    } else {
+                        line += "-".rightPad(col)
+                    }
+                }
+                s += line + "\n"
+            }
+        }
     } else if let why = report.fastPath.skipped {
         s += "\nmalloc+free pair cost: not measured (\(why))\n"
     }
