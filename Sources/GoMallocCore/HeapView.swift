@@ -84,7 +84,7 @@ package func takeHeapView(mapPages: Int) -> HeapView {
             r.totalObjects += s.nelems
             r.liveObjects += s.liveObjectsSlow()
             let loc = s.pointee.location.load(ordering: .relaxed)
-            if loc == SpanLocation.partial { r.partial += 1 }
+            if loc == SpanLocation.partial || loc == SpanLocation.empty { r.partial += 1 }
             else if loc == SpanLocation.full { r.full += 1 }
             else if retired.contains(UInt(bitPattern: s)) { r.retired += 1 }
             else { r.allocating += 1 }

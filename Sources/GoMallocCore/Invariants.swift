@@ -56,7 +56,7 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
             } else {
                 liveSmallBytes &+= UInt64(s.liveObjectsSlow() &* s.elemSize)
                 let loc = s.pointee.location.load(ordering: .relaxed)
-                if loc == SpanLocation.partial || loc == SpanLocation.full { listed &+= 1 }
+                if loc == SpanLocation.partial || loc == SpanLocation.full || loc == SpanLocation.empty { listed &+= 1 }
             }
         }
     }
@@ -76,26 +76,32 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
         for which in 0..<2 {
             var s = which == 0 ? c.lists.pointee.partial.first : c.lists.pointee.full.first
             var n = 0
+            var empties = 0
             let want = which == 0 ? SpanLocation.partial : SpanLocation.full
             while let span = s {
                 if span.spanClass.raw != UInt8(i) {
                     return InvariantViolation(message: "MCentral.I1: span on the wrong central", address: span.pointee.startAddr)
                 }
-                if span.pointee.location.load(ordering: .relaxed) != want {
+                let loc = span.pointee.location.load(ordering: .relaxed)
+                if loc != want && !(which == 0 && loc == SpanLocation.empty) {
                     return InvariantViolation(message: "MCentral.I1: span location does not match its list", address: span.pointee.startAddr)
                 }
                 if which == 1 && span.allocCount < span.nelems {
                     return InvariantViolation(message: "MCentral.I2: span on the full list has a free object", address: span.pointee.startAddr)
                 }
-                if span.liveObjectsSlow() == 0 {
-                    return InvariantViolation(message: "MCentral.I3: empty span left on a central list", address: span.pointee.startAddr)
+                if (span.liveObjectsSlow() == 0) != (loc == SpanLocation.empty) {
+                    return InvariantViolation(message: "MCentral.I3: an empty span outside the reserve, or a reserved span with live objects", address: span.pointee.startAddr)
                 }
+                if loc == SpanLocation.empty { empties &+= 1 }
                 n &+= 1
                 s = span.pointee.next
             }
             let count = which == 0 ? c.lists.pointee.partial.count : c.lists.pointee.full.count
             if n != count {
                 return InvariantViolation(message: "MCentral: list count differs from its length", address: UInt(n))
+            }
+            if which == 0 && (empties != c.lists.pointee.emptyCount || empties > MCentral.emptyReserve) {
+                return InvariantViolation(message: "MCentral.I3: reserve of emptied spans miscounted or over its bound", address: UInt(empties))
             }
             onLists &+= n
         }

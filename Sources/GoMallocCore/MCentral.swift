@@ -10,8 +10,10 @@
 //       partial / full to match; no span is on both lists or in a cache at the same time.
 //   I2. A span on `full` had no free object at its last sweep and no remote free since
 //       (remoteBits all zero) — up to frees racing this very moment, which notify.
-//   I3. A span whose objects are all free is never left on a list: it goes to the heap —
-//       up to a remote free racing this very moment, whose notification gives it back.
+//   I3. A span whose objects are all free goes to the heap, except for at most
+//       `emptyReserve` of them kept at the front of `partial` (counted in `emptyCount`) for
+//       the next cacheSpan — up to a remote free racing this very moment, whose
+//       notification settles it. malloc_trim (reclaimAll) gives the reserve back.
 // Concurrency: `lock` guards both lists and every span on them (their bitmaps and counts).
 //   Lock order: P < mcentral < mheap; never two mcentrals at once. The methods are on
 //   `UnsafeMutablePointer<MCentral>` and touch one stored field at a time: `lock` is read by
@@ -48,6 +50,13 @@ struct MCentral: ~Copyable {
 
     /// Where the lists sit in an mcentral's slot (MHeap.centralStride bytes).
     static let listsOffset = 64
+
+    /// Emptied spans an mcentral keeps for reuse instead of giving them to the heap. When
+    /// threads hand objects to each other (batch-handoff, larson), spans empty by remote
+    /// frees and the owner asks for a new one moments later: without a reserve each such
+    /// cycle went through the heap lock, the page allocator's summaries and the span
+    /// fixalloc (a fifth of batch-handoff's samples at 870a3d5).
+    static let emptyReserve = 2
 }
 
 /// The span lists of an mcentral. Guarded by: its lock.
@@ -56,6 +65,9 @@ struct CentralLists {
     var partial = SpanList()
     /// Spans with none.
     var full = SpanList()
+    /// Spans on `partial` (pushed at its front) whose objects have all been freed, location
+    /// empty (I3).
+    var emptyCount = 0
 }
 
 extension UnsafeMutablePointer where Pointee == MCentral {
@@ -70,6 +82,7 @@ extension UnsafeMutablePointer where Pointee == MCentral {
     func cacheSpan(heap: UnsafeMutablePointer<MHeap>, p: UnsafeMutablePointer<PSlot>) -> UnsafeMutablePointer<MSpan>? {
         pointee.lock.lock()
         while let s = lists.pointee.partial.popFront() {
+            if s.pointee.location.load(ordering: .relaxed) == SpanLocation.empty { lists.pointee.emptyCount &-= 1 }
             _ = s.sweep()
             if s.allocCount < s.nelems {
                 // Publishes the sweep to remote freers: from now on they see cached(p).
@@ -122,8 +135,10 @@ extension UnsafeMutablePointer where Pointee == MCentral {
         var n = lists.pointee.partial.count
         while n > 0, let s = lists.pointee.partial.popFront() {
             n &-= 1
+            // The reserve goes back too.
+            if s.pointee.location.load(ordering: .relaxed) == SpanLocation.empty { lists.pointee.emptyCount &-= 1 }
             _ = s.sweep()
-            if placeSweptLocked(s) { heap.freeSpan(s) }
+            if placeSweptLocked(s, reserve: false) { heap.freeSpan(s) }
         }
         var s = lists.pointee.full.first
         while let span = s {
@@ -133,7 +148,7 @@ extension UnsafeMutablePointer where Pointee == MCentral {
             if !span.hasPendingRemoteFrees { continue }
             lists.pointee.full.remove(span)
             _ = span.sweep()
-            if placeSweptLocked(span) { heap.freeSpan(span) }
+            if placeSweptLocked(span, reserve: false) { heap.freeSpan(span) }
         }
         pointee.lock.unlock()
     }
@@ -145,7 +160,7 @@ extension UnsafeMutablePointer where Pointee == MCentral {
     /// caller gives it to the heap (no remote free can be on its way: none is live). The location store (seq_cst, even
     /// when the span goes back to the list it came from) and the settle that follows are the
     /// sweeper's half of the remote-free handshake (see Concurrency).
-    private func placeSweptLocked(_ s: UnsafeMutablePointer<MSpan>) -> Bool {
+    private func placeSweptLocked(_ s: UnsafeMutablePointer<MSpan>, reserve: Bool = true) -> Bool {
         if s.allocCount == 0 {
             s.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)
             return true
@@ -157,18 +172,26 @@ extension UnsafeMutablePointer where Pointee == MCentral {
             s.pointee.location.store(SpanLocation.partial, ordering: .sequentiallyConsistent)
             lists.pointee.partial.pushBack(s)
         }
-        return settleLocked(s)
+        return settleLocked(s, reserve: reserve)
     }
 
     /// With `lock` held: move a full span that gained frees to partial; take a span with no
     /// live objects off its list (location none) and return true: the caller frees it.
-    private func settleLocked(_ s: UnsafeMutablePointer<MSpan>) -> Bool {
+    /// `reserve`: an emptied span may be kept in the reserve (not for malloc_trim).
+    private func settleLocked(_ s: UnsafeMutablePointer<MSpan>, reserve: Bool = true) -> Bool {
         let loc = s.pointee.location.load(ordering: .sequentiallyConsistent)
         // The span may have been cached or freed (and even reused) since the caller looked.
         guard s.spanClass == pointee.spanClass,
               loc == SpanLocation.partial || loc == SpanLocation.full else { return false }
         if s.allObjectsFreedRemotely {
             if loc == SpanLocation.full { lists.pointee.full.remove(s) } else { lists.pointee.partial.remove(s) }
+            if reserve && lists.pointee.emptyCount < MCentral.emptyReserve {
+                // Kept for the next cacheSpan, which sweeps it (its bits stay set until then).
+                s.pointee.location.store(SpanLocation.empty, ordering: .sequentiallyConsistent)
+                lists.pointee.partial.pushFront(s)
+                lists.pointee.emptyCount &+= 1
+                return false
+            }
             s.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)
             return true
         }

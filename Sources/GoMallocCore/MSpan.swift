@@ -59,11 +59,15 @@ enum SpanState: UInt32 {
 /// Legal transitions (all under the mcentral lock):
 ///   none -> cached(p)            (new span from the heap goes straight into a cache)
 ///   cached(p) -> partial | full  (uncached), partial | full -> cached(p), partial <-> full,
-///   partial | full | cached -> none (span returned to the heap).
+///   partial | full | cached -> none (span returned to the heap),
+///   partial | full -> empty (kept in the reserve), empty -> cached(p) | none.
 enum SpanLocation {
     static let none: UInt = 0
     static let partial: UInt = 1
     static let full: UInt = 2
+    /// On the partial list with every object freed, kept in its mcentral's reserve of
+    /// emptied spans (MCentral I3); remote frees no longer settle it (none can arrive).
+    static let empty: UInt = 3
     @inline(__always) static func cached(_ slot: UnsafeMutablePointer<PSlot>) -> UInt { UInt(bitPattern: slot) }
 }
 
@@ -443,6 +447,14 @@ struct SpanList {
         s.pointee.prev = last
         if let l = last { l.pointee.next = s } else { first = s }
         last = s
+        count &+= 1
+    }
+
+    mutating func pushFront(_ s: UnsafeMutablePointer<MSpan>) {
+        s.pointee.prev = nil
+        s.pointee.next = first
+        if let f = first { f.pointee.prev = s } else { last = s }
+        first = s
         count &+= 1
     }
 
