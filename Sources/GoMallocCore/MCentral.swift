@@ -3,7 +3,8 @@
 // Role: hands spans with free objects to mcaches (cacheSpan), takes exhausted spans back
 //   from them (uncacheSpan), and reacts when frees from other Ps land in its spans
 //   (noteRemoteFree): a full span that gains a free object moves to the partial set, and a
-//   span whose objects have all been freed goes back to the heap.
+//   span whose objects have all been freed stays in a small reserve for the next cacheSpan
+//   or goes back to the heap (I3).
 // Go counterpart: mcentral.go (cacheSpan, uncacheSpan, grow).
 // Invariants:
 //   I1. Every span on `partial` or `full` has this span class, state inUse, and location
