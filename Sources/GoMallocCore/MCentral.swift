@@ -8,7 +8,8 @@
 // Go counterpart: mcentral.go (cacheSpan, uncacheSpan, grow).
 // Invariants:
 //   I1. Every span on `partial` or `full` has this span class, state inUse, and location
-//       partial / full to match; no span is on both lists or in a cache at the same time.
+//       partial (or empty, I3) / full to match; no span is on both lists or in a cache at
+//       the same time.
 //   I2. A span on `full` had no free object at its last sweep and no remote free since
 //       (remoteBits all zero) — up to frees racing this very moment, which notify.
 //   I3. A span whose objects are all free goes to the heap, except for at most
@@ -82,8 +83,7 @@ extension UnsafeMutablePointer where Pointee == MCentral {
     /// the heap is exhausted. Caller holds P `p` and no lock.
     func cacheSpan(heap: UnsafeMutablePointer<MHeap>, p: UnsafeMutablePointer<PSlot>) -> UnsafeMutablePointer<MSpan>? {
         pointee.lock.lock()
-        while let s = lists.pointee.partial.popFront() {
-            if s.pointee.location.load(ordering: .relaxed) == SpanLocation.empty { lists.pointee.emptyCount &-= 1 }
+        while let s = popPartialLocked() {
             _ = s.sweep()
             if s.allocCount < s.nelems {
                 // Publishes the sweep to remote freers: from now on they see cached(p).
@@ -134,10 +134,8 @@ extension UnsafeMutablePointer where Pointee == MCentral {
         pointee.lock.lock()
         // Each span is taken off its list, swept and placed again (at the back), once.
         var n = lists.pointee.partial.count
-        while n > 0, let s = lists.pointee.partial.popFront() {
+        while n > 0, let s = popPartialLocked() {  // the reserve goes back too
             n &-= 1
-            // The reserve goes back too.
-            if s.pointee.location.load(ordering: .relaxed) == SpanLocation.empty { lists.pointee.emptyCount &-= 1 }
             _ = s.sweep()
             if placeSweptLocked(s, reserve: false) { heap.freeSpan(s) }
         }
@@ -156,11 +154,20 @@ extension UnsafeMutablePointer where Pointee == MCentral {
 
     // MARK: - Placing spans (lock held)
 
+    /// With `lock` held: the first span on `partial`, taken off it; the reserve's count
+    /// follows when it is a reserved empty span (they sit at the front).
+    private func popPartialLocked() -> UnsafeMutablePointer<MSpan>? {
+        guard let s = lists.pointee.partial.popFront() else { return nil }
+        if s.pointee.location.load(ordering: .relaxed) == SpanLocation.empty { lists.pointee.emptyCount &-= 1 }
+        return s
+    }
+
     /// With `lock` held: put `s`, just swept and on no list, where its counts say. Returns
     /// true when it has no live object: it is off every list with location none, and the
-    /// caller gives it to the heap (no remote free can be on its way: none is live). The location store (seq_cst, even
-    /// when the span goes back to the list it came from) and the settle that follows are the
-    /// sweeper's half of the remote-free handshake (see Concurrency).
+    /// caller gives it to the heap (no remote free can be on its way: none is live). The
+    /// location store (seq_cst, even when the span goes back to the list it came from) and
+    /// the settle that follows are the sweeper's half of the remote-free handshake (see
+    /// Concurrency).
     private func placeSweptLocked(_ s: UnsafeMutablePointer<MSpan>, reserve: Bool = true) -> Bool {
         if s.allocCount == 0 {
             s.pointee.location.store(SpanLocation.none, ordering: .sequentiallyConsistent)

@@ -30,7 +30,7 @@
 //       only while it sits on that list of its mcentral.
 //   I7. A remote free is its bit: setting it (one fetch-or) is the whole record, with no
 //       count beside it; whoever needs to know reads the bits (allObjectsFreedRemotely,
-//       pendingRemoteFrees), so no count can lag its bits or land in a span reused since.
+//       freeEstimate), so no count can lag its bits or land in a span reused since.
 // Concurrency: fields are tagged. "Owner" = the P whose mcache holds the span (its holder
 //   thread), or the mcentral lock while the span is on a central list. A field that another
 //   thread reads while the owner may write it is an Atomic (or, for the bitmap words, read
@@ -200,13 +200,6 @@ extension UnsafeMutablePointer where Pointee == MSpan {
     /// Object size: the class size, or a large span's pages (which realloc may change).
     @inline(__always) var elemSize: Int {
         pointee.elemSizeWord != 0 ? Int(pointee.elemSizeWord) : pointee.npages &* pageSize
-    }
-    /// Frees recorded in freeBits since the last sweep (counted from the bits: the fast
-    /// paths keep no count). Owner.
-    var localFreeCount: Int {
-        var n = 0
-        for w in 0..<bitmapWords { n &+= freeBits[w].nonzeroBitCount }
-        return n
     }
 
     /// The first bitmap word, right after the struct. freeBits come first: the free fast
@@ -384,21 +377,14 @@ extension UnsafeMutablePointer where Pointee == MSpan {
     }
 
     /// Free objects a sweep would find now, without sweeping: never handed out since the last
-    /// sweep, plus frees recorded since (local from freeBits, remote from remoteBits: a
-    /// remote free racing this read may be missed). Owner.
+    /// sweep, plus frees recorded since in freeBits or remoteBits (counted from the bits: no
+    /// free keeps a count; a remote free racing this read may be missed). Owner.
     var freeEstimate: Int {
-        nelems &- allocCount &+ localFreeCount &+ pendingRemoteFrees
-    }
-
-    /// Remote frees not yet merged: the bits set in remoteBits, counted word by word (a span
-    /// has at most 16). Sequentially consistent loads, so that the count includes every
-    /// fetch-or ordered before them (the remote-free handshake, MCentral); on x86-64 they are
-    /// plain moves.
-    @inline(__always)
-    var pendingRemoteFrees: Int {
-        var n = 0
-        for w in 0..<bitmapWords { n &+= remoteWord(w).pointee.load(ordering: .sequentiallyConsistent).nonzeroBitCount }
-        return n
+        var freed = 0
+        for w in 0..<bitmapWords {
+            freed &+= (freeBits[w] | remoteWord(w).pointee.load(ordering: .relaxed)).nonzeroBitCount
+        }
+        return nelems &- allocCount &+ freed
     }
 
     /// True when every object of a swept span on a central list has been freed remotely
