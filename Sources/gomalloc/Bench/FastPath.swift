@@ -130,42 +130,17 @@ extension BenchRunner {
     {
         var stripped = a
         if let library = a.library { stripped.library = try strippedCopy(of: library, scratch: scratch) }
-        let dir = scratch.appendingPathComponent("cachesim-\(UInt32.random(in: 0...UInt32.max))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let outBase = dir.appendingPathComponent("cg.out")
         let n = coldFreeObjects
-        let o = try spawnAndWait(
-            valgrind,
-            [
-                "--tool=callgrind", "--cache-sim=yes", "--callgrind-out-file=\(outBase.path)",
-                "--dump-before=cold_free_loop", "--dump-after=cold_free_loop",
-                exe, "size=\(size)", "cold=\(n)",
-            ],
-            environment: environment(for: stripped), stdoutPath: dir.appendingPathComponent("stdout").path,
-            stderrPath: dir.appendingPathComponent("stderr").path, timeout: 300)
-        guard o.ok else { throw SpawnError(description: describeFailure(o, stderrPath: dir.appendingPathComponent("stderr").path)) }
-        for file in try FileManager.default.contentsOfDirectory(atPath: dir.path) where file.hasPrefix("cg.out") {
-            let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
-            guard text.contains("--dump-after=cold_free_loop") else { continue }
-            var events: [Substring] = []
-            var totals: [Double] = []
-            for line in text.split(separator: "\n") {
-                if line.hasPrefix("events:") { events = line.split(separator: " ").dropFirst().map { $0 } }
-                if line.hasPrefix("summary:") || line.hasPrefix("totals:") {
-                    totals = line.split(separator: " ").dropFirst().compactMap { Double($0) }
-                }
-            }
-            func value(_ name: String) -> Double? {
-                guard let i = events.firstIndex(of: Substring(name)) else { return nil }
-                return i < totals.count ? totals[i] : 0  // trailing zero counts are omitted
-            }
-            guard let ir = value("Ir"), let d1r = value("D1mr"), let d1w = value("D1mw") else {
-                throw SpawnError(description: "callgrind's profile has no cache events")
-            }
-            return ((d1r + d1w) / Double(n), ir / Double(n))
+        let profiles = try callgrindProfiles(
+            valgrind: valgrind, options: ["--cache-sim=yes", "--dump-before=cold_free_loop", "--dump-after=cold_free_loop"],
+            exe: exe, args: ["size=\(size)", "cold=\(n)"], env: environment(for: stripped), scratch: scratch)
+        guard let loop = profiles.first(where: { $0.trigger.contains("--dump-after=cold_free_loop") }) else {
+            throw SpawnError(description: "callgrind wrote no profile for cold_free_loop")
         }
-        throw SpawnError(description: "callgrind wrote no profile for cold_free_loop")
+        guard let ir = loop.count("Ir"), let d1r = loop.count("D1mr"), let d1w = loop.count("D1mw") else {
+            throw SpawnError(description: "callgrind's profile has no cache events")
+        }
+        return ((d1r + d1w) / Double(n), ir / Double(n))
     }
 
     /// Runs pair-cost under callgrind with one profile dumped before the short loop, one
@@ -173,40 +148,65 @@ extension BenchRunner {
     func callgrindCounts(valgrind: String, exe: String, args: [String], env: [String: String], scratch: URL) throws
         -> (short: Double, long: Double)
     {
+        let profiles = try callgrindProfiles(
+            valgrind: valgrind,
+            options: ["--dump-before=pair_loop_short", "--dump-after=pair_loop_short", "--dump-after=pair_loop_long"],
+            exe: exe, args: args, env: env, scratch: scratch)
+        func instructions(after loop: String) -> Double? {
+            profiles.first { $0.trigger.contains("--dump-after=\(loop)") }?.count("Ir")
+        }
+        guard let short = instructions(after: "pair_loop_short"), let long = instructions(after: "pair_loop_long") else {
+            throw SpawnError(description: "callgrind wrote no profile for the loops")
+        }
+        return (short, long)
+    }
+
+    /// One profile callgrind dumped: what triggered it, and its event totals.
+    struct CallgrindProfile {
+        var trigger = ""
+        var events: [Substring] = []
+        var totals: [Double] = []
+
+        /// The total of one event (callgrind leaves out trailing zero counts); nil if the run
+        /// did not record it.
+        func count(_ event: String) -> Double? {
+            guard let i = events.firstIndex(of: Substring(event)) else { return nil }
+            return i < totals.count ? totals[i] : 0
+        }
+    }
+
+    /// Runs `exe args` under callgrind with `options` (its dump triggers, the cache
+    /// simulation) and returns every profile it wrote. A failure whose stderr shows valgrind's
+    /// DWARF reader giving up is marked "debuginfo:" for the caller to retry stripped.
+    func callgrindProfiles(valgrind: String, options: [String], exe: String, args: [String], env: [String: String],
+                           scratch: URL) throws -> [CallgrindProfile]
+    {
         let dir = scratch.appendingPathComponent("callgrind-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let outBase = dir.appendingPathComponent("cg.out")
+        let errPath = dir.appendingPathComponent("stderr").path
         let o = try spawnAndWait(
-            valgrind,
-            [
-                "--tool=callgrind", "--callgrind-out-file=\(outBase.path)",
-                "--dump-before=pair_loop_short", "--dump-after=pair_loop_short", "--dump-after=pair_loop_long",
-                exe,
-            ] + args,
-            environment: env, stdoutPath: dir.appendingPathComponent("stdout").path,
-            stderrPath: dir.appendingPathComponent("stderr").path, timeout: 300)
+            valgrind, ["--tool=callgrind", "--callgrind-out-file=\(outBase.path)"] + options + [exe] + args,
+            environment: env, stdoutPath: dir.appendingPathComponent("stdout").path, stderrPath: errPath, timeout: 300)
         guard o.ok else {
-            let errPath = dir.appendingPathComponent("stderr").path
             let full = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
             let why = describeFailure(o, stderrPath: errPath)
             throw SpawnError(description: full.contains("debuginfo reader") && !why.contains("debuginfo") ? "debuginfo: \(why)" : why)
         }
-        var short: Double?, long: Double?
+        var profiles: [CallgrindProfile] = []
         for file in try FileManager.default.contentsOfDirectory(atPath: dir.path) where file.hasPrefix("cg.out") {
-            let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
-            var trigger = "", totals: Double?
-            for line in text.split(separator: "\n") {
-                if line.hasPrefix("desc: Trigger:") { trigger = String(line) }
-                if line.hasPrefix("totals:") || (totals == nil && line.hasPrefix("summary:")) {
-                    totals = Double(line.split(separator: " ").last ?? "")
+            var profile = CallgrindProfile()
+            for line in try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8).split(separator: "\n") {
+                if line.hasPrefix("desc: Trigger:") { profile.trigger = String(line) }
+                if line.hasPrefix("events:") { profile.events = Array(line.split(separator: " ").dropFirst()) }
+                if line.hasPrefix("totals:") || line.hasPrefix("summary:") {
+                    profile.totals = line.split(separator: " ").dropFirst().compactMap { Double($0) }
                 }
             }
-            if trigger.contains("--dump-after=pair_loop_short") { short = totals }
-            if trigger.contains("--dump-after=pair_loop_long") { long = totals }
+            profiles.append(profile)
         }
-        guard let short, let long else { throw SpawnError(description: "callgrind wrote no profile for the loops") }
-        return (short, long)
+        return profiles
     }
 
     /// Instructions (user space) of one whole run, from `perf stat -x, -e instructions:u`.
