@@ -17,21 +17,26 @@ public enum GoAllocator {
     ///     deallocated.
     ///   - alignment: a power of two. Up to 8 KiB (Go's page) comes from a size class whose
     ///     objects are all that aligned; larger alignments come from aligned large spans.
+    ///   - containsPointers: whether the block will hold pointers (Go's scan/noscan). There
+    ///     is no collector to scan it; the answer picks the span class — scan and noscan
+    ///     blocks never share a span, and `statistics()` counts them apart — and `false` lets
+    ///     a block of 1-4 bytes be packed with others into a 16-byte block by the tiny
+    ///     allocator, as Go does for small noscan objects (C allocations are all noscan).
     /// - Returns: the block, or nil when the request cannot be satisfied.
-    public static func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+    public static func allocate(byteCount: Int, alignment: Int, containsPointers: Bool = true) -> UnsafeMutableRawPointer? {
         precondition(byteCount >= 0, "GoAllocator.allocate: negative byteCount")
         precondition(alignment > 0 && alignment & (alignment - 1) == 0,
                      "GoAllocator.allocate: alignment must be a power of two")
-        return allocateBytes(byteCount, alignment: alignment, zero: false)
+        return allocateBytes(byteCount, alignment: alignment, zero: false, containsPointers: containsPointers)
     }
 
     /// Like `allocate(byteCount:alignment:)`, with every byte set to zero. Memory that is
     /// known to be zero (fresh from the OS or released to it) is not cleared again.
-    public static func allocateZeroed(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+    public static func allocateZeroed(byteCount: Int, alignment: Int, containsPointers: Bool = true) -> UnsafeMutableRawPointer? {
         precondition(byteCount >= 0, "GoAllocator.allocateZeroed: negative byteCount")
         precondition(alignment > 0 && alignment & (alignment - 1) == 0,
                      "GoAllocator.allocateZeroed: alignment must be a power of two")
-        return allocateBytes(byteCount, alignment: alignment, zero: true)
+        return allocateBytes(byteCount, alignment: alignment, zero: true, containsPointers: containsPointers)
     }
 
     /// Give a block back. `pointer` must come from this allocator and not have been

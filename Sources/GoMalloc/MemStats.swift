@@ -24,6 +24,16 @@ public struct MemStats: Sendable, Equatable {
     public var mallocs: UInt64
     /// Cumulative count of objects freed.
     public var frees: UInt64
+    /// Bytes of small objects allocated from span classes with pointers (`containsPointers`)
+    /// and without (noscan: every C allocation, and the tiny allocator's 16-byte blocks);
+    /// `heapAlloc` is their sum plus the large objects.
+    public var heapAllocScan: UInt64
+    public var heapAllocNoscan: UInt64
+    /// Objects of 1-4 bytes packed by the tiny allocator: allocated and freed (included in
+    /// `mallocs` and `frees`, not in `bySize`), and its 16-byte blocks in use.
+    public var tinyAllocs: UInt64
+    public var tinyFrees: UInt64
+    public var tinyBlocks: UInt64
     /// Number of Ps: one per CPU id when Ps are bound to CPUs, plus GOMALLOC_MAXPROCS
     /// taken by compare-and-swap.
     public var processors: Int
@@ -48,6 +58,11 @@ public struct MemStats: Sendable, Equatable {
         metadataSys = m.metadataSys
         mallocs = m.mallocs
         frees = m.frees
+        heapAllocScan = m.heapAllocScan
+        heapAllocNoscan = m.heapAllocNoscan
+        tinyAllocs = m.tinyAllocs
+        tinyFrees = m.tinyFrees
+        tinyBlocks = m.tinyBlocksInUse
         processors = m.nprocs
         cpuBoundProcessors = m.cpuProcs
         mcaches = m.mcaches
@@ -55,7 +70,8 @@ public struct MemStats: Sendable, Equatable {
         var rows: [SizeClassStats] = []
         for c in 0..<68 {
             rows.append(SizeClassStats(sizeClass: c, size: Int(m.classSize[c]),
-                                       mallocs: m.classMallocs[c], frees: m.classFrees[c]))
+                                       mallocs: m.classMallocs[c], frees: m.classFrees[c],
+                                       noscanMallocs: m.classNoscanMallocs[c], noscanFrees: m.classNoscanFrees[c]))
         }
         bySize = rows
     }
@@ -68,6 +84,9 @@ public struct SizeClassStats: Sendable, Equatable {
     public var size: Int
     public var mallocs: UInt64
     public var frees: UInt64
+    /// The part of `mallocs` and `frees` from the noscan span class (the rest is scan).
+    public var noscanMallocs: UInt64
+    public var noscanFrees: UInt64
 }
 
 /// One row of the generated size-class table (the columns of Go's sizeclasses.go).

@@ -4,7 +4,8 @@
 //   malloc, free, ... with default visibility and jumps here; this file owns the C rules:
 //   errno, NULL and zero cases, overflow checks, alignment validation, and the alignment
 //   promise (a block of more than 8 bytes is 16-byte aligned; 1-8 bytes get the largest
-//   power of two not above their size, which the 8-byte class gives).
+//   power of two not above their size, which the 8-byte class and the tiny allocator give).
+//   C has no types: every C allocation is noscan, as Go's mallocgc treats untyped memory.
 // Go counterpart: none (Go has no C allocator API).
 // Invariants:
 //   I1. Every failure returns NULL (or an error code) with errno as glibc sets it; nothing
@@ -25,7 +26,7 @@ private func failENOMEM() -> UnsafeMutableRawPointer? {
 
 @c(gm_malloc)
 public func gmMalloc(_ size: Int) -> UnsafeMutableRawPointer? {
-    mallocgc(size, cABI: true, zero: false)
+    mallocgc(size, cABI: true, zero: false, noscan: true)
 }
 
 @c(gm_free)
@@ -38,7 +39,7 @@ public func gmCalloc(_ n: Int, _ size: Int) -> UnsafeMutableRawPointer? {
     // size_t arithmetic, as in C: calloc(0, SIZE_MAX) asks for zero bytes.
     let (total, overflow) = UInt(bitPattern: n).multipliedReportingOverflow(by: UInt(bitPattern: size))
     if overflow { return failENOMEM() }
-    return mallocgc(Int(bitPattern: total), cABI: true, zero: true)
+    return mallocgc(Int(bitPattern: total), cABI: true, zero: true, noscan: true)
 }
 
 @c(gm_realloc)
@@ -67,10 +68,11 @@ public func gmReallocarray(_ ptr: UnsafeMutableRawPointer?, _ n: Int, _ size: In
 private func alignedAlloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
     if size < 0 || size > maxRequest { return failENOMEM() }
     if alignment <= 16 {
-        // Size classes give 16 bytes for anything over 8 bytes; 8 for the rest.
-        return mallocgc(alignment > 8 ? Swift.max(size, 9) : size, cABI: true, zero: false)
+        // Size classes give 16 bytes for anything over 8 bytes; 8 for the rest (and a
+        // packed object of n bytes is aligned to its rounded size, at least n).
+        return mallocgc(alignment > 8 ? Swift.max(size, 9) : Swift.max(size, alignment), cABI: true, zero: false, noscan: true)
     }
-    return mallocAligned(size, alignment: alignment, zero: false)
+    return mallocAligned(size, alignment: alignment, zero: false, noscan: true)
 }
 
 /// Alignments are size_t: 2^63 is a valid one (that no allocator can honour), not a negative

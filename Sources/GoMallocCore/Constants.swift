@@ -21,6 +21,10 @@ let maxSmallSize = 32768
 let numSizeClasses = 68
 /// `spanClass = sizeclass << 1 | noscan`.
 let numSpanClasses = numSizeClasses << 1
+/// The mcentrals: one per span class, then one for the tiny allocator's spans (Tiny.swift).
+let numCentrals = numSpanClasses + 1
+/// The size class of tiny blocks (16 bytes).
+let tinySizeClass = 2
 /// The size-to-class lookup steps by 8 bytes (SizeClasses.swift, fastClassTableEntries);
 /// classes above 1 KiB are multiples of 128 bytes (Go's _LargeSizeDiv, for the generator).
 let smallSizeDiv = 8

@@ -38,8 +38,9 @@ func freeAddress(_ addr: UInt, function: StaticString) {
     // pass it (index 0) and leave below, at the size-class test.
     if let h = theHeap(), let s = h.spanOf(addr) {
         let i = s.objIndex(addr)
+        // A tiny span's blocks hold sub-objects: its frees are Tiny.swift's (slow path).
         if i < Int(s.pointee.nelemsWord), UInt(bitPattern: i &* Int(s.pointee.elemSizeWord)) == addr &- s.pointee.startAddr,
-           let slot = h.tryAcquirePreferredP(needsMCache: false) {
+           !s.isTiny, let slot = h.tryAcquirePreferredP(needsMCache: false) {
             if s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(slot) {
                 // We hold the P whose mcache allocates from `s`: the span is ours and its
                 // bitmaps are exact. The object must be allocated (below freeIndex or in
@@ -54,7 +55,7 @@ func freeAddress(_ addr: UInt, function: StaticString) {
                 let f = s.freeBits[w]
                 if f & bit == 0 && (i < s.freeIndex || s.allocBits[w] & bit != 0) {
                     s.freeBits[w] = f | bit
-                    let c = s.ownedSizeClass
+                    let c = s.ownedSpanClassIndex
                     slot.heldMCache.pushRecent(c, addr: addr, span: s, index: i)
                     slot.countFree(c)
                     h.releaseP(slot)
@@ -72,7 +73,9 @@ func freeAddress(_ addr: UInt, function: StaticString) {
 // MARK: - Slow path (partner of freeObject)
 
 /// The span and object index of a pointer that must be the start of a live object;
-/// anything else is reported under `function`'s name and aborts. Holds nothing.
+/// anything else is reported under `function`'s name and aborts. Holds nothing. For a tiny
+/// span the index is the block's and the address may be anywhere in it: the caller checks
+/// the block's record (Tiny.swift).
 func findObject(_ addr: UInt, function: StaticString)
     -> (heap: UnsafeMutablePointer<MHeap>, span: UnsafeMutablePointer<MSpan>, index: Int)
 {
@@ -103,7 +106,7 @@ func findObject(_ addr: UInt, function: StaticString)
     }
     // i * elemSize == off with i < nelems also proves off lies inside the span.
     let i = s.objIndex(addr)
-    if i >= s.nelems || UInt(bitPattern: i &* s.elemSize) != off
+    if i >= s.nelems || (UInt(bitPattern: i &* s.elemSize) != off && !s.isTiny)
         || s.pointee.state.load(ordering: .acquiring) != SpanState.inUse.rawValue {
         reportBadPointer(function: function, problem: "invalid pointer", address: addr)
     }
@@ -118,6 +121,10 @@ func freeSlow(_ addr: UInt, function: StaticString) {
         freeLarge(h, s, addr: addr, function: function)
         return
     }
+    if s.isTiny {
+        freeTiny(h, s, index: i, addr: addr, function: function)
+        return
+    }
     let slot = h.acquireP()
     if s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(slot) {
         // Our own span: plain stores.
@@ -128,7 +135,7 @@ func freeSlow(_ addr: UInt, function: StaticString) {
             reportBadPointer(function: function, problem: "double free", address: addr)
         }
         s.freeBits[w] = s.freeBits[w] | bit
-        let c = s.spanClass.sizeClass
+        let c = s.spanClass.index
         // The span is cached by this P, which therefore has an mcache.
         slot.heldMCache.pushRecent(c, addr: addr, span: s, index: i)
         slot.countFree(c)
@@ -149,7 +156,7 @@ func freeRemoteHoldingP(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePoin
     // reused for another class.
     let spc = s.spanClass
     let problem = freeRemote(h, s, spanClass: spc, index: i)
-    if problem == nil { slot.countFree(spc.sizeClass) }
+    if problem == nil { slot.countFree(spc.index) }
     h.releaseP(slot)
     if let problem { reportBadPointer(function: function, problem: problem.text, address: addr) }
 }
@@ -158,8 +165,9 @@ func freeRemoteHoldingP(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePoin
 /// read-modify-write, the fetch-or of the object's remoteBits bit, is the whole record; then
 /// a load of the span's location, and only for a span on a central list (not cached by any
 /// P) the mcentral's attention (MCentral, the remote-free handshake). Returns the misuse
-/// found (nothing recorded then) for the caller to report once it lets go of its P.
-private func freeRemote(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan>,
+/// found (nothing recorded then) for the caller to report once it lets go of its P. Also
+/// the remote free of a tiny block (Tiny.swift), whose mcentral is the tiny one.
+func freeRemote(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan>,
                         spanClass: SpanClass, index i: Int) -> BadPointerProblem? {
     let w = i >> 6
     let bit = UInt64(1) << UInt64(i & 63)
@@ -171,7 +179,7 @@ private func freeRemote(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePoin
     // Sequentially consistent: the freer's half of the handshake (its location load follows).
     let old = s.remoteWord(w).pointee.bitwiseOr(bit, ordering: .sequentiallyConsistent).oldValue
     if old & bit != 0 { return .doubleFree }
-    h.central(spanClass).noteRemoteFree(s, heap: h)
+    h.central(of: s, spanClass).noteRemoteFree(s, heap: h)
     return nil
 }
 
@@ -198,7 +206,8 @@ func freeLarge(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan
 /// undefined, and checking costs a cold bitmap line on every call of programs that ask
 /// before each free (Redis): the free that follows checks it.
 func usableSize(_ ptr: UnsafeMutableRawPointer, function: StaticString) -> Int {
-    let (_, s, _) = findObject(UInt(bitPattern: ptr), function: function)
+    let (_, s, i) = findObject(UInt(bitPattern: ptr), function: function)
+    if s.isTiny { return tinyUsableSize(s, index: i, addr: UInt(bitPattern: ptr), requireLive: false, function: function) }
     return s.elemSize
 }
 
@@ -206,8 +215,15 @@ func usableSize(_ ptr: UnsafeMutableRawPointer, function: StaticString) -> Int {
 /// reported as an invalid pointer too.
 func liveBlockSize(_ ptr: UnsafeMutableRawPointer, function: StaticString) -> Int {
     let (_, s, i) = findObject(UInt(bitPattern: ptr), function: function)
+    if s.isTiny { return tinyUsableSize(s, index: i, addr: UInt(bitPattern: ptr), requireLive: true, function: function) }
     if s.spanClass.sizeClass != 0 && !s.isLive(i) {
         reportBadPointer(function: function, problem: "invalid pointer", address: UInt(bitPattern: ptr))
     }
     return s.elemSize
+}
+
+/// Whether the block at `ptr` came from a noscan span class, so that a block moved by
+/// realloc keeps its kind.
+func blockIsNoscan(_ ptr: UnsafeMutableRawPointer) -> Bool {
+    findObject(UInt(bitPattern: ptr), function: "realloc").span.spanClass.noscan
 }

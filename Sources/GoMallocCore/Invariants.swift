@@ -30,6 +30,8 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
     var liveSmallBytes: UInt64 = 0
     var liveLargeBytes: UInt64 = 0
     var listed = 0
+    var liveTinyObjects = 0
+    var openTinyBlocks = 0
     // Walk every registered arena's page table.
     for ai in h.registeredArenaIndices {
         guard let table = h.pointee.arenaMap[ai] else { continue }
@@ -54,6 +56,9 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
             if s.spanClass.sizeClass == 0 {
                 liveLargeBytes &+= UInt64(s.pointee.npages &* pageSize)
             } else {
+                if s.isTiny {
+                    if let v = checkTinySpan(s, live: &liveTinyObjects, open: &openTinyBlocks) { return v }
+                }
                 liveSmallBytes &+= UInt64(s.liveObjectsSlow() &* s.elemSize)
                 let loc = s.pointee.location.load(ordering: .relaxed)
                 if loc == SpanLocation.partial || loc == SpanLocation.full || loc == SpanLocation.empty { listed &+= 1 }
@@ -71,15 +76,15 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
     }
     // Central lists: every listed span has the right class and location.
     var onLists = 0
-    for i in 0..<numSpanClasses {
-        let c = h.central(SpanClass(raw: UInt8(i)))
+    for i in 0..<numCentrals {
+        let c = h.central(at: i)
         for which in 0..<2 {
             var s = which == 0 ? c.lists.pointee.partial.first : c.lists.pointee.full.first
             var n = 0
             var empties = 0
             let want = which == 0 ? SpanLocation.partial : SpanLocation.full
             while let span = s {
-                if span.spanClass.raw != UInt8(i) {
+                if span.spanClass != c.pointee.spanClass || span.kind != c.pointee.kind {
                     return InvariantViolation(message: "MCentral.I1: span on the wrong central", address: span.pointee.startAddr)
                 }
                 let loc = span.pointee.location.load(ordering: .relaxed)
@@ -148,8 +153,25 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
                 return InvariantViolation(message: "MCache.I1: cached span has the wrong class, location or state", address: s.pointee.startAddr)
             }
         }
+        // The tiny allocator: its span is a tiny one this P caches; its open block, if any,
+        // is an allocated block of a tiny span with OPEN set (Tiny I1).
+        let ts = cache.pointee.tinySpan
+        if ts != h.pointee.emptySpan
+            && (!ts.isTiny || ts.pointee.location.load(ordering: .relaxed) != SpanLocation.cached(h.proc(p))) {
+            return InvariantViolation(message: "MCache: tinySpan is not a tiny span cached by this P", address: ts.pointee.startAddr)
+        }
+        if cache.pointee.tiny != 0 {
+            let t = cache.pointee.tiny
+            let s = cache.pointee.tinySpanOfOpen
+            guard h.spanOf(t) == s, s.isTiny, s.isLive(s.objIndex(t)),
+                  s.tinyRecord(s.objIndex(t)).pointee.load(ordering: .relaxed) & TinyRecord.open != 0,
+                  cache.pointee.tinyOffset <= tinyBlockSize else {
+                return InvariantViolation(message: "Tiny.I1: the open block is not an open block of a tiny span", address: t)
+            }
+            openTinyBlocks &-= 1
+        }
         // Recent frees: objects of spans this P caches, marked free, each once.
-        for c in 1..<numSizeClasses {
+        for c in 2..<numSpanClasses {
             let count = cache.recentCount(c)
             if count > MCache.recentCapacity || !cache.recentRingIsContiguous(c) {
                 return InvariantViolation(message: "MCache.I3: recent-free count", address: UInt(count))
@@ -162,7 +184,7 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
                 let i = s.objIndex(e.addr)
                 let bit = UInt64(1) << UInt64(i & 63)
                 if s.pointee.location.load(ordering: .relaxed) != SpanLocation.cached(h.proc(p))
-                    || s.spanClass.sizeClass != c || i >= s.nelems
+                    || s.spanClass.index != c || s.isTiny || i >= s.nelems
                     || e.addr != s.pointee.startAddr &+ UInt(bitPattern: i &* s.elemSize)
                     || e.bit != RecentFree.bitAddress(s, i)
                     || s.freeBits[i >> 6] & bit == 0 {
@@ -180,13 +202,23 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
     if mcaches != h.locked.pointee.mcachesCreated || mcaches > h.pointee.nprocs {
         return InvariantViolation(message: "Proc.I2: mcache count", address: UInt(mcaches))
     }
+    if openTinyBlocks != 0 {
+        return InvariantViolation(message: "Tiny.I1: OPEN set on a block no mcache holds open", address: UInt(bitPattern: openTinyBlocks))
+    }
     // Statistics recounted the slow way (the world is stopped: the counters are exact).
     var counted: UInt64 = h.locked.pointee.largeAllocBytes &- h.locked.pointee.largeFreeBytes
+    var tinyLive = 0
     for p in 0..<h.pointee.nprocs {
         let slot = h.proc(p)
-        for c in 1..<numSizeClasses {
-            counted &+= (slot.mallocs[c] &- slot.frees[c]) &* UInt64(h.pointee.sizeClasses.classToSize[c])
+        for spc in 2..<numSpanClasses {
+            counted &+= (slot.mallocs[spc] &- slot.frees[spc]) &* UInt64(h.pointee.sizeClasses.classToSize[spc >> 1])
         }
+        let t = slot.tinyCounters
+        counted &+= (t[TinyCounter.blockAllocs.rawValue] &- t[TinyCounter.blockFrees.rawValue]) &* UInt64(tinyBlockSize)
+        tinyLive &+= Int(truncatingIfNeeded: t[TinyCounter.allocs.rawValue] &- t[TinyCounter.frees.rawValue])
+    }
+    if tinyLive != liveTinyObjects {
+        return InvariantViolation(message: "Tiny.I4: packed objects counted differ from the records", address: UInt(bitPattern: liveTinyObjects))
     }
     if liveLargeBytes != h.locked.pointee.largeAllocBytes &- h.locked.pointee.largeFreeBytes {
         return InvariantViolation(message: "MemStats: large bytes differ from the large spans", address: UInt(liveLargeBytes))
@@ -242,6 +274,21 @@ private func checkSpan(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePoint
         if word & mask != cache & mask {
             return InvariantViolation(message: "MSpan.I3: allocCache differs from allocBits", address: s.pointee.startAddr)
         }
+    }
+    return nil
+}
+
+/// Tiny.I1 and I3 for one tiny span: a block is allocated iff its record has a live
+/// sub-object or OPEN. Adds its live sub-objects to `live` and its open blocks to `open`.
+private func checkTinySpan(_ s: UnsafeMutablePointer<MSpan>, live: inout Int, open: inout Int) -> InvariantViolation? {
+    for i in 0..<s.nelems {
+        let v = s.tinyRecord(i).pointee.load(ordering: .relaxed)
+        let addr = s.pointee.startAddr &+ UInt(i &* tinyBlockSize)
+        if s.isLive(i) == TinyRecord.isDead(v) {
+            return InvariantViolation(message: "Tiny.I1: a block's record and its bitmaps disagree", address: addr)
+        }
+        if v & TinyRecord.open != 0 { open &+= 1 }
+        live &+= TinyRecord.liveCount(v)
     }
     return nil
 }

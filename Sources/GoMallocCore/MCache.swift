@@ -9,7 +9,7 @@
 //   (larson) — are plain stores, not remote frees; refill looks at a few of them (oldest
 //   first, rotating) for one that got enough back before asking mcentral. Each operation on
 //   the retired lists is O(1) or bounded by maxRetiredScan. (The P's allocation counters live in its slot, Proc.swift.)
-//   In front of the spans sits, per size class, a small ring of the objects this P freed
+//   In front of the spans sits, per span class, a small ring of the objects this P freed
 //   last (the "recent frees"; Go has none, TCMalloc's per-CPU slabs are the model): malloc
 //   pops from it before scanning a span, so the most recently freed object — still in the
 //   CPU's cache — is handed out first (LIFO reuse). An object on the ring is also marked
@@ -28,7 +28,7 @@
 //   I2. A span is in at most one mcache.
 //   I3. The live entries of recent ring c are the nonzero ones, a run ending just below
 //       `top` (every other entry is zero). Each is (addr, bit) with addr the start of object
-//       i of a span cached by this P, of size class c, and bit the address of that span's
+//       i of an ordinary (not tiny) span cached by this P, of span class index c, and bit the address of that span's
 //       freeBits bit i, which is set; no addr appears twice. Entries are only pushed by
 //       local frees and popped by malloc; a sweep of a span this P caches happens only in
 //       refill of its class — reached when ring c is empty — or after clearRecent
@@ -48,6 +48,14 @@ struct MCache {
     var retired: InlineArray<136, SpanList>
     /// Pages in all retired spans (I1b). Owner: P.
     var retiredPages: Int
+    /// The tiny allocator's state (Tiny.swift): the tiny span blocks come from (or the empty
+    /// span), the open block (Go's `tiny`; 0 = none) and the offset its next sub-object may
+    /// start at (Go's `tinyoffset`). Owner: P.
+    var tinySpan: UnsafeMutablePointer<MSpan>
+    var tiny: UInt
+    var tinyOffset: Int
+    /// The span of the open block (tinySpan may have moved on since it was opened). Owner: P.
+    var tinySpanOfOpen: UnsafeMutablePointer<MSpan>
     /// The P that owns this cache. Immutable.
     let p: UnsafeMutablePointer<PSlot>
 
@@ -70,17 +78,22 @@ struct MCache {
     /// to the sweep).
     static let recentCapacity = 32
     /// The recent-free rings follow the struct in the mcache's block: their tops
-    /// (numSizeClasses UInt32s, padded to a cache line), then the entries, recentCapacity
-    /// per size class (class 0, large objects, unused).
+    /// (numSpanClasses UInt32s, padded to a cache line), then the entries, recentCapacity
+    /// per span class (the large classes unused; only the rings of classes used are ever
+    /// touched, so the block's untouched pages stay unbacked).
     static let recentTopsOffset = (MemoryLayout<MCache>.stride + 63) & ~63
-    static let recentEntriesOffset = recentTopsOffset + ((numSizeClasses * 4 + 63) & ~63)
+    static let recentEntriesOffset = recentTopsOffset + ((numSpanClasses * 4 + 63) & ~63)
     /// Bytes of an mcache's block (MHeap's cacheAlloc), a multiple of 64.
-    static let blockBytes = recentEntriesOffset + numSizeClasses * recentCapacity * MemoryLayout<RecentFree>.stride
+    static let blockBytes = recentEntriesOffset + numSpanClasses * recentCapacity * MemoryLayout<RecentFree>.stride
 
     init(p: UnsafeMutablePointer<PSlot>, emptySpan: UnsafeMutablePointer<MSpan>) {
         alloc = InlineArray(repeating: emptySpan)
         retired = InlineArray(repeating: SpanList())
         retiredPages = 0
+        tinySpan = emptySpan
+        tinySpanOfOpen = emptySpan
+        tiny = 0
+        tinyOffset = 0
         self.p = p
     }
 
@@ -161,7 +174,7 @@ extension UnsafeMutablePointer where Pointee == MCache {
             + c &* MCache.recentCapacity
     }
 
-    /// Remember a local free of `addr`, object `index` of `span` (size class `c`), whose
+    /// Remember a local free of `addr`, object `index` of `span` (span class index `c`), whose
     /// freeBits bit the caller just set, for reuse first. When the ring is full the new entry
     /// overwrites the oldest (that object stays free in freeBits, for the sweep): the newest
     /// frees are the hot ones, and overflowing costs nothing more than a push.
@@ -174,7 +187,7 @@ extension UnsafeMutablePointer where Pointee == MCache {
         top.pointee = t &+ 1
     }
 
-    /// The object of size class `c` freed last on this P, allocated again (its freeBits bit
+    /// The object of span class index `c` freed last on this P, allocated again (its freeBits bit
     /// cleared), or 0 when the ring is empty.
     @inline(__always)
     func popRecent(_ c: Int) -> UInt {
@@ -217,8 +230,10 @@ extension UnsafeMutablePointer where Pointee == MCache {
 
     /// Forget every recent free (their objects stay free in freeBits). Before spans leave.
     func clearRecent() {
-        for c in 0..<numSizeClasses {
-            for k in 0..<MCache.recentCapacity { recentEntries(c)[k].addr = 0 }
+        for c in 0..<numSpanClasses {
+            // Only entries in use are written: the rings of classes never used stay untouched
+            // (unbacked) pages.
+            for k in 0..<MCache.recentCapacity where recentEntries(c)[k].addr != 0 { recentEntries(c)[k].addr = 0 }
         }
     }
 
@@ -249,7 +264,7 @@ extension UnsafeMutablePointer where Pointee == MCache {
     /// it; otherwise it is retired, the retired spans are tried the same way, and only then
     /// does a span come from mcentral.
     func refill(_ spc: SpanClass, heap: UnsafeMutablePointer<MHeap>) -> Bool {
-        internalCheck(recentCount(spc.sizeClass) == 0, "MCache.I3: refill with recent frees left")
+        internalCheck(recentCount(spc.index) == 0, "MCache.I3: refill with recent frees left")
         let c = spc.index
         let s = pointee.alloc[c]
         let empty = heap.pointee.emptySpan
@@ -309,6 +324,13 @@ extension UnsafeMutablePointer where Pointee == MCache {
     func releaseAll(heap: UnsafeMutablePointer<MHeap>) {
         clearRecent()
         let empty = heap.pointee.emptySpan
+        closeTinyBlock(heap: heap)
+        let t = pointee.tinySpan
+        if t != empty {
+            pointee.tinySpan = empty
+            heap.tinyCentral.uncacheSpan(t, heap: heap)
+        }
+        pointee.tinySpanOfOpen = empty
         for i in 0..<numSpanClasses {
             let central = heap.central(SpanClass(raw: UInt8(i)))
             let list = retiredList(i)

@@ -42,12 +42,16 @@ struct MCentral: ~Copyable {
     let lock: RuntimeLock
     /// Immutable after init.
     let spanClass: SpanClass
+    /// SpanKind of its spans: ordinary, or tiny for the tiny allocator's mcentral (whose span
+    /// class is 16-byte noscan too). Immutable after init.
+    let kind: UInt8
     // The lists follow at listsOffset, in the same padded slot (`lists`): a change to them is
     // never an access to this struct, whose lock word every thread reads.
 
-    init(spanClass: SpanClass) {
+    init(spanClass: SpanClass, kind: UInt8) {
         lock = RuntimeLock(rank: .mcentral)
         self.spanClass = spanClass
+        self.kind = kind
     }
 
     /// Where the lists sit in an mcentral's slot (MHeap.centralStride bytes).
@@ -99,7 +103,7 @@ extension UnsafeMutablePointer where Pointee == MCentral {
         // Nothing partial: a fresh span from the heap (Go's mcentral.grow).
         let spc = pointee.spanClass
         guard let s = heap.allocSpan(npages: Int(heap.pointee.sizeClasses.classToNPages[spc.sizeClass]),
-                                     spanClass: spc) else { return nil }
+                                     spanClass: spc, kind: pointee.kind) else { return nil }
         s.pointee.location.store(SpanLocation.cached(p), ordering: .sequentiallyConsistent)
         return s
     }
@@ -189,7 +193,7 @@ extension UnsafeMutablePointer where Pointee == MCentral {
     private func settleLocked(_ s: UnsafeMutablePointer<MSpan>, reserve: Bool = true) -> Bool {
         let loc = s.pointee.location.load(ordering: .sequentiallyConsistent)
         // The span may have been cached or freed (and even reused) since the caller looked.
-        guard s.spanClass == pointee.spanClass,
+        guard s.spanClass == pointee.spanClass, s.kind == pointee.kind,
               loc == SpanLocation.partial || loc == SpanLocation.full else { return false }
         if s.allObjectsFreedRemotely {
             if loc == SpanLocation.full { lists.pointee.full.remove(s) } else { lists.pointee.partial.remove(s) }

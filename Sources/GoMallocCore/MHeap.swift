@@ -3,7 +3,7 @@
 // Role: owns all memory. Grows by reserving 64 MiB heap arenas (HeapArena.swift) and
 //   committing 4 MiB chunks of them; hands out runs of pages as spans (allocSpan) through the
 //   page allocator (PageAlloc.swift); takes them back (freeSpan); maps every page to its span
-//   so free() can find the span of any address; holds the 136 mcentrals, the Ps, the
+//   so free() can find the span of any address; holds the 136 mcentrals (and the tiny spans' one), the Ps, the
 //   fixallocs for metadata, and the heap-wide statistics.
 // Go counterpart: mheap.go (mheap, allocSpan, freeSpan, grow, spanOf), malloc.go (mallocinit).
 // Invariants:
@@ -49,12 +49,15 @@ struct MHeap: ~Copyable {
     /// The address just past the CPU Ps (procs + cpuProcs * pSlotStride): the rseq section
     /// indexes them back from here (gomalloc_sys.h). Set with cpuProcs.
     var cpuProcsEnd: UInt
-    /// 136 mcentrals, centralStride bytes apart.
+    /// numCentrals mcentrals, centralStride bytes apart (central(at:)).
     var centrals: UnsafeMutableRawPointer
     /// The flat size-to-class tables of the malloc paths (SizeClasses.swift:
     /// sizeClass(for:cABI:)), read without bounds checks.
     var fastClassTable: UnsafeMutablePointer<UInt8>
     var sizeClasses: SizeClassTable
+    /// Requests of 1...tinyMax bytes are packed by the tiny allocator (maxTinySize, or 0
+    /// with GOMALLOC_TINY=0). The malloc fast path tests `size - 1 < tinyMax`, unsigned.
+    var tinyMax: UInt
     /// Scavenger: keep at most this percentage of in-use pages (plus one chunk) free and
     /// unreleased; beyond that, free pages are returned to the OS.
     var retainPercent: Int
@@ -77,6 +80,7 @@ struct MHeap: ~Copyable {
         fastClassTable = UnsafeMutablePointer(bitPattern: 8)!
         sizeClasses = SizeClassTable()
         retainPercent = 100
+        tinyMax = UInt(maxTinySize)
         lock = RuntimeLock(rank: .mheap)
         self.guarded = guarded
     }
@@ -89,8 +93,9 @@ struct HeapLocked: ~Copyable {
     var pages: PageAlloc
     var persistent: PersistentAlloc
     /// Span metadata blocks (MSpan followed by its three bitmaps): [0] large spans (no
-    /// bitmaps), [1 + k] small spans with 2^k words per bitmap (k = 0...4).
-    var spanAllocs: InlineArray<6, FixAlloc>
+    /// bitmaps), [1 + k] small spans with 2^k words per bitmap (k = 0...4), [6] tiny spans
+    /// (bitmaps, then one record per block: Tiny.swift).
+    var spanAllocs: InlineArray<7, FixAlloc>
     var cacheAlloc: FixAlloc
     var arenas: ArenaSet
     /// Pages of in-use spans.
@@ -113,7 +118,9 @@ struct HeapLocked: ~Copyable {
         // Span metadata is type-stable and not zeroed on reuse: threads holding a stale span
         // pointer read its atomics concurrently (MSpan's Concurrency; Go: spanalloc.zero =
         // false). Bitmaps are cleared word by word with atomic stores when a span is set up.
-        spanAllocs = InlineArray { i in FixAlloc(size: MSpan.blockBytes(words: i == 0 ? 0 : 1 << (i - 1)), zero: false) }
+        spanAllocs = InlineArray { i in
+            FixAlloc(size: i == 6 ? tinySpanMetadataBytes : MSpan.blockBytes(words: i == 0 ? 0 : 1 << (i - 1)), zero: false)
+        }
         cacheAlloc = FixAlloc(size: MCache.blockBytes)
         arenas = ArenaSet()
         pagesInUse = 0; heapSys = 0
@@ -128,8 +135,22 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     @inline(__always) var locked: UnsafeMutablePointer<HeapLocked> { pointee.guarded }
 
     @inline(__always)
-    func central(_ spc: SpanClass) -> UnsafeMutablePointer<MCentral> {
-        (pointee.centrals + spc.index &* MHeap.centralStride).assumingMemoryBound(to: MCentral.self)
+    func central(_ spc: SpanClass) -> UnsafeMutablePointer<MCentral> { central(at: spc.index) }
+
+    /// mcentral `i` of numCentrals: the 136 span classes', then the tiny spans'.
+    @inline(__always)
+    func central(at i: Int) -> UnsafeMutablePointer<MCentral> {
+        (pointee.centrals + i &* MHeap.centralStride).assumingMemoryBound(to: MCentral.self)
+    }
+
+    /// The mcentral of the tiny spans (Tiny.swift).
+    @inline(__always)
+    var tinyCentral: UnsafeMutablePointer<MCentral> { central(at: numSpanClasses) }
+
+    /// The mcentral span `s` belongs to (read while `s` is in use).
+    @inline(__always)
+    func central(of s: UnsafeMutablePointer<MSpan>, _ spc: SpanClass) -> UnsafeMutablePointer<MCentral> {
+        s.isTiny ? tinyCentral : central(spc)
     }
 
     /// Set up the metadata that must exist before the first allocation. Returns false if
@@ -141,7 +162,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         pointee.cpuProcs = cpuProcs
         guard let map = sysAllocSparse(size: arenaMapEntries * MemoryLayout<UInt>.stride),
               let pc = locked.pointee.persistent.alloc(size: n * pSlotStride, align: 128),
-              let cc = locked.pointee.persistent.alloc(size: numSpanClasses * MHeap.centralStride, align: MHeap.centralStride),
+              let cc = locked.pointee.persistent.alloc(size: numCentrals * MHeap.centralStride, align: MHeap.centralStride),
               let es = locked.pointee.persistent.alloc(size: MemoryLayout<MSpan>.stride, align: 64),
               let ts = locked.pointee.persistent.alloc(size: MemoryLayout<MSpan>.stride, align: 64),
               let ft = locked.pointee.persistent.alloc(size: fastClassTableBytes, align: 64)
@@ -155,9 +176,11 @@ extension UnsafeMutablePointer where Pointee == MHeap {
             (pc + i * pSlotStride).bindMemory(to: PSlot.self, capacity: 1).initialize(to: PSlot(index: i))
         }
         pointee.centrals = cc
-        for i in 0..<numSpanClasses {
+        for i in 0..<numCentrals {
             let c = (cc + i * MHeap.centralStride).bindMemory(to: MCentral.self, capacity: 1)
-            c.initialize(to: MCentral(spanClass: SpanClass(raw: UInt8(i))))
+            c.initialize(to: i < numSpanClasses
+                ? MCentral(spanClass: SpanClass(raw: UInt8(i)), kind: SpanKind.ordinary)
+                : MCentral(spanClass: SpanClass(sizeClass: tinySizeClass, noscan: true), kind: SpanKind.tiny))
             c.lists.initialize(to: CentralLists())
         }
         pointee.emptySpan = es.bindMemory(to: MSpan.self, capacity: 1)
@@ -206,13 +229,20 @@ extension UnsafeMutablePointer where Pointee == MHeap {
 
     /// Go's mheap.alloc: a span of `npages` pages for span class `spanClass` (class 0:
     /// one large object), in use, page map set. nil when the OS refuses memory.
-    func allocSpan(npages: Int, spanClass: SpanClass, alignPages: Int = 1) -> UnsafeMutablePointer<MSpan>? {
+    func allocSpan(npages: Int, spanClass: SpanClass, alignPages: Int = 1,
+                   kind: UInt8 = SpanKind.ordinary) -> UnsafeMutablePointer<MSpan>? {
         pointee.lock.lock()
         defer { pointee.lock.unlock() }
-        return allocSpanLocked(npages: npages, spanClass: spanClass, alignPages: alignPages)
+        return allocSpanLocked(npages: npages, spanClass: spanClass, alignPages: alignPages, kind: kind)
     }
 
-    private func allocSpanLocked(npages: Int, spanClass: SpanClass, alignPages: Int) -> UnsafeMutablePointer<MSpan>? {
+    /// Which of spanAllocs holds the metadata of a span of `kind` with `words` per bitmap.
+    @inline(__always)
+    private static func spanAllocIndex(kind: UInt8, words: Int) -> Int {
+        kind == SpanKind.tiny ? 6 : words == 0 ? 0 : 1 &+ words.trailingZeroBitCount
+    }
+
+    private func allocSpanLocked(npages: Int, spanClass: SpanClass, alignPages: Int, kind: UInt8) -> UnsafeMutablePointer<MSpan>? {
         let want = npages &+ alignPages &- 1
         var (base, scav) = locked.pointee.pages.alloc(npages: want)
         if base == 0 {
@@ -233,7 +263,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         let c = spanClass.sizeClass
         let nelems = c != 0 ? Int(pointee.sizeClasses.classToNElems[c]) : 1
         let words = c != 0 ? MSpan.bitmapWords(for: nelems) : 0
-        let which = words == 0 ? 0 : 1 &+ words.trailingZeroBitCount
+        let which = Self.spanAllocIndex(kind: kind, words: words)
         guard let raw = locked.pointee.spanAllocs[which].alloc(from: &locked.pointee.persistent) else {
             locked.pointee.pages.free(base: base, npages: npages)
             return nil
@@ -246,6 +276,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         s.pointee.startAddr = base
         s.pointee.npages = npages
         s.spanClass = spanClass
+        s.kind = kind
         // Pages fresh from the OS or scavenged read as zero (Linux anonymous memory).
         s.pointee.needzero = scav < want
         s.pointee.next = nil
@@ -265,6 +296,10 @@ extension UnsafeMutablePointer where Pointee == MHeap {
                 r[w] = 0
             }
             s.pointee.allocCache = ~a[0]
+            // Tiny spans: every record reads "never opened" (Tiny.swift I3).
+            if kind == SpanKind.tiny {
+                for i in 0..<nelems { s.tinyRecord(i).pointee.store(0, ordering: .relaxed) }
+            }
         } else {
             s.pointee.elemSizeWord = 0  // elemSize follows npages
             s.pointee.divMul = 0
@@ -295,8 +330,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
             locked.pointee.largeFreeCount &+= 1
             locked.pointee.largeFreeBytes &+= UInt64(n &* pageSize)
         }
-        let words = s.bitmapWords
-        locked.pointee.spanAllocs[words == 0 ? 0 : 1 &+ words.trailingZeroBitCount].free(UnsafeMutableRawPointer(s))
+        locked.pointee.spanAllocs[Self.spanAllocIndex(kind: s.kind, words: s.bitmapWords)].free(UnsafeMutableRawPointer(s))
         scavengeIfNeeded()
         pointee.lock.unlock()
     }

@@ -55,6 +55,13 @@ enum SpanState: UInt32 {
     case manual = 2
 }
 
+/// What a small span's objects are (MSpan.kindWord).
+enum SpanKind {
+    static let ordinary: UInt8 = 0
+    /// 16-byte blocks of the tiny allocator, each with a sub-object record (Tiny.swift).
+    static let tiny: UInt8 = 1
+}
+
 /// Where a small span sits: 0, 1, 2, or the address of the P slot whose mcache holds it.
 /// Legal transitions (all under the mcentral lock):
 ///   none -> cached(p)            (new span from the heap goes straight into a cache)
@@ -140,13 +147,20 @@ struct MSpan: ~Copyable {
     let allocCountWord: Atomic<UInt16>
     /// Words per bitmap (1, 2, 4, 8, 16; 0 for a large span). Immutable while in use.
     var bitmapWordsWord: UInt8
-    /// The size class (spanClass >> 1), for the owner's fast paths: one byte load, no
-    /// atomic. Written with spanClassWord at set-up; read only by a thread that owns the span
-    /// (remote freers, who may hold a stale pointer, read spanClassWord).
-    var sizeClassByte: UInt8
+    /// The span class (SpanClass.raw) again, for the owner's fast paths (the index of its
+    /// recent-free ring and counters): one byte load, no atomic. Written with spanClassWord
+    /// at set-up; read only by a thread that owns the span (remote freers, who may hold a
+    /// stale pointer, read spanClassWord).
+    var ownedSpanClassByte: UInt8
     /// SpanClass.raw. Written when the span is set up (heap lock); read by remote freers that
     /// may hold a stale pointer (relaxed, after an acquiring load of `location` or `state`).
     let spanClassWord: Atomic<UInt8>
+    /// SpanKind: tiny for a tiny span (Tiny.swift), whose objects are 16-byte blocks holding
+    /// sub-objects, freed only through the tiny path: the free fast path leaves on it.
+    /// Written when the span is set up (heap lock), immutable while in use; atomic
+    /// (relaxed) because a remote freer holding a stale pointer reads it with spanClassWord
+    /// (MCentral.settleLocked).
+    let kindWord: Atomic<UInt8>
 
     // The bitmaps of a small span follow the struct in the same block, at bitmapOffset
     // (104: line 1's last 24 bytes): freeBits, allocBits, remoteBits, bitmapWords words each
@@ -157,7 +171,7 @@ struct MSpan: ~Copyable {
     init() {
         allocCache = 0; freeIndexWord = Atomic(0); startAddr = 0; location = Atomic(SpanLocation.none)
         allocCountWord = Atomic(0); nelemsWord = 0; elemSizeWord = 0; divMul = 0
-        bitmapWordsWord = 0; spanClassWord = Atomic(0); needzero = false; sizeClassByte = 0
+        bitmapWordsWord = 0; spanClassWord = Atomic(0); needzero = false; ownedSpanClassByte = 0; kindWord = Atomic(0)
         npages = 0; next = nil; prev = nil; padding = (0, 0, 0)
         state = Atomic(SpanState.free.rawValue)
     }
@@ -236,12 +250,21 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         @inline(__always) get { SpanClass(raw: pointee.spanClassWord.load(ordering: .relaxed)) }
         @inline(__always) nonmutating set {
             pointee.spanClassWord.store(newValue.raw, ordering: .relaxed)
-            pointee.sizeClassByte = UInt8(truncatingIfNeeded: newValue.sizeClass)
+            pointee.ownedSpanClassByte = newValue.raw
         }
     }
 
-    /// The size class, for the span's owner (see MSpan.sizeClassByte).
-    @inline(__always) var ownedSizeClass: Int { Int(pointee.sizeClassByte) }
+    /// The span class index, for the span's owner (see MSpan.ownedSpanClassByte).
+    @inline(__always) var ownedSpanClassIndex: Int { Int(pointee.ownedSpanClassByte) }
+
+    /// A tiny span (MSpan.kindByte)?
+    @inline(__always) var isTiny: Bool { pointee.kindWord.load(ordering: .relaxed) == SpanKind.tiny }
+
+    /// SpanKind (MSpan.kindWord).
+    var kind: UInt8 {
+        @inline(__always) get { pointee.kindWord.load(ordering: .relaxed) }
+        @inline(__always) nonmutating set { pointee.kindWord.store(newValue, ordering: .relaxed) }
+    }
 
     // MARK: - Object index by multiplication
 

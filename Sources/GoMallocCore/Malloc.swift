@@ -1,6 +1,8 @@
 // Malloc.swift — the allocation path (Go's mallocgc), one for the C ABI and the Swift API.
 //
 // Role: malloc of n bytes:
+//     0. 1-4 bytes, noscan (every C request; Swift's without pointers): packed by the tiny
+//        allocator (Tiny.swift);
 //     1. n <= 32 KiB: the size class (SizeClasses.swift: 8-byte steps to 1 KiB, then
 //        128-byte steps, read from one flat table; the C rule keeps blocks over 8 bytes
 //        16-byte aligned); take this CPU's P (rseq, no locked instruction) or the thread's
@@ -30,25 +32,28 @@ let EINVAL: Int32 = 22
 /// glibc refuses requests above PTRDIFF_MAX; we cannot map more than our address bits anyway.
 let maxRequest = 1 << heapAddrBits
 
-/// Allocate `size` bytes of a size class (C alignment rules when `cABI`), zeroed if `zero`.
-/// nil, with errno = ENOMEM, when out of memory.
+/// Allocate `size` bytes of a size class (C alignment rules when `cABI`), zeroed if `zero`,
+/// from the noscan span classes when `noscan` (which also lets 1...maxTinySize bytes be
+/// packed by the tiny allocator, Tiny.swift). nil, with errno = ENOMEM, when out of memory.
 @inline(__always)
-func mallocgc(_ size: Int, cABI: Bool, zero: Bool) -> UnsafeMutableRawPointer? {
+func mallocgc(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutableRawPointer? {
     // Unsigned: SIZE_MAX and friends arrive as negative Ints and take the slow path.
     if UInt(bitPattern: size) <= UInt(maxSmallSize), let h = theHeap() {
-        let c = h.sizeClass(for: size, cABI: cABI)
+        // 1...tinyMax bytes (unsigned: 0 is not one of them).
+        if noscan && UInt(bitPattern: size) &- 1 < h.pointee.tinyMax { return mallocTiny(h, size: size, zero: zero) }
+        let spc = SpanClass(sizeClass: h.sizeClass(for: size, cABI: cABI), noscan: noscan)
         if let slot = h.tryAcquirePreferredP(needsMCache: true) {
             let cache = slot.heldMCache
             // The object this P freed last, else the span's next free one.
-            var v = cache.popRecent(c)
+            var v = cache.popRecent(spc.index)
             var needzero = zero
             if v == 0 {
-                let s = MCache.allocSlot(cache, SpanClass(sizeClass: c, noscan: false)).pointee
+                let s = MCache.allocSlot(cache, spc).pointee
                 v = s.nextFreeFast()
                 needzero = zero && s.pointee.needzero
             }
             if v != 0 {
-                slot.countMalloc(c)
+                slot.countMalloc(spc.index)
                 h.releaseP(slot)
                 let p = UnsafeMutableRawPointer(bitPattern: v).unsafelyUnwrapped
                 if needzero { gm_sys_memset(p, 0, size) }
@@ -57,33 +62,34 @@ func mallocgc(_ size: Int, cABI: Bool, zero: Bool) -> UnsafeMutableRawPointer? {
             h.releaseP(slot)
         }
     }
-    return mallocSlow(size, cABI: cABI, zero: zero)
+    return mallocSlow(size, cABI: cABI, zero: zero, noscan: noscan)
 }
 
 // MARK: - Slow path (partner of mallocgc)
 
 @inline(never)
-func mallocSlow(_ size: Int, cABI: Bool, zero: Bool) -> UnsafeMutableRawPointer? {
+func mallocSlow(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutableRawPointer? {
     var p: UnsafeMutableRawPointer? = nil
     if size >= 0 && size <= maxRequest, let h = heap() {
+        // The first malloc of all comes here (no heap yet): tiny requests too.
+        if noscan && UInt(bitPattern: size) &- 1 < h.pointee.tinyMax { return mallocTiny(h, size: size, zero: zero) }
         p = size > maxSmallSize
-            ? mallocLarge(h, size: size, alignPages: 1, zero: zero)
-            : mallocSmall(h, sizeClass: h.sizeClass(for: size, cABI: cABI), size: size, zero: zero)
+            ? mallocLarge(h, size: size, alignPages: 1, zero: zero, noscan: noscan)
+            : mallocSmall(h, SpanClass(sizeClass: h.sizeClass(for: size, cABI: cABI), noscan: noscan), size: size, zero: zero)
     }
     if p == nil { gm_sys_set_errno(ENOMEM) }
     return p
 }
 
-/// An object of size class `c`, through any P, refilling as needed.
-func mallocSmall(_ h: UnsafeMutablePointer<MHeap>, sizeClass c: Int, size: Int, zero: Bool) -> UnsafeMutableRawPointer? {
-    let spc = SpanClass(sizeClass: c, noscan: false)
+/// An object of span class `spc`, through any P, refilling as needed.
+func mallocSmall(_ h: UnsafeMutablePointer<MHeap>, _ spc: SpanClass, size: Int, zero: Bool) -> UnsafeMutableRawPointer? {
     let slot = h.acquireP()
     guard let cache = mcacheOf(h, slot) else {
         h.releaseP(slot)
         return nil
     }
     // Recent frees first (MCache I3: refill below is reached only with the stack empty).
-    var v = cache.popRecent(c)
+    var v = cache.popRecent(spc.index)
     var needzero = true
     if v == 0 {
         let s = MCache.allocSlot(cache, spc).pointee
@@ -94,7 +100,7 @@ func mallocSmall(_ h: UnsafeMutablePointer<MHeap>, sizeClass c: Int, size: Int, 
         v = cache.nextFree(spc, heap: h)
         needzero = MCache.allocSlot(cache, spc).pointee.pointee.needzero
     }
-    if v != 0 { slot.countMalloc(c) }
+    if v != 0 { slot.countMalloc(spc.index) }
     h.releaseP(slot)
     // A refill may have swept a span and found a bad free: report it before handing out.
     reportDeferred()
@@ -105,11 +111,11 @@ func mallocSmall(_ h: UnsafeMutablePointer<MHeap>, sizeClass c: Int, size: Int, 
 
 /// Go's largeAlloc: whole pages, aligned to `alignPages` pages.
 @inline(never)
-func mallocLarge(_ h: UnsafeMutablePointer<MHeap>, size: Int, alignPages: Int, zero: Bool) -> UnsafeMutableRawPointer? {
+func mallocLarge(_ h: UnsafeMutablePointer<MHeap>, size: Int, alignPages: Int, zero: Bool, noscan: Bool) -> UnsafeMutableRawPointer? {
     // Overflow-safe page count.
     if size > maxRequest { return nil }
     let npages = (size &+ pageMask) >> pageShift
-    guard let s = h.allocSpan(npages: npages, spanClass: SpanClass.large, alignPages: alignPages) else {
+    guard let s = h.allocSpan(npages: npages, spanClass: SpanClass(sizeClass: 0, noscan: noscan), alignPages: alignPages) else {
         return nil
     }
     let ptr = UnsafeMutableRawPointer(bitPattern: s.pointee.startAddr).unsafelyUnwrapped
@@ -120,16 +126,16 @@ func mallocLarge(_ h: UnsafeMutablePointer<MHeap>, size: Int, alignPages: Int, z
 /// Allocation with an explicit alignment (a power of two). C's aligned family and the
 /// Swift API go through here when the alignment exceeds what size classes give anyway.
 /// nil with errno = ENOMEM when it cannot be honoured.
-func mallocAligned(_ size: Int, alignment: Int, zero: Bool) -> UnsafeMutableRawPointer? {
+func mallocAligned(_ size: Int, alignment: Int, zero: Bool, noscan: Bool) -> UnsafeMutableRawPointer? {
     var p: UnsafeMutableRawPointer? = nil
     if size >= 0 && size <= maxRequest, let h = heap() {
         if alignment <= pageSize {
             let c = size <= maxSmallSize ? h.alignedSizeClass(for: size, align: alignment) : 0
             p = c != 0
-                ? mallocSmall(h, sizeClass: c, size: size, zero: zero)
-                : mallocLarge(h, size: Swift.max(size, maxSmallSize &+ 1), alignPages: 1, zero: zero)
+                ? mallocSmall(h, SpanClass(sizeClass: c, noscan: noscan), size: size, zero: zero)
+                : mallocLarge(h, size: Swift.max(size, maxSmallSize &+ 1), alignPages: 1, zero: zero, noscan: noscan)
         } else if alignment <= (1 << 40) {
-            p = mallocLarge(h, size: Swift.max(size, maxSmallSize &+ 1), alignPages: alignment >> pageShift, zero: zero)
+            p = mallocLarge(h, size: Swift.max(size, maxSmallSize &+ 1), alignPages: alignment >> pageShift, zero: zero, noscan: noscan)
         }
     }
     if p == nil { gm_sys_set_errno(ENOMEM) }

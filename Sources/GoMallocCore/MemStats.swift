@@ -6,7 +6,8 @@
 // Go counterpart: mstats.go (MemStats, readmemstats_m, updatememstats).
 // Invariants:
 //   I1. HeapIdle == HeapSys - HeapInuse; HeapReleased <= HeapIdle.
-//   I2. Mallocs - Frees == live objects, summed over size classes and large objects.
+//   I2. Mallocs - Frees == live objects, summed over span classes, large objects and the
+//       tiny allocator's packed objects (its blocks are heap bytes, not objects).
 //   I3. With no thread inside malloc/free, HeapAlloc == the bytes of all live objects
 //       (their size-class or page-rounded sizes), as recounted by checkInvariants.
 // Concurrency: heap figures are read under the heap lock; per-P counters are relaxed atomic
@@ -38,6 +39,19 @@ package struct MemStatsSnapshot {
     package var classMallocs: InlineArray<68, UInt64> = InlineArray(repeating: 0)
     package var classFrees: InlineArray<68, UInt64> = InlineArray(repeating: 0)
     package var classSize: InlineArray<68, UInt32> = InlineArray(repeating: 0)
+    /// The noscan part of classMallocs / classFrees (the rest is scan).
+    package var classNoscanMallocs: InlineArray<68, UInt64> = InlineArray(repeating: 0)
+    package var classNoscanFrees: InlineArray<68, UInt64> = InlineArray(repeating: 0)
+    /// Small-object bytes in use by span class kind: scan, and noscan with the tiny blocks
+    /// (heapAlloc = both + largeAllocBytes).
+    package var heapAllocScan: UInt64 = 0
+    package var heapAllocNoscan: UInt64 = 0
+    /// The tiny allocator (Tiny.swift): packed objects allocated and freed (part of mallocs
+    /// and frees; not in the class counts), and its 16-byte blocks in use (in heapAlloc and
+    /// heapAllocNoscan; heapObjects counts the packed objects, not the blocks).
+    package var tinyAllocs: UInt64 = 0
+    package var tinyFrees: UInt64 = 0
+    package var tinyBlocksInUse: UInt64 = 0
 
     package init() {}
 }
@@ -64,22 +78,40 @@ package func readMemStats() -> MemStatsSnapshot {
     m.heapInuse = inUse
     m.heapIdle = m.heapSys &- m.heapInuse
     for c in 0..<numSizeClasses { m.classSize[c] = h.pointee.sizeClasses.classToSize[c] }
+    var tinyBlockAllocs: UInt64 = 0, tinyBlockFrees: UInt64 = 0
     for i in 0..<h.pointee.nprocs {
         let p = h.proc(i)
-        for c in 1..<numSizeClasses {
-            m.classMallocs[c] &+= p.mallocs[c]
-            m.classFrees[c] &+= p.frees[c]
+        for spc in 2..<numSpanClasses {
+            let c = spc >> 1
+            let n = p.mallocs[spc], f = p.frees[spc]
+            m.classMallocs[c] &+= n
+            m.classFrees[c] &+= f
+            if spc & 1 != 0 {
+                m.classNoscanMallocs[c] &+= n
+                m.classNoscanFrees[c] &+= f
+            }
         }
+        m.tinyAllocs &+= p.tinyCounters[TinyCounter.allocs.rawValue]
+        m.tinyFrees &+= p.tinyCounters[TinyCounter.frees.rawValue]
+        tinyBlockAllocs &+= p.tinyCounters[TinyCounter.blockAllocs.rawValue]
+        tinyBlockFrees &+= p.tinyCounters[TinyCounter.blockFrees.rawValue]
     }
+    m.tinyBlocksInUse = tinyBlockAllocs &- tinyBlockFrees
     m.classMallocs[0] = m.largeMallocs
     m.classFrees[0] = m.largeFrees
-    var alloc = m.largeAllocBytes
+    m.mallocs = m.tinyAllocs
+    m.frees = m.tinyFrees
+    m.heapAllocNoscan = m.tinyBlocksInUse &* UInt64(tinyBlockSize)
     for c in 0..<numSizeClasses {
         m.mallocs &+= m.classMallocs[c]
         m.frees &+= m.classFrees[c]
-        if c > 0 { alloc &+= (m.classMallocs[c] &- m.classFrees[c]) &* UInt64(m.classSize[c]) }
+        if c == 0 { continue }
+        let size = UInt64(m.classSize[c])
+        let noscanLive = m.classNoscanMallocs[c] &- m.classNoscanFrees[c]
+        m.heapAllocNoscan &+= noscanLive &* size
+        m.heapAllocScan &+= (m.classMallocs[c] &- m.classFrees[c] &- noscanLive) &* size
     }
-    m.heapAlloc = alloc
+    m.heapAlloc = m.largeAllocBytes &+ m.heapAllocScan &+ m.heapAllocNoscan
     m.heapObjects = m.mallocs &- m.frees
     return m
 }
@@ -99,6 +131,8 @@ package func printMemStats(fd: Int32) {
     head.append("gomalloc: statistics")
     head.write(to: fd)
     statLine(fd, "HeapAlloc", m.heapAlloc)
+    statLine(fd, "HeapAllocScan", m.heapAllocScan)
+    statLine(fd, "HeapAllocNoscan", m.heapAllocNoscan)
     statLine(fd, "HeapSys", m.heapSys)
     statLine(fd, "HeapIdle", m.heapIdle)
     statLine(fd, "HeapInuse", m.heapInuse)
@@ -108,6 +142,9 @@ package func printMemStats(fd: Int32) {
     statLine(fd, "MetadataSys", m.metadataSys)
     statLine(fd, "Mallocs", m.mallocs)
     statLine(fd, "Frees", m.frees)
+    statLine(fd, "TinyAllocs", m.tinyAllocs)
+    statLine(fd, "TinyFrees", m.tinyFrees)
+    statLine(fd, "TinyBlocks", m.tinyBlocksInUse)
     statLine(fd, "Ps", UInt64(m.nprocs))
     statLine(fd, "CPUPs", UInt64(m.cpuProcs))
     statLine(fd, "mcaches", UInt64(m.mcaches))
@@ -126,6 +163,13 @@ package func printMemStats(fd: Int32) {
         line.append(decimal: UInt(m.classMallocs[c]))
         line.append(" Frees ")
         line.append(decimal: UInt(m.classFrees[c]))
+        if c != 0 {
+            line.append(" (noscan Mallocs ")
+            line.append(decimal: UInt(m.classNoscanMallocs[c]))
+            line.append(" Frees ")
+            line.append(decimal: UInt(m.classNoscanFrees[c]))
+            line.append(")")
+        }
         line.write(to: fd)
     }
 }

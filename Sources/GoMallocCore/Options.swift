@@ -20,6 +20,7 @@ package enum Option: Int {
     case stats
     case retainPercent
     case rseq
+    case tiny
 
     package struct Row {
         package let name: StaticString
@@ -45,11 +46,15 @@ package enum Option: Int {
         case .stats:
             Row(name: "GOMALLOC_STATS", defaultValue: 0, min: 0, max: Int(Int32.max),
                 defaultDoc: "0", rangeDoc: "0, 1 or a pid",
-                doc: "1 (or the process's own pid: that process only — `gomalloc run --stats` uses this, so the programs it starts stay quiet): print MemStats (`HeapAlloc`, `HeapSys`, `HeapIdle`, `HeapInuse`, `HeapReleased`, `Mallocs`, `Frees`, `Ps`, `CPUPs` (Ps bound to CPUs), `mcaches`, per-class counts) to stderr at exit, one figure per line, without allocating.")
+                doc: "1 (or the process's own pid: that process only — `gomalloc run --stats` uses this, so the programs it starts stay quiet): print MemStats (`HeapAlloc` and its `HeapAllocScan` / `HeapAllocNoscan` parts, `HeapSys`, `HeapIdle`, `HeapInuse`, `HeapReleased`, `Mallocs`, `Frees`, `TinyAllocs`, `TinyFrees`, `TinyBlocks`, `Ps`, `CPUPs` (Ps bound to CPUs), `mcaches`, per-class counts with their noscan part) to stderr at exit, one figure per line, without allocating.")
         case .retainPercent:
             Row(name: "GOMALLOC_RETAIN_PERCENT", defaultValue: 100, min: 0, max: 1000,
                 defaultDoc: "100", rangeDoc: "0–1000",
                 doc: "Free pages kept resident, as a percentage of in-use pages (plus 4 MiB); the excess is returned to the OS (`MADV_DONTNEED`), at most every 50 ms unless it grows past twice that. Lower it for a leaner RSS, raise it for fewer page faults.")
+        case .tiny:
+            Row(name: "GOMALLOC_TINY", defaultValue: 1, min: 0, max: 1,
+                defaultDoc: "1", rangeDoc: "0 or 1",
+                doc: "1: pack requests of 1–4 bytes (every C request; Swift requests made with `containsPointers: false`) into shared 16-byte blocks, as Go's tiny allocator does, each at an offset that is a multiple of its rounded size (1, 2, 4, 4 bytes) with exact double and invalid free detection. 0: give them 8-byte objects.")
         case .rseq:
             Row(name: "GOMALLOC_RSEQ", defaultValue: 1, min: 0, max: 1,
                 defaultDoc: "1", rangeDoc: "0 or 1",

@@ -25,7 +25,8 @@
 //   I1. owner == 1 exactly while one thread is inside a malloc/free using this P (or while
 //       the world is stopped, or trim visits it).
 //   I2. mcache, once set, never changes; mcaches created <= nprocs.
-//   I3. mallocs[c] - frees[c], summed over all Ps, is the number of live objects of class c.
+//   I3. mallocs[c] - frees[c], summed over all Ps, is the number of live objects of span
+//       class c (tiny sub-objects and blocks apart, in the tiny counters).
 //   I4. A CPU P's owner goes 0 -> 1 only in the rseq section run on its CPU, or by
 //       compare-and-swap while gm_rseq_gate counts a blocker (blockCPUProcs); a fallback
 //       P's only by compare-and-swap.
@@ -61,13 +62,28 @@ struct PSlot: ~Copyable {
     }
 }
 
-/// The slot's header (PSlot) is padded to this; the counters follow it (numSizeClasses
-/// mallocs, then numSizeClasses frees, 8 bytes each).
+/// The slot's header (PSlot) is padded to this; the counters follow it (numSpanClasses
+/// mallocs, then numSpanClasses frees, then the tiny allocator's four, 8 bytes each).
 let pSlotHeaderBytes = 128
 /// Bytes between Ps: a power of two (the rseq section indexes Ps by a shift,
 /// gomalloc_sys.h), a multiple of 128 so that two Ps never share a cache line (or an
 /// adjacent-line prefetch pair), and room for the header and counters (a test checks it).
 let pSlotStride = 1 << Int(GM_PSLOT_SHIFT)
+/// Bytes of a slot's header and counters (a test checks that pSlotStride holds them).
+let pSlotUsedBytes = pSlotHeaderBytes + (2 * numSpanClasses + TinyCounter.count) * 8
+
+/// The tiny allocator's per-P counters (Tiny.swift).
+enum TinyCounter: Int {
+    /// Sub-objects handed out (each is one malloc).
+    case allocs = 0
+    /// Sub-objects freed (each is one free).
+    case frees = 1
+    /// 16-byte blocks taken from a tiny span.
+    case blockAllocs = 2
+    /// Blocks given back to their span (their last sub-object freed and the block closed).
+    case blockFrees = 3
+    static let count = 4
+}
 
 extension UnsafeMutablePointer where Pointee == PSlot {
     var mcache: UnsafeMutablePointer<MCache>? {
@@ -82,30 +98,41 @@ extension UnsafeMutablePointer where Pointee == PSlot {
         UnsafeMutablePointer<MCache>(bitPattern: pointee.mcacheWord.load(ordering: .relaxed)).unsafelyUnwrapped
     }
 
-    /// Objects of each size class allocated through this P (class 0 unused: large objects
-    /// are counted by the heap).
+    /// Objects of each span class allocated through this P, indexed by SpanClass.index
+    /// (scan and noscan apart; the large classes unused: large objects are counted by the
+    /// heap; tiny sub-objects and their blocks are counted by the tiny counters instead).
     @inline(__always)
     var mallocs: AtomicWords {
         AtomicWords(base: (UnsafeMutableRawPointer(self) + pSlotHeaderBytes).assumingMemoryBound(to: UInt64.self))
     }
 
-    /// Objects of each size class freed through this P.
+    /// Objects of each span class freed through this P.
     @inline(__always)
     var frees: AtomicWords {
-        AtomicWords(base: (UnsafeMutableRawPointer(self) + pSlotHeaderBytes + numSizeClasses &* 8)
+        AtomicWords(base: (UnsafeMutableRawPointer(self) + pSlotHeaderBytes + numSpanClasses &* 8)
             .assumingMemoryBound(to: UInt64.self))
     }
 
-    /// Count one malloc of size class `c`. Caller holds the P (the only writer).
+    /// The tiny allocator's counters (TinyCounter): sub-objects allocated and freed, 16-byte
+    /// blocks opened and freed through this P.
     @inline(__always)
-    func countMalloc(_ c: Int) {
-        let w = mallocs.word(c)
-        w.pointee.store(w.pointee.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+    var tinyCounters: AtomicWords {
+        AtomicWords(base: (UnsafeMutableRawPointer(self) + pSlotHeaderBytes + 2 &* numSpanClasses &* 8)
+            .assumingMemoryBound(to: UInt64.self))
     }
 
+    /// Count one malloc of span class index `c`. Caller holds the P (the only writer).
     @inline(__always)
-    func countFree(_ c: Int) {
-        let w = frees.word(c)
+    func countMalloc(_ c: Int) { bump(mallocs.word(c)) }
+
+    @inline(__always)
+    func countFree(_ c: Int) { bump(frees.word(c)) }
+
+    @inline(__always)
+    func countTiny(_ which: TinyCounter) { bump(tinyCounters.word(which.rawValue)) }
+
+    @inline(__always)
+    private func bump(_ w: UnsafeMutablePointer<Atomic<UInt64>>) {
         w.pointee.store(w.pointee.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
     }
 }
@@ -229,13 +256,13 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         lockRankWorldStopping(true)
         blockCPUProcs()
         for i in 0..<pointee.nprocs { waitAndTake(proc(i)) }
-        for i in 0..<numSpanClasses { central(SpanClass(raw: UInt8(i))).pointee.lock.lock() }
+        for i in 0..<numCentrals { central(at: i).pointee.lock.lock() }
         pointee.lock.lock()
     }
 
     func startTheWorld() {
         pointee.lock.unlock()
-        for i in 0..<numSpanClasses { central(SpanClass(raw: UInt8(i))).pointee.lock.unlock() }
+        for i in 0..<numCentrals { central(at: i).pointee.lock.unlock() }
         for i in 0..<pointee.nprocs { proc(i).pointee.owner.store(0, ordering: .releasing) }
         unblockCPUProcs()
         lockRankWorldStopping(false)

@@ -29,8 +29,14 @@ private let largeMovesLeft = Atomic<Int>(largeMoveBudget)
 func reallocObject(_ ptr: UnsafeMutableRawPointer, size: Int, cABI: Bool) -> UnsafeMutableRawPointer? {
     let (h, s, i) = findObject(UInt(bitPattern: ptr), function: "realloc")
     let c = s.spanClass.sizeClass
-    let old = s.elemSize
-    if c != 0 {
+    // Blocks keep their kind (scan or noscan) when they move; C's are all noscan.
+    let noscan = s.spanClass.noscan
+    var old = s.elemSize
+    if s.isTiny {
+        // A packed object stays while the new size fits its rounded size.
+        old = tinyUsableSize(s, index: i, addr: UInt(bitPattern: ptr), requireLive: true, function: "realloc")
+        if size <= old { return ptr }
+    } else if c != 0 {
         if !s.isLive(i) {
             reportBadPointer(function: "realloc", problem: "invalid pointer", address: UInt(bitPattern: ptr))
         }
@@ -47,7 +53,7 @@ func reallocObject(_ ptr: UnsafeMutableRawPointer, size: Int, cABI: Bool) -> Uns
             return UnsafeMutableRawPointer(bitPattern: t.pointee.startAddr)
         }
     }
-    guard let new = mallocgc(size, cABI: cABI, zero: false) else { return nil }
+    guard let new = mallocgc(size, cABI: cABI, zero: false, noscan: noscan) else { return nil }
     gm_sys_memcpy(new, ptr, Swift.min(old, size))
     freeObject(ptr, function: "realloc")
     return new
@@ -62,7 +68,7 @@ private func moveLarge(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePoint
         largeMovesLeft.add(1, ordering: .relaxed)
         return nil
     }
-    guard let t = h.allocSpan(npages: npages, spanClass: SpanClass.large) else {
+    guard let t = h.allocSpan(npages: npages, spanClass: s.spanClass) else {
         largeMovesLeft.add(1, ordering: .relaxed)
         return nil
     }

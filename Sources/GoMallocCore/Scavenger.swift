@@ -77,9 +77,7 @@ func trimHeap() -> Int {
         h.releaseP(slot)
     }
     h.unblockCPUProcs()
-    for i in 0..<numSpanClasses {
-        h.central(SpanClass(raw: UInt8(i))).reclaimAll(heap: h)
-    }
+    for i in 0..<numCentrals { h.central(at: i).reclaimAll(heap: h) }
     h.pointee.lock.lock()
     let n = h.locked.pointee.pages.scavenge(maxPages: Int.max)
     h.pointee.lock.unlock()

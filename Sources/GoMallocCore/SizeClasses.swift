@@ -167,6 +167,5 @@ struct SpanClass: Equatable {
     @inline(__always) var noscan: Bool { raw & 1 != 0 }
     @inline(__always) var index: Int { Int(raw) }
 
-    /// Large objects: class 0.
-    static let large = SpanClass(raw: 1)
+    // Large objects: size class 0, scan (raw 0) or noscan (raw 1), as in Go.
 }

@@ -11,11 +11,14 @@ import CGoMallocSys
 
 /// Allocate with Swift's raw-pointer rules: `alignment` is a power of two; size classes serve
 /// alignments they satisfy by construction, larger ones come from aligned classes or spans.
-package func allocateBytes(_ size: Int, alignment: Int, zero: Bool) -> UnsafeMutableRawPointer? {
+/// `containsPointers: false` selects the noscan span classes and, for 1-4 bytes, the tiny
+/// allocator (whose objects are aligned to their rounded size, at least `alignment` here).
+package func allocateBytes(_ size: Int, alignment: Int, zero: Bool, containsPointers: Bool = true) -> UnsafeMutableRawPointer? {
     if size < 0 || size > maxRequest { return nil }
-    if alignment <= 8 { return mallocgc(size, cABI: false, zero: zero) }
-    if alignment == 16 { return mallocgc(Swift.max(size, 9), cABI: true, zero: zero) }
-    return mallocAligned(size, alignment: alignment, zero: zero)
+    let noscan = !containsPointers
+    if alignment <= 8 { return mallocgc(Swift.max(size, alignment), cABI: false, zero: zero, noscan: noscan) }
+    if alignment == 16 { return mallocgc(Swift.max(size, 9), cABI: true, zero: zero, noscan: noscan) }
+    return mallocAligned(size, alignment: alignment, zero: zero, noscan: noscan)
 }
 
 package func deallocateBytes(_ ptr: UnsafeMutableRawPointer) {
@@ -29,7 +32,7 @@ package func reallocateBytes(_ ptr: UnsafeMutableRawPointer, size: Int, alignmen
     // Over-aligned: keep the block if it still fits, else move.
     let old = liveBlockSize(ptr, function: "realloc")
     if size <= old && UInt(bitPattern: ptr) % UInt(alignment) == 0 { return ptr }
-    guard let new = mallocAligned(size, alignment: alignment, zero: false) else { return nil }
+    guard let new = mallocAligned(size, alignment: alignment, zero: false, noscan: blockIsNoscan(ptr)) else { return nil }
     gm_sys_memcpy(new, ptr, Swift.min(old, size))
     freeObject(ptr, function: "realloc")
     return new

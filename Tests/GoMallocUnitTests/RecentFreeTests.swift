@@ -55,7 +55,7 @@ final class RecentFreeTests: XCTestCase {
         for p in blocks { GoAllocator.deallocate(p) }
         XCTAssertEqual(GoAllocator.statistics().heapObjects, live - UInt64(n))
         let cache = try XCTUnwrap(myP()?.mcache, "no P")
-        let c = try XCTUnwrap(heap()).sizeClass(for: size, cABI: true)
+        let c = SpanClass(sizeClass: try XCTUnwrap(heap()).sizeClass(for: size, cABI: true), noscan: false).index
         let stack = (0..<cache.recentCount(c)).map { UnsafeMutableRawPointer(bitPattern: cache.recentFree(c, $0).addr)! }
         XCTAssertEqual(stack.count, MCache.recentCapacity)
         XCTAssertEqual(stack, Array(blocks.suffix(stack.count)), "the stack holds the newest frees, oldest at the bottom")
@@ -76,7 +76,7 @@ final class RecentFreeTests: XCTestCase {
         GoAllocator.deallocate(p)
         _ = GoAllocator.trim()
         let cache = try XCTUnwrap(myP()?.mcache, "no P")
-        for c in 1..<numSizeClasses { XCTAssertEqual(cache.recentCount(c), 0, "class \(c)") }
+        for c in 2..<numSpanClasses { XCTAssertEqual(cache.recentCount(c), 0, "span class \(c)") }
         assertHeapInvariants()
         let q = try alloc(640)
         GoAllocator.deallocate(q)

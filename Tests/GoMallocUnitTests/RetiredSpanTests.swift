@@ -89,7 +89,7 @@ final class RetiredSpanTests: XCTestCase {
         let others = (0..<spans).filter { ![central, victim, oldest, current].contains($0) }
         let pushers: [UnsafeMutableRawPointer] = Array(others.flatMap { span($0) }.prefix(MCache.recentCapacity + 1))
         for p in pushers { GoAllocator.deallocate(p) }
-        let onStack = mine.recentCount(spc.sizeClass)
+        let onStack = mine.recentCount(spc.index)
         XCTAssertLessThan(onStack, pushers.count, "set-up: the stack did not overflow")
         var again: [UnsafeMutableRawPointer] = []
         while again.count < onStack {

@@ -123,7 +123,7 @@ final class LayoutTests: XCTestCase {
         XCTAssertLessThanOrEqual(MemoryLayout<MCentral>.size, MCentral.listsOffset)
         XCTAssertLessThanOrEqual(MCentral.listsOffset + MemoryLayout<CentralLists>.size, MHeap.centralStride)
         XCTAssertLessThanOrEqual(MemoryLayout<PSlot>.size, pSlotHeaderBytes)
-        XCTAssertLessThanOrEqual(pSlotHeaderBytes + 2 * numSizeClasses * 8, pSlotStride)
+        XCTAssertLessThanOrEqual(pSlotUsedBytes, pSlotStride)
         XCTAssertEqual(pSlotStride % 128, 0)
     }
 
@@ -146,7 +146,8 @@ final class LayoutTests: XCTestCase {
             withUnsafePointer(to: &span.pointee.nelemsWord) { offset($0) },
             withUnsafePointer(to: span.pointee.allocCountWord) { offset($0) },
             withUnsafePointer(to: &span.pointee.bitmapWordsWord) { offset($0) },
-            withUnsafePointer(to: &span.pointee.sizeClassByte) { offset($0) },
+            withUnsafePointer(to: &span.pointee.ownedSpanClassByte) { offset($0) },
+            withUnsafePointer(to: span.pointee.kindWord) { offset($0) },
             withUnsafePointer(to: span.pointee.spanClassWord) { offset($0) },
         ]
         for o in line1 { XCTAssertEqual(o / 64, 1, "a field the free paths read is at \(o), outside line 1") }

@@ -131,7 +131,7 @@ static inline int gm_sys_rseq_cpu(void) {
 // is lowered again. One atomic addition changes both parts, so blockers nest.
 
 /// log2 of the bytes between two Ps (Proc.swift's pSlotStride).
-#define GM_PSLOT_SHIFT 11
+#define GM_PSLOT_SHIFT 12
 
 /// blockers * 2^24 - ncpu (see above).
 extern int64_t gm_rseq_gate __attribute__((visibility("hidden"))) GM_NONISOLATED;
