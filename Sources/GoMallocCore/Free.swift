@@ -38,9 +38,9 @@ func freeAddress(_ addr: UInt, function: StaticString) {
     // pass it (index 0) and leave below, at the size-class test.
     if let h = theHeap(), let s = h.spanOf(addr) {
         let i = s.objIndex(addr)
-        // A tiny span's blocks hold sub-objects: its frees are Tiny.swift's (slow path).
-        if i < Int(s.pointee.nelemsWord), UInt(bitPattern: i &* Int(s.pointee.elemSizeWord)) == addr &- s.pointee.startAddr,
-           !s.isTiny, let slot = h.tryAcquirePreferredP(needsMCache: false) {
+        // fastFreeLimit is 0 for a tiny span, whose blocks hold sub-objects (Tiny.swift).
+        if i < Int(s.pointee.fastFreeLimit), UInt(bitPattern: i &* Int(s.pointee.elemSizeWord)) == addr &- s.pointee.startAddr,
+           let slot = h.tryAcquirePreferredP(needsMCache: false) {
             if s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(slot) {
                 // We hold the P whose mcache allocates from `s`: the span is ours and its
                 // bitmaps are exact. The object must be allocated (below freeIndex or in

@@ -55,9 +55,9 @@ struct MHeap: ~Copyable {
     /// sizeClass(for:cABI:)), read without bounds checks.
     var fastClassTable: UnsafeMutablePointer<UInt8>
     var sizeClasses: SizeClassTable
-    /// Requests of 1...tinyMax bytes are packed by the tiny allocator (maxTinySize, or 0
-    /// with GOMALLOC_TINY=0). The malloc fast path tests `size - 1 < tinyMax`, unsigned.
-    var tinyMax: UInt
+    /// Noscan requests of fewer bytes than this are packed by the tiny allocator:
+    /// maxTinySize + 1, or 0 with GOMALLOC_TINY=0 (one unsigned compare in malloc).
+    var tinyLimit: UInt
     /// Scavenger: keep at most this percentage of in-use pages (plus one chunk) free and
     /// unreleased; beyond that, free pages are returned to the OS.
     var retainPercent: Int
@@ -80,7 +80,7 @@ struct MHeap: ~Copyable {
         fastClassTable = UnsafeMutablePointer(bitPattern: 8)!
         sizeClasses = SizeClassTable()
         retainPercent = 100
-        tinyMax = UInt(maxTinySize)
+        tinyLimit = UInt(maxTinySize + 1)
         lock = RuntimeLock(rank: .mheap)
         self.guarded = guarded
     }
@@ -285,6 +285,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         s.allocCount = 0
         s.pointee.location.store(SpanLocation.none, ordering: .relaxed)
         s.pointee.nelemsWord = UInt16(nelems)
+        s.pointee.fastFreeLimit = kind == SpanKind.tiny ? 0 : UInt16(nelems)
         s.pointee.bitmapWordsWord = UInt8(words)
         if c != 0 {
             s.pointee.elemSizeWord = pointee.sizeClasses.classToSize[c]

@@ -49,7 +49,7 @@ import Synchronization
 
 /// What a span is used for. Legal transitions: free -> inUse -> free. `manual` (Go's
 /// mSpanManual, for stacks) marks only the dummy empty span today.
-enum SpanState: UInt32 {
+enum SpanState: UInt8 {
     case free = 0
     case inUse = 1
     case manual = 2
@@ -117,7 +117,7 @@ struct MSpan: ~Copyable {
     /// Fills line 0, so that line 1 starts at offset 64.
     private var padding: (UInt64, UInt64, UInt64)
 
-    // MARK: - Line 1: everything any free reads (40 bytes), then the bitmaps
+    // MARK: - Line 1: everything any free reads (at most 40 bytes), then the bitmaps
 
     /// First byte of the span. Immutable while in use.
     var startAddr: UInt
@@ -135,16 +135,21 @@ struct MSpan: ~Copyable {
     /// Go 1.17's divMagic: index = (offset * divMul) >> 32; 0 for large spans. Immutable
     /// while in use.
     var divMul: UInt32
-    /// SpanState. Atomic: written under the heap lock (release), read with acquire (every
-    /// free's validation checks it); large spans CAS inUse -> free in free() to catch double
-    /// frees without a lock.
-    let state: Atomic<UInt32>
     /// Number of objects in the span (at most 1024). Immutable while in use.
     var nelemsWord: UInt16
     /// Objects allocated as of the last sweep plus those handed out since (at most 1024).
     /// Owner writes; remote freers read it (relaxed) after their sequentially consistent load
     /// of `location`, which is stored after every change that matters to them (MCentral).
     let allocCountWord: Atomic<UInt16>
+    /// Objects the free fast path may index: nelems, or 0 for a span none of whose frees it
+    /// may take (a tiny span, whose 16-byte blocks hold sub-objects: Tiny.swift; the dummy
+    /// spans), so that its index check sends every such free to the slow path at no cost.
+    /// Immutable while in use.
+    var fastFreeLimit: UInt16
+    /// SpanState. Atomic: written under the heap lock (release), read with acquire (every
+    /// free's validation checks it); large spans CAS inUse -> free in free() to catch double
+    /// frees without a lock.
+    let state: Atomic<UInt8>
     /// Words per bitmap (1, 2, 4, 8, 16; 0 for a large span). Immutable while in use.
     var bitmapWordsWord: UInt8
     /// The span class (SpanClass.raw) again, for the owner's fast paths (the index of its
@@ -156,8 +161,7 @@ struct MSpan: ~Copyable {
     /// may hold a stale pointer (relaxed, after an acquiring load of `location` or `state`).
     let spanClassWord: Atomic<UInt8>
     /// SpanKind: tiny for a tiny span (Tiny.swift), whose objects are 16-byte blocks holding
-    /// sub-objects, freed only through the tiny path: the free fast path leaves on it.
-    /// Written when the span is set up (heap lock), immutable while in use; atomic
+    /// sub-objects, freed only through the tiny path (fastFreeLimit is 0). Written when the span is set up (heap lock), immutable while in use; atomic
     /// (relaxed) because a remote freer holding a stale pointer reads it with spanClassWord
     /// (MCentral.settleLocked).
     let kindWord: Atomic<UInt8>
@@ -170,7 +174,7 @@ struct MSpan: ~Copyable {
     /// A span with every field zero (the dummy spans; FixAlloc memory is the same bytes).
     init() {
         allocCache = 0; freeIndexWord = Atomic(0); startAddr = 0; location = Atomic(SpanLocation.none)
-        allocCountWord = Atomic(0); nelemsWord = 0; elemSizeWord = 0; divMul = 0
+        allocCountWord = Atomic(0); nelemsWord = 0; fastFreeLimit = 0; elemSizeWord = 0; divMul = 0
         bitmapWordsWord = 0; spanClassWord = Atomic(0); needzero = false; ownedSpanClassByte = 0; kindWord = Atomic(0)
         npages = 0; next = nil; prev = nil; padding = (0, 0, 0)
         state = Atomic(SpanState.free.rawValue)

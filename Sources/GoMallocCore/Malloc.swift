@@ -1,8 +1,8 @@
 // Malloc.swift — the allocation path (Go's mallocgc), one for the C ABI and the Swift API.
 //
 // Role: malloc of n bytes:
-//     0. 1-4 bytes, noscan (every C request; Swift's without pointers): packed by the tiny
-//        allocator (Tiny.swift);
+//     0. 0-4 bytes, noscan (every C request; Swift's without pointers): packed by the tiny
+//        allocator (Tiny.swift), through the slow path;
 //     1. n <= 32 KiB: the size class (SizeClasses.swift: 8-byte steps to 1 KiB, then
 //        128-byte steps, read from one flat table; the C rule keeps blocks over 8 bytes
 //        16-byte aligned); take this CPU's P (rseq, no locked instruction) or the thread's
@@ -39,9 +39,10 @@ let maxRequest = 1 << heapAddrBits
 func mallocgc(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutableRawPointer? {
     // Unsigned: SIZE_MAX and friends arrive as negative Ints and take the slow path.
     if UInt(bitPattern: size) <= UInt(maxSmallSize), let h = theHeap() {
-        // 1...tinyMax bytes (unsigned: 0 is not one of them).
-        if noscan && UInt(bitPattern: size) &- 1 < h.pointee.tinyMax { return mallocTiny(h, size: size, zero: zero) }
-        let spc = SpanClass(sizeClass: h.sizeClass(for: size, cABI: cABI), noscan: noscan)
+        // 0...maxTinySize bytes, packed (malloc(0) gets a 1-byte object); tinyLimit is 0 when
+        // GOMALLOC_TINY=0. The slow path takes them (a tail call keeps this path a leaf).
+        if noscan && UInt(bitPattern: size) < h.pointee.tinyLimit { return mallocSlow(size, cABI: cABI, zero: zero, noscan: noscan) }
+        let spc = h.spanClass(for: size, cABI: cABI, noscan: noscan)
         if let slot = h.tryAcquirePreferredP(needsMCache: true) {
             let cache = slot.heldMCache
             // The object this P freed last, else the span's next free one.
@@ -71,11 +72,10 @@ func mallocgc(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutabl
 func mallocSlow(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutableRawPointer? {
     var p: UnsafeMutableRawPointer? = nil
     if size >= 0 && size <= maxRequest, let h = heap() {
-        // The first malloc of all comes here (no heap yet): tiny requests too.
-        if noscan && UInt(bitPattern: size) &- 1 < h.pointee.tinyMax { return mallocTiny(h, size: size, zero: zero) }
+        if noscan && UInt(bitPattern: size) < h.pointee.tinyLimit { return mallocTiny(h, size: size, zero: zero) }
         p = size > maxSmallSize
             ? mallocLarge(h, size: size, alignPages: 1, zero: zero, noscan: noscan)
-            : mallocSmall(h, SpanClass(sizeClass: h.sizeClass(for: size, cABI: cABI), noscan: noscan), size: size, zero: zero)
+            : mallocSmall(h, h.spanClass(for: size, cABI: cABI, noscan: noscan), size: size, zero: zero)
     }
     if p == nil { gm_sys_set_errno(ENOMEM) }
     return p

@@ -111,36 +111,47 @@ struct SizeClassTable {
 
 /// Entries of one flat size-to-class table: one per 8-byte step up to maxSmallSize.
 let fastClassTableEntries = maxSmallSize / smallSizeDiv + 1    // 4097
-/// Bytes of the flat lookup tables in heap metadata (MHeap.fastClassTable): Go's rule, then
-/// the C rule, each indexed by (size + 7) / 8 over every small size, so that a lookup is one
-/// load with no bounds check and no branch, and the C and Swift rules share one code path.
-/// (Go splits it at 1 KiB into 8- and 128-byte steps to save 3.5 KiB; here the split cost
-/// five instructions on every malloc.)
-let fastClassTableBytes = 2 * fastClassTableEntries
+/// Bytes of the flat lookup tables in heap metadata (MHeap.fastClassTable), each indexed by
+/// (size + 7) / 8 over every small size and holding span classes: Go's rule scan, Go's rule
+/// noscan, the C rule scan, the C rule noscan. A lookup is one load with no bounds check and
+/// no branch, the C and Swift rules share one code path, and the C ABI (always noscan) gets
+/// its span class without computing it. (Go splits its table at 1 KiB into 8- and 128-byte
+/// steps to save 3.5 KiB; here the split cost five instructions on every malloc.)
+let fastClassTableBytes = 4 * fastClassTableEntries
 
 extension SizeClassTable {
-    /// Fill the flat tables `t` (fastClassTableBytes bytes): entry i is the smallest class of
-    /// at least 8i bytes; the C rule then skips classes not a multiple of 16 for requests over
-    /// 8 bytes (9...24 bytes get 32, not the 8-aligned 24), glibc's alignment promise.
+    /// Fill the flat tables `t` (fastClassTableBytes bytes): for Go's rule, entry i is the
+    /// smallest class of at least 8i bytes; the C rule then skips classes not a multiple of
+    /// 16 for requests over 8 bytes (9...24 bytes get 32, not the 8-aligned 24), glibc's
+    /// alignment promise. Each is stored as its scan and its noscan span class.
     func writeFastTable(_ t: UnsafeMutablePointer<UInt8>) {
         var c = 1
         for i in 0..<fastClassTableEntries {
             let size = i * smallSizeDiv
             while Int(classToSize[c]) < size { c += 1 }
-            t[i] = UInt8(c)
             var cc = c
             while size > 8 && classToSize[cc] % 16 != 0 { cc += 1 }
-            t[fastClassTableEntries + i] = UInt8(cc)
+            t[i] = SpanClass(sizeClass: c, noscan: false).raw
+            t[fastClassTableEntries + i] = SpanClass(sizeClass: c, noscan: true).raw
+            t[2 * fastClassTableEntries + i] = SpanClass(sizeClass: cc, noscan: false).raw
+            t[3 * fastClassTableEntries + i] = SpanClass(sizeClass: cc, noscan: true).raw
         }
     }
 }
 
 extension UnsafeMutablePointer where Pointee == MHeap {
-    /// Size class for a small request (1...maxSmallSize; 0 is served as 1 by the tables);
+    /// Span class for a small request (1...maxSmallSize; 0 is served as 1 by the tables);
     /// `cABI` keeps blocks > 8 bytes 16-byte aligned.
     @inline(__always)
+    func spanClass(for size: Int, cABI: Bool, noscan: Bool) -> SpanClass {
+        let table = (cABI ? 2 : 0) &+ (noscan ? 1 : 0)
+        return SpanClass(raw: pointee.fastClassTable[table &* fastClassTableEntries &+ ((size &+ 7) &>> 3)])
+    }
+
+    /// Size class for a small request (as spanClass(for:cABI:noscan:)).
+    @inline(__always)
     func sizeClass(for size: Int, cABI: Bool) -> Int {
-        Int(pointee.fastClassTable[(cABI ? fastClassTableEntries : 0) &+ ((size &+ 7) &>> 3)])
+        spanClass(for: size, cABI: cABI, noscan: false).sizeClass
     }
 
     /// Smallest class >= the class of `size` whose objects are all `align`-aligned

@@ -61,9 +61,9 @@ let tinyBlockSize = 16
 /// The largest request packed (see Role).
 let maxTinySize = 4
 
-/// The rounded size and alignment of a packed request of `n` (1...4) bytes.
+/// The rounded size and alignment of a packed request of `n` (0...4) bytes (0 is served as 1).
 @inline(__always)
-func tinyRoundedSize(_ n: Int) -> Int { n <= 2 ? n : 4 }
+func tinyRoundedSize(_ n: Int) -> Int { n <= 2 ? Swift.max(n, 1) : 4 }
 
 /// A block's record (see the file header).
 enum TinyRecord {
@@ -152,7 +152,7 @@ extension UnsafeMutablePointer where Pointee == MSpan {
 
 // MARK: - Allocation (Go's mallocgc tiny branch)
 
-/// A packed object of `size` (1...maxTinySize) bytes, zeroed if `zero`. nil when out of memory.
+/// A packed object of `size` (0...maxTinySize) bytes, zeroed if `zero`. nil when out of memory.
 @inline(never)
 func mallocTiny(_ h: UnsafeMutablePointer<MHeap>, size: Int, zero: Bool) -> UnsafeMutableRawPointer? {
     let slot = h.acquireP()

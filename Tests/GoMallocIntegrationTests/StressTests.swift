@@ -403,7 +403,7 @@ private func stoppedWorldScenario(large: Bool) -> Int32 {
         target = GoAllocator.allocate(byteCount: 100_000, alignment: 8)!
         guard let s = h.spanOf(UInt(bitPattern: target)) else { return scenarioFail(10, "no span") }
         watch = withUnsafePointer(to: s.pointee.state) { UInt(bitPattern: $0) }
-        length = 4
+        length = UInt64(MemoryLayout.size(ofValue: SpanState.inUse.rawValue))  // the state word
     } else {
         // Two blocks of one span on mcentral's partial list: a free of either is remote.
         let x = GoAllocator.allocate(byteCount: 3072, alignment: 8)!
