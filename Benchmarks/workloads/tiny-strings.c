@@ -7,7 +7,7 @@
 // bytes per string, the same under every allocator), so peak RSS compares what the
 // allocators spend on the strings.
 //
-// Arguments: strings, rounds, seed.
+// Arguments: threads (1), strings, rounds, seed.
 #include "common.h"
 
 /// 1-8 bytes with the NUL: half the strings 1-4 bytes, half 5-8 (within each half, uniform).
@@ -32,6 +32,7 @@ static void check(const char *s, uint64_t tag) {
 
 int main(int argc, char **argv) {
     arg_t args[] = {
+        {"threads", 1, "threads (one; the suite passes it to every workload)"},
         {"strings", 3000000, "strings kept live"},
         {"rounds", 6, "rounds replacing a random third"},
         {"seed", 1, "random seed"},

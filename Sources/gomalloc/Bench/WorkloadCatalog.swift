@@ -102,6 +102,11 @@ func workloadCatalog(mode: BenchMode, threads: Int) -> [WorkloadSpec] {
             source: "cold-free.c", kind: .c(linkFlags: [], skipHint: nil), threads: 1,
             arguments: ["threads=1"] + pick(["objects=20000"], ["objects=600000"], ["objects=2000000"])),
         WorkloadSpec(
+            name: "tiny-strings", models: "symbol tables of short strings (Go's tiny allocator case)",
+            description: "one thread: millions of 1-8-byte strings (half 1-4 bytes) built, a random third replaced per round, then all freed",
+            source: "tiny-strings.c", kind: .c(linkFlags: [], skipHint: nil), threads: 1,
+            arguments: ["threads=1"] + pick(["strings=20000", "rounds=1"], ["strings=1000000", "rounds=2"], ["strings=3000000", "rounds=2"])),
+        WorkloadSpec(
             name: "python-churn", models: "real program (CPython)",
             description: "python3 churning dicts, lists and strings: a replaced working set of records, join/split, sort, index dicts",
             source: "python-churn.py", kind: .python, threads: 1,
