@@ -706,12 +706,14 @@ package struct PageAlloc: ~Copyable {
     // MARK: - Page cache windows (the caches themselves are in PageCache.swift)
 
     /// Go's `pageAlloc.allocToCache`: the 64-page aligned window (one bitmap word) holding
-    /// the first free page, every free page of it marked allocated. Returns the window's
-    /// base, its pages that were free (bit i = page i; 0 when nothing is free) and which of
-    /// those had been scavenged (their scavenged bits are cleared: I2). The pages count as
-    /// allocated here (inUsePages) until the cache hands them out or gives them back.
-    package mutating func allocToCache() -> (base: UInt, cache: UInt64, scav: UInt64) {
-        let (addr, newSearchAddr) = firstFree()
+    /// the first free page — with `npages` > 1, the start of the first free run of that many
+    /// pages (Go always takes the first free page's; see PageCache.swift for why) — every free
+    /// page of it marked allocated. Returns the window's base, its pages that were free (bit
+    /// i = page i; 0 when nothing fits) and which of those had been scavenged (their scavenged
+    /// bits are cleared: I2). The pages count as allocated here (inUsePages) until the cache
+    /// hands them out or gives them back.
+    package mutating func allocToCache(npages: Int = 1) -> (base: UInt, cache: UInt64, scav: UInt64) {
+        let (addr, newSearchAddr) = firstFit(npages)
         if newSearchAddr > searchAddr { searchAddr = newSearchAddr }
         if addr == 0 { return (0, 0, 0) }
         let ci = Self.chunkIndex(addr)
@@ -724,27 +726,30 @@ package struct PageAlloc: ~Copyable {
         let base = Self.chunkBase(ci) &+ UInt(truncatingIfNeeded: w &<< 6) &<< UInt(pageShift)
         inUse &+= free.nonzeroBitCount
         self.scav &-= scav.nonzeroBitCount
-        // addr was the first free page (I5): nothing below the window's end is free now.
+        // If the window held the first free page (I5), nothing below its end is free now.
         let end = base &+ UInt(truncatingIfNeeded: 64 &* pageSize)
-        if end > searchAddr { searchAddr = end }
+        if searchAddr >= base && end > searchAddr { searchAddr = end }
         update(base: base, npages: 64, contig: false, alloc: true)
         checkInvariantsIfExpensive()
         return (base, free, scav)
     }
 
-    /// The first free page at or after searchAddr (0 if none) and the searchAddr it proves.
-    private func firstFree() -> (addr: UInt, searchAddr: UInt) {
+    /// The first run of `npages` free pages at or after searchAddr (0 if none) and the
+    /// searchAddr it proves (alloc's search, without allocating).
+    private func firstFit(_ npages: Int) -> (addr: UInt, searchAddr: UInt) {
         let searchChunk = Self.chunkIndex(searchAddr)
         if searchChunk >= endChunk { return (0, searchAddr) }
-        if summaryOrNone(level: summaryLevels &- 1, index: searchChunk).max >= 1 {
-            let (j, first) = chunk(searchChunk).pointee.pallocBits.find(npages: 1, searchIndex: Self.chunkPageIndex(searchAddr))
+        let searchPage = Self.chunkPageIndex(searchAddr)
+        if pallocChunkPages &- searchPage >= npages
+            && summaryOrNone(level: summaryLevels &- 1, index: searchChunk).max >= npages {
+            let (j, first) = chunk(searchChunk).pointee.pallocBits.find(npages: npages, searchIndex: searchPage)
             if j >= 0 {
                 let chunkBase = Self.chunkBase(searchChunk)
                 return (chunkBase &+ UInt(truncatingIfNeeded: j) &<< UInt(pageShift),
                         chunkBase &+ UInt(truncatingIfNeeded: first) &<< UInt(pageShift))
             }
         }
-        return find(npages: 1)
+        return find(npages: npages)
     }
 
     /// Go's `pageCache.flush`, the page allocator's half: take back the pages `cache` of the

@@ -6,7 +6,10 @@
 //   As in Go 1.14, each P keeps a window of 64 pages (one word of the page allocator's
 //   bitmap, 64-page aligned) that it took from the page allocator in one go, under the heap
 //   lock (PageAlloc.allocToCache), and serves spans of fewer than 16 pages from it with a
-//   bit search and no lock. Go also keeps a per-P cache of mspan structs (mspancache), so
+//   bit search and no lock. Unlike Go, a cache that has pages left but no run long enough
+//   is flushed and refilled with the window of the first fit for the request (Go leaves it
+//   and takes the run from the heap under the lock: with the multi-page classes of
+//   batch-handoff that was every span of them, once windows had holes). Go also keeps a per-P cache of mspan structs (mspancache), so
 //   that the lock-free path needs no heap lock for the metadata either; here the metadata
 //   comes from six FixAllocs by bitmap size, so each P keeps a short free list of blocks for
 //   each of the five small-span sizes (spanBlocks), refilled spanBlockBatch at a time under
@@ -135,12 +138,12 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         if base == 0 || raw == nil {
             pointee.lock.lock()
             if base == 0 {
-                if pc.pointee.cacheWord.load(ordering: .relaxed) == 0 {
-                    refillPageCacheLocked(pc)
-                    (base, scav) = pc.allocN(npages)
-                }
+                // Empty, or no run of npages left in the window: give back what is left and
+                // take the window of the first fit (see Role).
+                refillPageCacheLocked(pc, npages)
+                (base, scav) = pc.allocN(npages)
                 if base == 0 {
-                    // No run of npages cached (a fragmented window): the heap's own, as Go.
+                    // The first fit straddles two windows: the heap's own run, as Go.
                     (base, scav) = locked.pointee.pages.alloc(npages: npages)
                     if base == 0 && grow(npages: npages) { (base, scav) = locked.pointee.pages.alloc(npages: npages) }
                 }
@@ -158,11 +161,13 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         return s
     }
 
-    /// Refill an empty page cache with a window from the page allocator, growing the heap if
-    /// nothing is free. Caller holds the heap lock and the cache's P.
-    private func refillPageCacheLocked(_ pc: UnsafeMutablePointer<PageCache>) {
-        var (base, cache, scav) = locked.pointee.pages.allocToCache()
-        if cache == 0 && grow(npages: pageCachePages) { (base, cache, scav) = locked.pointee.pages.allocToCache() }
+    /// Replace the page cache's window with the one holding the first run of `npages` free
+    /// pages, growing the heap if none is free. Caller holds the heap lock and the cache's P.
+    @inline(never)
+    private func refillPageCacheLocked(_ pc: UnsafeMutablePointer<PageCache>, _ npages: Int) {
+        flushPagesLocked(pc)
+        var (base, cache, scav) = locked.pointee.pages.allocToCache(npages: npages)
+        if cache == 0 && grow(npages: pageCachePages) { (base, cache, scav) = locked.pointee.pages.allocToCache(npages: npages) }
         if cache == 0 { return }
         pc.pointee.scav = scav
         pc.pointee.baseWord.store(base, ordering: .relaxed)
@@ -171,6 +176,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
 
     /// Fill P list `which` (empty) with up to spanBlockBatch metadata blocks. Caller holds the
     /// heap lock and the cache's P.
+    @inline(never)
     private func refillSpanBlocksLocked(_ pc: UnsafeMutablePointer<PageCache>, _ which: Int) {
         var head: UnsafeMutableRawPointer? = nil
         for _ in 0..<PageCache.spanBlockBatch {

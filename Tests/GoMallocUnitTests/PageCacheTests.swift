@@ -48,6 +48,21 @@ final class PageCacheTests: XCTestCase {
         XCTAssertEqual(pa.pointee.scavengedPages, scavBefore)
         XCTAssertEqual(pa.pointee.freePages, total - 68)
         pa.pointee.checkInvariants()
+        // For a run of 40 pages: the window of the first fit (pages 70..<110, window 1); its
+        // free pages 66 and 68 come along.
+        let run = pa.pointee.allocToCache(npages: 40)
+        XCTAssertEqual(run.base, fakeBase + 64 * pageBytes)
+        XCTAssertEqual(run.cache, expected)
+        pa.pointee.checkInvariants()
+        // A run longer than a window: the window where the first fit (page 70) starts.
+        pa.pointee.freeFromCache(base: run.base, cache: run.cache, scav: run.scav)
+        let long = pa.pointee.allocToCache(npages: 100)
+        XCTAssertEqual(long.base, fakeBase + 64 * pageBytes)
+        XCTAssertEqual(long.cache, expected)
+        pa.pointee.checkInvariants()
+        XCTAssertEqual(pa.pointee.alloc(npages: 1).base, fakeBase + 128 * pageBytes)
+        pa.pointee.free(base: fakeBase + 128 * pageBytes, npages: 1)
+        pa.pointee.freeFromCache(base: long.base, cache: long.cache, scav: long.scav)
         XCTAssertEqual(pa.pointee.alloc(npages: 1).base, fakeBase + 66 * pageBytes)
     }
 
