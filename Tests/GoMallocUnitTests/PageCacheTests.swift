@@ -141,6 +141,40 @@ final class PageCacheTests: XCTestCase {
         assertHeapInvariants()
     }
 
+    /// Threads making and emptying spans of 1...4 pages (objects of 8-32 KiB) through malloc,
+    /// each on whatever P it gets, while trims flush every page cache and invariant walks
+    /// stop the world: no page lost or counted twice at any of the walks, and none left
+    /// held once everything is freed and trimmed.
+    func testConcurrentMallocsTrimsAndWalksKeepPagesExact() throws {
+        let h = try XCTUnwrap(heap())
+        GoAllocator.trim()
+        let startInuse = readMemStats().heapInuse
+        let failures = AddressQueue()
+        runThreads(4) { t in
+            var rng = SplitMix64(seed: 0x5eed + UInt64(t))
+            var live: [UnsafeMutableRawPointer] = []
+            for step in 0..<4000 {
+                if live.count < 200 && (live.isEmpty || rng.below(3) != 0) {
+                    guard let p = GoAllocator.allocate(byteCount: 8192 + rng.below(24 * 1024), alignment: 8) else {
+                        failures.push(1); return
+                    }
+                    live.append(p)
+                } else {
+                    GoAllocator.deallocate(live.remove(at: rng.below(live.count)))
+                }
+                if t == 0 && step % 500 == 0 { GoAllocator.trim() }
+                if t == 1 && step % 700 == 0, GoAllocator.checkInvariants() != nil { failures.push(2) }
+            }
+            for p in live { GoAllocator.deallocate(p) }
+        }
+        XCTAssertEqual(failures.drain(), [])
+        assertHeapInvariants()
+        GoAllocator.trim()
+        for i in 0..<h.pointee.nprocs { XCTAssertEqual(h.proc(i).pageCache.cachedPages, 0) }
+        assertHeapInvariants()
+        XCTAssertEqual(readMemStats().heapInuse, startInuse)
+    }
+
     /// Pages cached by the parent's Ps are free again in a forked child.
     func testForkedChildFlushesThePageCaches() throws {
         let h = try XCTUnwrap(heap())
