@@ -88,7 +88,8 @@ func findObject(_ addr: UInt, function: StaticString)
         // the address is an interior pointer. Only the start of a block freed for good is a
         // double free. (The page allocator is read under the heap lock; we hold nothing.)
         h.pointee.lock.lock()
-        let inUse = h.locked.pointee.pages.isAllocated(addr)
+        // A page held by a page cache counts as allocated there but is free (PageCache.I1).
+        let inUse = h.locked.pointee.pages.isAllocated(addr) && !h.pageCachesHold(addr)
         h.pointee.lock.unlock()
         let doubleFree = !inUse && addr & UInt(pageMask) == 0
         reportBadPointer(function: function, problem: doubleFree ? "double free" : "invalid pointer", address: addr)

@@ -93,8 +93,9 @@ package func takeHeapView(mapPages: Int) -> HeapView {
     }
     v.classes = rows.filter { $0.spans > 0 }
     v.committedPages = h.locked.pointee.pages.totalPages
-    v.inUsePages = h.locked.pointee.pages.inUsePages
-    v.freePages = h.locked.pointee.pages.freePages
+    // Pages held by page caches are free (the page allocator counts them allocated).
+    v.inUsePages = h.pagesInUse
+    v.freePages = h.locked.pointee.pages.freePages &+ h.cachedPages
     v.releasedPages = h.locked.pointee.pages.scavengedPages
     if let first = v.arenaBases.min() {
         for pg in 0..<min(mapPages, pagesPerArena) {
@@ -103,6 +104,8 @@ package func takeHeapView(mapPages: Int) -> HeapView {
                addr >= s.pointee.startAddr, addr < s.limit,
                s.pointee.state.load(ordering: .relaxed) != SpanState.free.rawValue {
                 v.pageMap.append(s.spanClass.sizeClass == 0 ? UInt8(ascii: "L") : UInt8(ascii: "s"))
+            } else if h.pageCachesHold(addr) {
+                v.pageMap.append(UInt8(ascii: "."))  // free, held by a P's page cache
             } else if h.locked.pointee.pages.isAllocated(addr) {
                 v.pageMap.append(UInt8(ascii: "L"))  // inner page of a large span (only its first is mapped)
             } else if h.locked.pointee.pages.isScavenged(addr) {

@@ -65,11 +65,12 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
             }
         }
     }
-    if spanPages != h.locked.pointee.pagesInUse {
+    if let v = checkPageCaches(h) { return v }
+    if spanPages != h.pagesInUse {
         return InvariantViolation(message: "MHeap.I2: pagesInUse differs from the pages of in-use spans", address: UInt(spanPages))
     }
-    if spanPages != h.locked.pointee.pages.inUsePages {
-        return InvariantViolation(message: "MHeap.I2: page allocator in-use count differs from the spans", address: UInt(spanPages))
+    if spanPages &+ h.cachedPages != h.locked.pointee.pages.inUsePages {
+        return InvariantViolation(message: "MHeap.I2: page allocator in-use count differs from the spans and page caches", address: UInt(spanPages))
     }
     if h.locked.pointee.heapSys != h.locked.pointee.pages.totalPages &* pageSize {
         return InvariantViolation(message: "MHeap.I3: heapSys differs from the page allocator's pages", address: UInt(h.locked.pointee.heapSys))
@@ -231,6 +232,46 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
     return nil
 }
 
+
+/// PageCache.I1-I4: each cached page allocated in the page allocator, mapped to no span,
+/// in one cache only; scav within cache; windows aligned; metadata lists bounded.
+private func checkPageCaches(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViolation? {
+    for p in 0..<h.pointee.nprocs {
+        let pc = h.proc(p).pageCache
+        let cache = pc.pointee.cacheWord.load(ordering: .relaxed)
+        let base = pc.pointee.baseWord.load(ordering: .relaxed)
+        if pc.pointee.scav & ~cache != 0 {
+            return InvariantViolation(message: "PageCache.I2: scavenged bit of a page not cached", address: base)
+        }
+        if cache != 0 && base & UInt(pageCachePages &* pageSize &- 1) != 0 {
+            return InvariantViolation(message: "PageCache.I3: window not 64-page aligned", address: base)
+        }
+        for i in 0..<pageCachePages where cache & (UInt64(1) << UInt64(i)) != 0 {
+            let addr = base &+ UInt(i &* pageSize)
+            if !h.locked.pointee.pages.isAllocated(addr) {
+                return InvariantViolation(message: "PageCache.I1: cached page free in the page allocator", address: addr)
+            }
+            if let s = h.spanOf(addr), s != h.pointee.tombstone {
+                return InvariantViolation(message: "PageCache.I1: cached page maps to a span", address: addr)
+            }
+            for q in 0..<p where h.proc(q).pageCache.holds(addr) {
+                return InvariantViolation(message: "PageCache.I1: page in two page caches", address: addr)
+            }
+        }
+        for k in 0..<5 {
+            var n = 0
+            var b = pc.pointee.spanBlocks[k]
+            while let blk = b {
+                n &+= 1
+                if n > PageCache.spanBlockBatch {
+                    return InvariantViolation(message: "PageCache.I4: span metadata list too long", address: UInt(bitPattern: blk))
+                }
+                b = blk.load(as: UnsafeMutableRawPointer?.self)
+            }
+        }
+    }
+    return nil
+}
 
 private func checkSpan(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan>) -> InvariantViolation? {
     if s.pointee.startAddr & UInt(pageMask) != 0 {

@@ -319,8 +319,8 @@ extension UnsafeMutablePointer where Pointee == MCache {
             .assumingMemoryBound(to: SpanList.self) + c
     }
 
-    /// Give every cached and retired span back to mcentral (malloc_trim, tests). Caller
-    /// holds the P.
+    /// Give every cached and retired span back to mcentral, then the P's page cache to the
+    /// heap (malloc_trim, tests). Caller holds the P.
     func releaseAll(heap: UnsafeMutablePointer<MHeap>) {
         clearRecent()
         let empty = heap.pointee.emptySpan
@@ -341,5 +341,6 @@ extension UnsafeMutablePointer where Pointee == MCache {
             central.uncacheSpan(s, heap: heap)
         }
         pointee.retiredPages = 0
+        heap.flushPageCache(pointee.p)
     }
 }

@@ -103,7 +103,7 @@ extension UnsafeMutablePointer where Pointee == MCentral {
         // Nothing partial: a fresh span from the heap (Go's mcentral.grow).
         let spc = pointee.spanClass
         guard let s = heap.allocSpan(npages: Int(heap.pointee.sizeClasses.classToNPages[spc.sizeClass]),
-                                     spanClass: spc, kind: pointee.kind) else { return nil }
+                                     spanClass: spc, kind: pointee.kind, p: p) else { return nil }
         s.pointee.location.store(SpanLocation.cached(p), ordering: .sequentiallyConsistent)
         return s
     }

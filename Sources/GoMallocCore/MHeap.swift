@@ -3,8 +3,10 @@
 // Role: owns all memory. Grows by reserving 64 MiB heap arenas (HeapArena.swift) and
 //   committing 4 MiB chunks of them; hands out runs of pages as spans (allocSpan) through the
 //   page allocator (PageAlloc.swift); takes them back (freeSpan); maps every page to its span
-//   so free() can find the span of any address; holds the 136 mcentrals (and the tiny spans' one), the Ps, the
-//   fixallocs for metadata, and the heap-wide statistics.
+//   so free() can find the span of any address; holds the 136 mcentrals (and the tiny
+//   spans' one), the Ps, the fixallocs for metadata, and the heap-wide statistics. Small
+//   spans come from the P's page cache when the caller names its P (PageCache.swift),
+//   without the lock.
 // Go counterpart: mheap.go (mheap, allocSpan, freeSpan, grow, spanOf), malloc.go (mallocinit).
 // Invariants:
 //   I1. The page map sends each page of an in-use small span, and the first page of an in-use
@@ -12,15 +14,18 @@
 //       left where a large object started (so a second free of it can be named a double free
 //       rather than an invalid pointer; the tombstone may outlive it on an inner page of a
 //       newer large span, which findObject tells apart through the page allocator).
-//   I2. pagesInUse == sum of npages over in-use spans == pages.inUsePages.
+//   I2. pagesInUse == sum of npages over in-use spans == pages.inUsePages - pages held by
+//       the Ps' page caches (PageCache.I1: the page allocator counts cached pages as
+//       allocated; HeapInuse counts span pages only, so cached pages are idle).
 //   I3. heapSys == pages.totalPages * pageSize (bytes committed for the heap).
-//   I4. Each span's metadata is owned by exactly one of: its spanAllocs free list, the heap
-//       (in use, on a central list or in a cache).
+//   I4. Each span's metadata is owned by exactly one of: its spanAllocs free list, a P's
+//       page cache (PageCache.I4), the heap (in use, on a central list or in a cache).
 // Concurrency: `lock` guards everything below it unless a field says otherwise. Lock order:
 //   P < mcentral < mheap. The arena map is read without the lock (entries only go from nil
 //   to non-nil, Go's rule); the page map entries are written under the lock and read
 //   without it by free (a pointer being freed was published by its malloc): both through
-//   release stores and acquire loads (mapStore, mapLoad). Methods are on
+//   release stores and acquire loads (mapStore, mapLoad); a P also writes them without the
+//   lock for a span made from its page cache (PageCache.swift argues why). Methods are on
 //   `UnsafeMutablePointer<MHeap>` and touch one stored field at a time: the fields read
 //   without the lock are never inside a modify access of the whole heap.
 // Failure: allocSpan returns nil when the OS refuses memory; the heap stays consistent.
@@ -86,6 +91,13 @@ struct MHeap: ~Copyable {
     }
 
     static let centralStride = 128
+
+    /// Which of spanAllocs holds the metadata of a span of `kind` with `words` words per
+    /// bitmap (0: large).
+    @inline(__always)
+    static func spanAllocIndex(kind: UInt8, words: Int) -> Int {
+        kind == SpanKind.tiny ? 6 : words == 0 ? 0 : 1 &+ words.trailingZeroBitCount
+    }
 }
 
 /// The heap's state under its lock. Guarded by: MHeap.lock (every field).
@@ -98,8 +110,6 @@ struct HeapLocked: ~Copyable {
     var spanAllocs: InlineArray<7, FixAlloc>
     var cacheAlloc: FixAlloc
     var arenas: ArenaSet
-    /// Pages of in-use spans.
-    var pagesInUse: Int
     /// Bytes committed for the heap (Go's HeapSys).
     var heapSys: Int
     /// Large objects: count and bytes allocated / freed.
@@ -123,7 +133,7 @@ struct HeapLocked: ~Copyable {
         }
         cacheAlloc = FixAlloc(size: MCache.blockBytes)
         arenas = ArenaSet()
-        pagesInUse = 0; heapSys = 0
+        heapSys = 0
         largeAllocCount = 0; largeAllocBytes = 0; largeFreeCount = 0; largeFreeBytes = 0
         mcachesCreated = 0
         lastScavenge = 0
@@ -174,6 +184,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         pointee.cpuProcsEnd = UInt(bitPattern: pc + cpuProcs * pSlotStride)
         for i in 0..<n {
             (pc + i * pSlotStride).bindMemory(to: PSlot.self, capacity: 1).initialize(to: PSlot(index: i))
+            proc(i).pageCache.initialize(to: PageCache())
         }
         pointee.centrals = cc
         for i in 0..<numCentrals {
@@ -206,7 +217,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     }
 
     /// Set the page map entry of the page holding `addr`. The arena must be registered.
-    /// Caller holds the heap lock.
+    /// Caller holds the heap lock, or owns the page (a P's page cache, PageCache.swift).
     @inline(__always)
     func setSpan(_ addr: UInt, _ s: UnsafeMutablePointer<MSpan>?) {
         let ai = Int(truncatingIfNeeded: addr >> UInt(logHeapArenaBytes))
@@ -227,19 +238,23 @@ extension UnsafeMutablePointer where Pointee == MHeap {
 
     // MARK: - Spans
 
+    /// Pages of in-use spans (I2). Caller holds the heap lock; exact once the world is
+    /// stopped (a P may be making a span from its page cache meanwhile).
+    var pagesInUse: Int { locked.pointee.pages.inUsePages &- cachedPages }
+
     /// Go's mheap.alloc: a span of `npages` pages for span class `spanClass` (class 0:
-    /// one large object), in use, page map set. nil when the OS refuses memory.
-    func allocSpan(npages: Int, spanClass: SpanClass, alignPages: Int = 1,
-                   kind: UInt8 = SpanKind.ordinary) -> UnsafeMutablePointer<MSpan>? {
+    /// one large object; `kind`: ordinary or tiny), in use, page map set. nil when the OS
+    /// refuses memory. `p`: the caller's P (held), whose page cache serves ordinary small
+    /// spans of fewer than PageCache.maxSpanPages pages without the heap lock (Go's pcache
+    /// path).
+    func allocSpan(npages: Int, spanClass: SpanClass, alignPages: Int = 1, kind: UInt8 = SpanKind.ordinary,
+                   p: UnsafeMutablePointer<PSlot>? = nil) -> UnsafeMutablePointer<MSpan>? {
+        if let p, npages < PageCache.maxSpanPages, alignPages == 1, spanClass.sizeClass != 0, kind == SpanKind.ordinary {
+            return allocSpanCached(npages: npages, spanClass: spanClass, p: p)
+        }
         pointee.lock.lock()
         defer { pointee.lock.unlock() }
         return allocSpanLocked(npages: npages, spanClass: spanClass, alignPages: alignPages, kind: kind)
-    }
-
-    /// Which of spanAllocs holds the metadata of a span of `kind` with `words` per bitmap.
-    @inline(__always)
-    private static func spanAllocIndex(kind: UInt8, words: Int) -> Int {
-        kind == SpanKind.tiny ? 6 : words == 0 ? 0 : 1 &+ words.trailingZeroBitCount
     }
 
     private func allocSpanLocked(npages: Int, spanClass: SpanClass, alignPages: Int, kind: UInt8) -> UnsafeMutablePointer<MSpan>? {
@@ -261,24 +276,37 @@ extension UnsafeMutablePointer where Pointee == MHeap {
             base = aligned
         }
         let c = spanClass.sizeClass
-        let nelems = c != 0 ? Int(pointee.sizeClasses.classToNElems[c]) : 1
-        let words = c != 0 ? MSpan.bitmapWords(for: nelems) : 0
-        let which = Self.spanAllocIndex(kind: kind, words: words)
+        let which = MHeap.spanAllocIndex(kind: kind, words: c != 0 ? MSpan.bitmapWords(for: Int(pointee.sizeClasses.classToNElems[c])) : 0)
         guard let raw = locked.pointee.spanAllocs[which].alloc(from: &locked.pointee.persistent) else {
             locked.pointee.pages.free(base: base, npages: npages)
             return nil
         }
+        let s = raw.assumingMemoryBound(to: MSpan.self)
+        // Pages fresh from the OS or scavenged read as zero (Linux anonymous memory).
+        initSpan(s, base: base, npages: npages, spanClass: spanClass, kind: kind, needzero: scav < want)
+        if c == 0 {
+            locked.pointee.largeAllocCount &+= 1
+            locked.pointee.largeAllocBytes &+= UInt64(npages &* pageSize)
+        }
+        return s
+    }
+
+    /// Set up span `s` (a metadata block of the right size) over [base, base + npages pages),
+    /// in use, and map its pages. The caller owns the pages and the block: under the heap
+    /// lock, or a P making the span from its page cache (PageCache.swift).
+    func initSpan(_ s: UnsafeMutablePointer<MSpan>, base: UInt, npages: Int, spanClass: SpanClass, kind: UInt8, needzero: Bool) {
+        let c = spanClass.sizeClass
+        let nelems = c != 0 ? Int(pointee.sizeClasses.classToNElems[c]) : 1
+        let words = c != 0 ? MSpan.bitmapWords(for: nelems) : 0
         // Fresh FixAlloc memory is zero, a valid MSpan; reused memory is an old MSpan of the
         // same block size (its first word overwritten by the free list). Either way every
         // field is set here, one at a time, the atomics and bitmaps through atomic stores:
         // stale readers may be looking (MSpan).
-        let s = raw.assumingMemoryBound(to: MSpan.self)
         s.pointee.startAddr = base
         s.pointee.npages = npages
         s.spanClass = spanClass
         s.kind = kind
-        // Pages fresh from the OS or scavenged read as zero (Linux anonymous memory).
-        s.pointee.needzero = scav < want
+        s.pointee.needzero = needzero
         s.pointee.next = nil
         s.pointee.prev = nil
         s.freeIndex = 0
@@ -308,12 +336,6 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         }
         s.pointee.state.store(SpanState.inUse.rawValue, ordering: .releasing)
         mapSpanPages(s, to: s)
-        locked.pointee.pagesInUse &+= npages
-        if c == 0 {
-            locked.pointee.largeAllocCount &+= 1
-            locked.pointee.largeAllocBytes &+= UInt64(npages &* pageSize)
-        }
-        return s
     }
 
     /// Go's mheap.freeSpan: return the span's pages to the page allocator and its metadata
@@ -326,12 +348,11 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         mapSpanPages(s, to: large ? pointee.tombstone : nil)
         s.pointee.state.store(SpanState.free.rawValue, ordering: .releasing)
         locked.pointee.pages.free(base: s.pointee.startAddr, npages: n, released: released)
-        locked.pointee.pagesInUse &-= n
         if large {
             locked.pointee.largeFreeCount &+= 1
             locked.pointee.largeFreeBytes &+= UInt64(n &* pageSize)
         }
-        locked.pointee.spanAllocs[Self.spanAllocIndex(kind: s.kind, words: s.bitmapWords)].free(UnsafeMutableRawPointer(s))
+        locked.pointee.spanAllocs[MHeap.spanAllocIndex(kind: s.kind, words: s.bitmapWords)].free(UnsafeMutableRawPointer(s))
         scavengeIfNeeded()
         pointee.lock.unlock()
     }
@@ -345,7 +366,6 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         if npages < old {
             locked.pointee.pages.free(base: s.pointee.startAddr &+ UInt(npages &* pageSize), npages: old &- npages)
             s.pointee.npages = npages
-            locked.pointee.pagesInUse &-= old &- npages
             locked.pointee.largeFreeBytes &+= UInt64((old &- npages) &* pageSize)
             scavengeIfNeeded()
         }
@@ -370,7 +390,6 @@ extension UnsafeMutablePointer where Pointee == MHeap {
                   locked.pointee.pages.allocAt(base: end, npages: extra) != nil else { return false }
         }
         s.pointee.npages = npages
-        locked.pointee.pagesInUse &+= extra
         locked.pointee.largeAllocBytes &+= UInt64(extra &* pageSize)
         return true
     }

@@ -62,7 +62,7 @@ package func readMemStats() -> MemStatsSnapshot {
     guard let h = theHeap() else { return m }
     h.pointee.lock.lock()
     let heapSys = UInt64(h.locked.pointee.heapSys)
-    let inUse = UInt64(h.locked.pointee.pagesInUse &* pageSize)
+    let inUse = UInt64(h.pagesInUse &* pageSize)
     m.heapReleased = UInt64(h.locked.pointee.pages.scavengedPages &* pageSize)
     m.largeMallocs = h.locked.pointee.largeAllocCount
     m.largeFrees = h.locked.pointee.largeFreeCount

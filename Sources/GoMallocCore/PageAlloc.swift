@@ -98,8 +98,8 @@
 // end, where first fit allocates, stays resident.
 //
 // Where it stops scaling.
-//   * One heap lock serialises every call. Go added per-P page caches (64 pages taken from
-//     the tree at once) for this; they belong to the caller, not here.
+//   * One heap lock serialises every call. As Go does, per-P page caches (PageCache.swift)
+//     take 64-page windows at once (allocToCache) and serve small spans without it.
 //   * Level 0 is scanned linearly over the span of grown chunks: a heap scattered over the
 //     whole 48-bit space makes a slow-path find read up to 2^14 entries.
 //   * Each metadata access costs three dependent loads (root, directory, block) where Go's
@@ -700,6 +700,78 @@ package struct PageAlloc: ~Copyable {
         if base < searchAddr { searchAddr = base }
         if limit &+ 1 > scavHint { scavHint = limit &+ 1 }
         update(base: base, npages: npages, contig: true, alloc: false)
+        checkInvariantsIfExpensive()
+    }
+
+    // MARK: - Page cache windows (the caches themselves are in PageCache.swift)
+
+    /// Go's `pageAlloc.allocToCache`: the 64-page aligned window (one bitmap word) holding
+    /// the first free page — with `npages` > 1, the start of the first free run of that many
+    /// pages (Go always takes the first free page's; see PageCache.swift for why) — every free
+    /// page of it marked allocated. Returns the window's base, its pages that were free (bit
+    /// i = page i; 0 when nothing fits) and which of those had been scavenged (their scavenged
+    /// bits are cleared: I2). The pages count as allocated here (inUsePages) until the cache
+    /// hands them out or gives them back.
+    package mutating func allocToCache(npages: Int = 1) -> (base: UInt, cache: UInt64, scav: UInt64) {
+        let (addr, newSearchAddr) = firstFit(npages)
+        if newSearchAddr > searchAddr { searchAddr = newSearchAddr }
+        if addr == 0 { return (0, 0, 0) }
+        let ci = Self.chunkIndex(addr)
+        let w = Self.chunkPageIndex(addr) &>> 6
+        let data = chunk(ci)
+        let free = ~data.pointee.pallocBits.words[w]
+        let scav = data.pointee.scavenged.words[w] & free
+        data.pointee.pallocBits.words[w] = ~0
+        data.pointee.scavenged.words[w] = 0
+        let base = Self.chunkBase(ci) &+ UInt(truncatingIfNeeded: w &<< 6) &<< UInt(pageShift)
+        inUse &+= free.nonzeroBitCount
+        self.scav &-= scav.nonzeroBitCount
+        // If the window held the first free page (I5), nothing below its end is free now.
+        let end = base &+ UInt(truncatingIfNeeded: 64 &* pageSize)
+        if searchAddr >= base && end > searchAddr { searchAddr = end }
+        update(base: base, npages: 64, contig: false, alloc: true)
+        checkInvariantsIfExpensive()
+        return (base, free, scav)
+    }
+
+    /// The first run of `npages` free pages at or after searchAddr (0 if none) and the
+    /// searchAddr it proves (alloc's search, without allocating).
+    private func firstFit(_ npages: Int) -> (addr: UInt, searchAddr: UInt) {
+        let searchChunk = Self.chunkIndex(searchAddr)
+        if searchChunk >= endChunk { return (0, searchAddr) }
+        let searchPage = Self.chunkPageIndex(searchAddr)
+        if pallocChunkPages &- searchPage >= npages
+            && summaryOrNone(level: summaryLevels &- 1, index: searchChunk).max >= npages {
+            let (j, first) = chunk(searchChunk).pointee.pallocBits.find(npages: npages, searchIndex: searchPage)
+            if j >= 0 {
+                let chunkBase = Self.chunkBase(searchChunk)
+                return (chunkBase &+ UInt(truncatingIfNeeded: j) &<< UInt(pageShift),
+                        chunkBase &+ UInt(truncatingIfNeeded: first) &<< UInt(pageShift))
+            }
+        }
+        return find(npages: npages)
+    }
+
+    /// Go's `pageCache.flush`, the page allocator's half: take back the pages `cache` of the
+    /// window at `base` (allocated here since allocToCache), those in `scav` still scavenged
+    /// (untouched since: they keep reading as zero and cost no RSS).
+    package mutating func freeFromCache(base: UInt, cache: UInt64, scav: UInt64) {
+        if cache == 0 { return }
+        let ci = Self.chunkIndex(base)
+        let w = Self.chunkPageIndex(base) &>> 6
+        guard base & UInt(64 &* pageSize &- 1) == 0, scav & ~cache == 0, let data = chunkIfMapped(ci),
+              data.pointee.pallocBits.words[w] & cache == cache else {
+            throwFatal("pageAlloc.freeFromCache: returning pages that are not allocated")
+        }
+        data.pointee.pallocBits.words[w] &= ~cache
+        data.pointee.scavenged.words[w] |= scav
+        inUse &-= cache.nonzeroBitCount
+        self.scav &+= scav.nonzeroBitCount
+        let first = base &+ UInt(truncatingIfNeeded: cache.trailingZeroBitCount &* pageSize)
+        let limit = base &+ UInt(truncatingIfNeeded: (64 &- cache.leadingZeroBitCount) &* pageSize)
+        if first < searchAddr { searchAddr = first }
+        if cache & ~scav != 0 && limit > scavHint { scavHint = limit }
+        update(base: base, npages: 64, contig: false, alloc: false)
         checkInvariantsIfExpensive()
     }
 

@@ -62,8 +62,9 @@ struct PSlot: ~Copyable {
     }
 }
 
-/// The slot's header (PSlot) is padded to this; the counters follow it (numSpanClasses
-/// mallocs, then numSpanClasses frees, then the tiny allocator's four, 8 bytes each).
+/// The slot's header (PSlot, then the P's page cache at pageCacheOffset, PageCache.swift) is
+/// padded to this; the counters follow it (numSpanClasses mallocs, then numSpanClasses
+/// frees, then the tiny allocator's four, 8 bytes each).
 let pSlotHeaderBytes = 128
 /// Bytes between Ps: a power of two (the rseq section indexes Ps by a shift,
 /// gomalloc_sys.h), a multiple of 128 so that two Ps never share a cache line (or an
@@ -298,9 +299,13 @@ private func forkRelease() {
 
 private func forkParent() { forkRelease() }
 
-/// The child has one thread: register membarrier's rseq flavour for its new address space,
-/// or, if that fails, take Ps by compare-and-swap only from now on.
+/// The child has one thread: give every P's page cache back (its world is still stopped,
+/// PageCache.swift), register membarrier's rseq flavour for its new address space, or, if
+/// that fails, take Ps by compare-and-swap only from now on.
 private func forkChild() {
+    if let h = theHeap() {
+        for i in 0..<h.pointee.nprocs { h.flushPageCacheLocked(h.proc(i)) }
+    }
     forkRelease()
     if let h = theHeap(), h.pointee.cpuProcs != 0 && gm_sys_rseq_setup() == 0 { h.bindPsByCASOnly() }
 }

@@ -47,8 +47,9 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     /// Free pages not returned to the OS.
     var freeUnscavengedPages: Int { locked.pointee.pages.freePages &- locked.pointee.pages.scavengedPages }
 
-    /// Pages we may keep free and resident.
-    var retainGoalPages: Int { locked.pointee.pagesInUse &* pointee.retainPercent / 100 &+ pallocChunkPages }
+    /// Pages we may keep free and resident. In-use pages as the page allocator counts them:
+    /// pages held by page caches too (at most 64 per P), so no walk of the Ps on this path.
+    var retainGoalPages: Int { locked.pointee.pages.inUsePages &* pointee.retainPercent / 100 &+ pallocChunkPages }
 
     /// Release the excess over the retain goal. Caller holds the heap lock.
     func scavengeIfNeeded() {
@@ -65,15 +66,17 @@ extension UnsafeMutablePointer where Pointee == MHeap {
 
 // MARK: - malloc_trim
 
-/// malloc_trim: flush every mcache (each P taken in turn), sweep every mcentral, release
-/// all free pages. Returns pages released to the OS.
+/// malloc_trim: flush every mcache and page cache (each P taken in turn), sweep every
+/// mcentral, release all free pages. Returns pages released to the OS.
 func trimHeap() -> Int {
     guard let h = theHeap() else { return 0 }
     // Meanwhile other threads take fallback Ps only.
     h.blockCPUProcs()
     for i in 0..<h.pointee.nprocs {
         let slot = h.acquireP(at: i)
-        if let c = slot.mcache { c.releaseAll(heap: h) }
+        // releaseAll flushes the page cache too; a P without an mcache has made no span
+        // through mcentral, but allocSpan may have been given it directly (tests).
+        if let c = slot.mcache { c.releaseAll(heap: h) } else { h.flushPageCache(slot) }
         h.releaseP(slot)
     }
     h.unblockCPUProcs()
