@@ -61,8 +61,10 @@ struct MHeap: ~Copyable {
     var fastClassTable: UnsafeMutablePointer<UInt8>
     var sizeClasses: SizeClassTable
     /// Noscan requests of fewer bytes than this are packed by the tiny allocator:
-    /// maxTinySize + 1, or 0 with GOMALLOC_TINY=0 (one unsigned compare in malloc).
-    var tinyLimit: UInt
+    /// maxTinySize + 1 with GOMALLOC_TINY=1, else 0 (one unsigned compare in malloc).
+    /// Atomic (relaxed: a plain load on the fast path) because tests switch it at run time
+    /// (setTinyPacking); packed objects stay valid either way (their spans say what they are).
+    let tinyLimitWord: Atomic<UInt>
     /// Scavenger: keep at most this percentage of in-use pages (plus one chunk) free and
     /// unreleased; beyond that, free pages are returned to the OS.
     var retainPercent: Int
@@ -85,7 +87,7 @@ struct MHeap: ~Copyable {
         fastClassTable = UnsafeMutablePointer(bitPattern: 8)!
         sizeClasses = SizeClassTable()
         retainPercent = 100
-        tinyLimit = UInt(maxTinySize + 1)
+        tinyLimitWord = Atomic(0)
         lock = RuntimeLock(rank: .mheap)
         self.guarded = guarded
     }
@@ -152,6 +154,10 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     func central(at i: Int) -> UnsafeMutablePointer<MCentral> {
         (pointee.centrals + i &* MHeap.centralStride).assumingMemoryBound(to: MCentral.self)
     }
+
+    /// See MHeap.tinyLimitWord.
+    @inline(__always)
+    var tinyLimit: UInt { pointee.tinyLimitWord.load(ordering: .relaxed) }
 
     /// The mcentral of the tiny spans (Tiny.swift).
     @inline(__always)

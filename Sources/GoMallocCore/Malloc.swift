@@ -39,9 +39,9 @@ let maxRequest = 1 << heapAddrBits
 func mallocgc(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutableRawPointer? {
     // Unsigned: SIZE_MAX and friends arrive as negative Ints and take the slow path.
     if UInt(bitPattern: size) <= UInt(maxSmallSize), let h = theHeap() {
-        // 0...maxTinySize bytes, packed (malloc(0) gets a 1-byte object); tinyLimit is 0 when
-        // GOMALLOC_TINY=0. The slow path takes them (a tail call keeps this path a leaf).
-        if noscan && UInt(bitPattern: size) < h.pointee.tinyLimit { return mallocSlow(size, cABI: cABI, zero: zero, noscan: noscan) }
+        // 0...maxTinySize bytes, packed (malloc(0) gets a 1-byte object) with GOMALLOC_TINY=1
+        // (tinyLimit is 0 otherwise). The slow path takes them (a tail call keeps this path a leaf).
+        if noscan && UInt(bitPattern: size) < h.tinyLimit { return mallocSlow(size, cABI: cABI, zero: zero, noscan: noscan) }
         let spc = h.spanClass(for: size, cABI: cABI, noscan: noscan)
         if let slot = h.tryAcquirePreferredP(needsMCache: true) {
             let cache = slot.heldMCache
@@ -72,7 +72,7 @@ func mallocgc(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutabl
 func mallocSlow(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutableRawPointer? {
     var p: UnsafeMutableRawPointer? = nil
     if size >= 0 && size <= maxRequest, let h = heap() {
-        if noscan && UInt(bitPattern: size) < h.pointee.tinyLimit { return mallocTiny(h, size: size, zero: zero) }
+        if noscan && UInt(bitPattern: size) < h.tinyLimit { return mallocTiny(h, size: size, zero: zero) }
         p = size > maxSmallSize
             ? mallocLarge(h, size: size, alignPages: 1, zero: zero, noscan: noscan)
             : mallocSmall(h, h.spanClass(for: size, cABI: cABI, noscan: noscan), size: size, zero: zero)

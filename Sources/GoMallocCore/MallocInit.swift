@@ -81,7 +81,7 @@ private func createHeap() -> UnsafeMutablePointer<MHeap>? {
     // compare-and-swap fallback.
     let cpuProcs = Option.rseq.read() != 0 && gm_sys_rseq_setup() != 0
         ? Swift.min(Swift.max(Int(gm_sys_ncpu_configured()), 1), maxProcs) : 0
-    h.pointee.tinyLimit = Option.tiny.read() != 0 ? UInt(maxTinySize + 1) : 0
+    h.pointee.tinyLimitWord.store(Option.tiny.read() != 0 ? UInt(maxTinySize + 1) : 0, ordering: .relaxed)
     guard h.initialize(nprocs: cpuProcs + procs, cpuProcs: cpuProcs, retainPercent: Option.retainPercent.read())
     else { return nil }
     // The rseq section admits CPU ids below cpuProcs from now on (before the heap is published).

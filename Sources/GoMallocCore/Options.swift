@@ -52,9 +52,9 @@ package enum Option: Int {
                 defaultDoc: "100", rangeDoc: "0–1000",
                 doc: "Free pages kept resident, as a percentage of in-use pages (plus 4 MiB); the excess is returned to the OS (`MADV_DONTNEED`), at most every 50 ms unless it grows past twice that. Lower it for a leaner RSS, raise it for fewer page faults.")
         case .tiny:
-            Row(name: "GOMALLOC_TINY", defaultValue: 1, min: 0, max: 1,
-                defaultDoc: "1", rangeDoc: "0 or 1",
-                doc: "1: pack requests of 1–4 bytes (every C request; Swift requests made with `containsPointers: false`) into shared 16-byte blocks, as Go's tiny allocator does, each at an offset that is a multiple of its rounded size (1, 2, 4, 4 bytes) with exact double and invalid free detection. 0: give them 8-byte objects.")
+            Row(name: "GOMALLOC_TINY", defaultValue: 0, min: 0, max: 1,
+                defaultDoc: "0", rangeDoc: "0 or 1",
+                doc: "1: pack requests of 1–4 bytes (every C request; Swift requests made with `containsPointers: false`) into shared 16-byte blocks, as Go's tiny allocator does, each at an offset that is a multiple of its rounded size (1, 2, 4, 4 bytes) with exact double and invalid free detection. Off by default: it saves memory only where many such objects live together and costs up to a fifth of the time of programs that make many 4-byte requests (DESIGN.md). 0: give them 8-byte objects.")
         case .rseq:
             Row(name: "GOMALLOC_RSEQ", defaultValue: 1, min: 0, max: 1,
                 defaultDoc: "1", rangeDoc: "0 or 1",

@@ -13,7 +13,10 @@
 //   is a multiple of r, at or after the block's fill offset; r is also its usable size.
 //   Only noscan requests are packed, as in Go: every C request (C has no types; Go's mallocgc
 //   treats an untyped allocation as noscan) and Swift requests made with
-//   containsPointers: false. The aligned family never packs.
+//   containsPointers: false. The aligned family never packs. Packing is off by default
+//   (GOMALLOC_TINY=1 turns it on; MHeap.tinyLimit is 0 otherwise): it costs up to a fifth of
+//   the time of programs making many 4-byte requests and saves memory only where many such
+//   objects live together (DESIGN.md, "The tiny allocator").
 //   Blocks come from tiny spans: spans of size class 2 (16 bytes), noscan, kind tiny, with
 //   their own mcentral (MHeap.tinyCentral) and one record word per block after the bitmaps
 //   in the span's metadata. The free fast path leaves on a tiny span (MSpan.kindWord); every
@@ -152,6 +155,13 @@ extension UnsafeMutablePointer where Pointee == MSpan {
 
 // MARK: - Allocation (Go's mallocgc tiny branch)
 
+/// Turn packing on or off at run time (tests; GOMALLOC_TINY sets it at start-up). Objects
+/// already packed stay valid: frees find them by their span's kind.
+package func setTinyPacking(_ on: Bool) {
+    guard let h = heap() else { return }
+    h.pointee.tinyLimitWord.store(on ? UInt(maxTinySize + 1) : 0, ordering: .relaxed)
+}
+
 /// A packed object of `size` (0...maxTinySize) bytes, zeroed if `zero`. nil when out of memory.
 @inline(never)
 func mallocTiny(_ h: UnsafeMutablePointer<MHeap>, size: Int, zero: Bool) -> UnsafeMutableRawPointer? {
@@ -284,6 +294,12 @@ func freeTinyBlock(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<M
 @inline(never)
 func freeTiny(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan>, index i: Int,
               addr: UInt, function: StaticString) {
+    // From the free fast path, which found the span through the page map: a tiny span maps
+    // its page only while in use, so only a free racing the span's own release (itself a bad
+    // free) could see another state.
+    if s.pointee.state.load(ordering: .acquiring) != SpanState.inUse.rawValue || i >= s.nelems {
+        reportBadPointer(function: function, problem: "invalid pointer", address: addr)
+    }
     let off = Int(addr &- (s.pointee.startAddr &+ UInt(i &* tinyBlockSize)))
     let rec = s.tinyRecord(i)
     let slot = h.acquireP()

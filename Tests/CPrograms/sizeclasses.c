@@ -38,10 +38,10 @@ int main(int argc, char **argv) {
         size_t want = 0;
         for (int i = 0; i < n && want == 0; i++)
             if (classes[i] >= (size ? size : 1) && (size <= 8 || classes[i] % 16 == 0)) want = classes[i];
-        // 0-4 bytes are packed by the tiny allocator: their usable size is their own rounded
-        // size (1, 1, 2, 4, 4), not a class's (GOMALLOC_TINY=0 turns packing off).
+        // With GOMALLOC_TINY=1, 0-4 bytes are packed by the tiny allocator: their usable size
+        // is their own rounded size (1, 1, 2, 4, 4), not a class's.
         const char *tiny = getenv("GOMALLOC_TINY");
-        if (size <= 4 && !(tiny && strcmp(tiny, "0") == 0)) want = size <= 1 ? 1 : size == 3 ? 4 : size;
+        if (size <= 4 && tiny && strcmp(tiny, "1") == 0) want = size <= 1 ? 1 : size == 3 ? 4 : size;
         CHECKF(want != 0, "no class for %zu bytes", size);
         void *p[3];
         p[0] = malloc(opaque(size));

@@ -153,6 +153,12 @@ final class DropInTests: XCTestCase {
         try runProgram("sizeclasses.c", GoAllocator.sizeClasses.map { String($0.bytesPerObject) })
     }
 
+    /// The same with the tiny allocator on: 0-4 bytes get their own rounded size, packed.
+    func testEverySmallSizeWithTinyPacking() throws {
+        try runProgram("sizeclasses.c", GoAllocator.sizeClasses.map { String($0.bytesPerObject) },
+                       env: ["GOMALLOC_TINY": "1"])
+    }
+
     /// GOMALLOC_STATS=1: the summary at exit, on stderr, one line per figure.
     func testStatsSummaryAtExit() throws {
         let library = try DropIn.requireLibrary("GOMALLOC_STATS")

@@ -34,10 +34,11 @@ final class StressTests: XCTestCase {
     /// Compile `file` with -O2, run it under the allocator; it must exit 0 with `OK <name>`
     /// last and nothing on stderr.
     private func runStress(_ file: String, _ args: [String], maxProcs: Int, timeout: TimeInterval = 120,
+                           env extra: [String: String] = [:],
                            file testFile: StaticString = #filePath, line: UInt = #line) throws {
         let allocator = try DropIn.allocator()
         let exe = try DropIn.compile(file, extraFlags: ["-O2"], tag: "O2")
-        let env = DropIn.environment(for: allocator, ["GOMALLOC_MAXPROCS": String(maxProcs)])
+        let env = DropIn.environment(for: allocator, extra.merging(["GOMALLOC_MAXPROCS": String(maxProcs)]) { a, _ in a })
         let r = try DropIn.run(exe, args, environment: env, timeout: timeout)
         let name = (file as NSString).deletingPathExtension
         let what = "\(file) \(args.joined(separator: " ")) with GOMALLOC_MAXPROCS=\(maxProcs)"
@@ -59,6 +60,12 @@ final class StressTests: XCTestCase {
 
     func testThreadsHandBlocksAroundWithEightPs() throws {
         try runStress("stress_threads.c", ["8", "1500"], maxProcs: 8)
+    }
+
+    /// The same with the tiny allocator on (GOMALLOC_TINY=1): 1-4-byte blocks are packed and
+    /// freed from other threads, with forks.
+    func testThreadsHandBlocksAroundWithTinyPacking() throws {
+        try runStress("stress_threads.c", ["6", "2000", "250"], maxProcs: 2, env: ["GOMALLOC_TINY": "1"])
     }
 
     // MARK: - Producers and consumers: remote frees racing span moves

@@ -7,6 +7,14 @@ import XCTest
 @testable import GoMallocCoreHosted
 
 final class TinyTests: XCTestCase {
+    // Packing is off by default (GOMALLOC_TINY): these tests turn it on, and off again after.
+    override func setUp() {
+        _ = GoAllocator.statistics()  // the heap exists
+        setTinyPacking(true)
+    }
+
+    override func tearDown() { setTinyPacking(false) }
+
     private func cMalloc(_ n: Int) throws -> UnsafeMutableRawPointer { try XCTUnwrap(gmMalloc(n)) }
     private func hex(_ p: UnsafeMutableRawPointer) -> String { "0x" + String(UInt(bitPattern: p), radix: 16) }
     private func isPacked(_ p: UnsafeMutableRawPointer) -> Bool {
