@@ -36,6 +36,13 @@ int gm_sys_commit(void *addr, size_t size) { return mprotect(addr, size, PROT_RE
 
 int gm_sys_release(void *addr, size_t size) { return madvise(addr, size, MADV_DONTNEED); }
 
+int gm_sys_protect_none(void *addr, size_t size) { return mprotect(addr, size, PROT_NONE); }
+
+size_t gm_sys_os_page_size(void) {
+    long n = sysconf(_SC_PAGESIZE);
+    return n > 0 ? (size_t)n : 4096;
+}
+
 int gm_sys_unmap(void *addr, size_t size) { return munmap(addr, size); }
 
 #ifndef MREMAP_DONTUNMAP

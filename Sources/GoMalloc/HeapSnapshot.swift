@@ -29,6 +29,10 @@ public struct HeapSnapshot: Sendable {
     public var releasedPages: Int
     public var largeSpans: Int
     public var largePages: Int
+    /// Stack spans (from `allocateStack` / `gomalloc_stack_alloc`) and their pages (part of
+    /// `inUsePages`).
+    public var stackSpans: Int
+    public var stackPages: Int
     public var spanClasses: [SpanClassRow]
     /// One character per 8 KiB page from the start of the lowest arena: `s` small-object span,
     /// `L` large object, `M` manual (stack) span, `.` free, `r` free and released to the OS,
@@ -43,7 +47,7 @@ extension GoAllocator {
         return HeapSnapshot(
             arenas: v.arenaBases, committedPages: v.committedPages, inUsePages: v.inUsePages,
             freePages: v.freePages, releasedPages: v.releasedPages, largeSpans: v.largeSpans,
-            largePages: v.largePages,
+            largePages: v.largePages, stackSpans: v.stackSpans, stackPages: v.stackPages,
             spanClasses: v.classes.map {
                 HeapSnapshot.SpanClassRow(spanClass: $0.spanClass, objectSize: $0.size, spans: $0.spans,
                                           allocating: $0.allocating, retired: $0.retired, partial: $0.partial,

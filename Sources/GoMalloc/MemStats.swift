@@ -16,8 +16,21 @@ public struct MemStats: Sendable, Equatable {
     public var heapReleased: UInt64
     /// Live objects.
     public var heapObjects: UInt64
-    /// Bytes in manual (stack) spans.
+    /// Bytes in stack spans (Go's StackInuse): the live stacks and the free ones kept in
+    /// the stack caches, pool spans and stackLarge. Not part of `heapSys` or `heapInuse`.
     public var stackInuse: UInt64
+    /// Bytes of memory obtained for stacks (Go's StackSys); equal to `stackInuse`, since
+    /// every stack comes from the heap's arenas.
+    public var stackSys: UInt64
+    /// The parts of `stackInuse`: bytes of stacks handed out and not freed, of free stacks
+    /// in the per-P stack caches, in stackpool spans, and waiting for reuse on stackLarge.
+    public var stackAlloc: UInt64
+    public var stackCached: UInt64
+    public var stackPoolFree: UInt64
+    public var stackLargeFree: UInt64
+    /// Cumulative count of stacks allocated and freed.
+    public var stackAllocs: UInt64
+    public var stackFrees: UInt64
     /// Bytes of allocator metadata obtained from the OS.
     public var metadataSys: UInt64
     /// Cumulative count of objects allocated.
@@ -55,6 +68,13 @@ public struct MemStats: Sendable, Equatable {
         heapReleased = m.heapReleased
         heapObjects = m.heapObjects
         stackInuse = m.stackInuse
+        stackSys = m.stackSys
+        stackAlloc = m.stackAlloc
+        stackCached = m.stackCached
+        stackPoolFree = m.stackPoolFree
+        stackLargeFree = m.stackLargeFree
+        stackAllocs = m.stackAllocs
+        stackFrees = m.stackFrees
         metadataSys = m.metadataSys
         mallocs = m.mallocs
         frees = m.frees

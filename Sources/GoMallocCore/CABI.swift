@@ -185,14 +185,47 @@ public func gmMallopt(_ param: Int32, _ value: Int32) -> Int32 {
 public func gmMallinfoFill(_ out: UnsafeMutablePointer<Int>?) {
     guard let out else { return }
     let m = readMemStats()
-    out[0] = Int(m.heapSys)                                   // arena: bytes from the OS
+    out[0] = Int(m.heapSys &+ m.stackInuse)                   // arena: bytes from the OS (stacks too)
     out[1] = 0                                                // ordblks
     out[2] = 0                                                // smblks
     out[3] = Int(m.largeMallocs &- m.largeFrees)              // hblks: live large blocks
     out[4] = Int(m.largeAllocBytes)                           // hblkhd: their bytes
     out[5] = 0                                                // usmblks
     out[6] = 0                                                // fsmblks
-    out[7] = Int(m.heapAlloc)                                 // uordblks: in use
+    out[7] = Int(m.heapAlloc &+ m.stackInuse)                 // uordblks: in use (stack spans too)
     out[8] = Int(m.heapSys &- Swift.min(m.heapSys, m.heapAlloc)) // fordblks: free
     out[9] = Int(m.heapReleased)                              // keepcost: releasable
+}
+
+// MARK: - Stacks (Stack.swift; declared in gomalloc.h)
+
+@c(gm_stack_alloc)
+public func gmStackAlloc(_ size: Int) -> UnsafeMutableRawPointer? {
+    if size == 0 {
+        gm_sys_set_errno(EINVAL)
+        return nil
+    }
+    // Negative: a size_t past Int.max, more than any stack.
+    let n = stackRoundedSize(size)
+    guard n != 0, let h = heap(), let p = stackAlloc(h, size: n) else { return failENOMEM() }
+    return p
+}
+
+@c(gm_stack_free)
+public func gmStackFree(_ lo: UnsafeMutableRawPointer?, _ size: Int) {
+    // stack_free(NULL, n) does nothing, as free(NULL) does.
+    guard let lo else { return }
+    stackFree(UInt(bitPattern: lo), size: size)
+}
+
+@c(gm_stack_grow)
+public func gmStackGrow(_ lo: UnsafeMutableRawPointer?, _ size: Int, _ used: Int) -> UnsafeMutableRawPointer? {
+    stackGrow(UInt(bitPattern: lo), size: size, used: used)
+}
+
+@c(gm_stack_guard_size)
+public func gmStackGuardSize(_ size: Int) -> Int {
+    let n = stackRoundedSize(size)
+    guard n != 0, let h = heap() else { return 0 }
+    return stackGuardBytes(h, size: n)
 }

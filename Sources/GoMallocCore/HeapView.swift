@@ -35,9 +35,12 @@ package struct HeapView {
     package var releasedPages = 0
     package var largeSpans = 0
     package var largePages = 0
+    /// Stack spans (Stack.swift) and their pages (part of inUsePages).
+    package var stackSpans = 0
+    package var stackPages = 0
     package var classes: [ClassRow] = []
     /// One character per page of the first `mapPages` pages of the lowest arena:
-    /// 's' small-object span, 'L' large span, '.' free, 'r' free and released,
+    /// 's' small-object span, 'L' large span, 'M' manual (stack) span, '.' free, 'r' free and released,
     /// ' ' not committed.
     package var pageMap: [UInt8] = []
 }
@@ -71,6 +74,11 @@ package func takeHeapView(mapPages: Int) -> HeapView {
             let addr = base &+ UInt(pg &* pageSize)
             if addr != s.pointee.startAddr { continue }
             let state = s.pointee.state.load(ordering: .relaxed)
+            if s.isStack && state == SpanState.manual.rawValue {
+                v.stackSpans += 1
+                v.stackPages += s.pointee.npages
+                continue
+            }
             if state != SpanState.inUse.rawValue { continue }
             let spc = s.spanClass
             if spc.sizeClass == 0 {
@@ -94,7 +102,7 @@ package func takeHeapView(mapPages: Int) -> HeapView {
     v.classes = rows.filter { $0.spans > 0 }
     v.committedPages = h.locked.pointee.pages.totalPages
     // Pages held by page caches are free (the page allocator counts them allocated).
-    v.inUsePages = h.pagesInUse
+    v.inUsePages = h.pagesInUse &+ h.locked.pointee.stackPages
     v.freePages = h.locked.pointee.pages.freePages &+ h.cachedPages
     v.releasedPages = h.locked.pointee.pages.scavengedPages
     if let first = v.arenaBases.min() {
@@ -103,7 +111,7 @@ package func takeHeapView(mapPages: Int) -> HeapView {
             if let s = h.spanOf(addr), s != h.pointee.tombstone,
                addr >= s.pointee.startAddr, addr < s.limit,
                s.pointee.state.load(ordering: .relaxed) != SpanState.free.rawValue {
-                v.pageMap.append(s.spanClass.sizeClass == 0 ? UInt8(ascii: "L") : UInt8(ascii: "s"))
+                v.pageMap.append(s.isStack ? UInt8(ascii: "M") : s.spanClass.sizeClass == 0 ? UInt8(ascii: "L") : UInt8(ascii: "s"))
             } else if h.pageCachesHold(addr) {
                 v.pageMap.append(UInt8(ascii: "."))  // free, held by a P's page cache
             } else if h.locked.pointee.pages.isAllocated(addr) {

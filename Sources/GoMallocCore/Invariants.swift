@@ -32,6 +32,7 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
     var listed = 0
     var liveTinyObjects = 0
     var openTinyBlocks = 0
+    var stacks = StackRecount()
     // Walk every registered arena's page table.
     for ai in h.registeredArenaIndices {
         guard let table = h.pointee.arenaMap[ai] else { continue }
@@ -49,7 +50,14 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
             if !h.locked.pointee.pages.isAllocated(addr) {
                 return InvariantViolation(message: "MHeap.I1: page of a span is free in the page allocator", address: addr)
             }
+            if s.isStack != (state == SpanState.manual.rawValue) {
+                return InvariantViolation(message: "Stack.I1: a manual span that is not a stack span, or the reverse", address: addr)
+            }
             if addr != s.pointee.startAddr { continue }
+            if s.isStack {
+                if let v = checkStackSpan(h, s, &stacks) { return v }
+                continue
+            }
             // First page: check the span once.
             if let v = checkSpan(h, s) { return v }
             spanPages &+= s.pointee.npages
@@ -66,10 +74,14 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
         }
     }
     if let v = checkPageCaches(h) { return v }
+    if let v = checkStackLists(h, &stacks) { return v }
+    if stacks.pages != h.locked.pointee.stackPages {
+        return InvariantViolation(message: "Stack.I4: stackPages differs from the stack spans' pages", address: UInt(stacks.pages))
+    }
     if spanPages != h.pagesInUse {
         return InvariantViolation(message: "MHeap.I2: pagesInUse differs from the pages of in-use spans", address: UInt(spanPages))
     }
-    if spanPages &+ h.cachedPages != h.locked.pointee.pages.inUsePages {
+    if spanPages &+ h.cachedPages &+ stacks.pages != h.locked.pointee.pages.inUsePages {
         return InvariantViolation(message: "MHeap.I2: page allocator in-use count differs from the spans and page caches", address: UInt(spanPages))
     }
     if h.locked.pointee.heapSys != h.locked.pointee.pages.totalPages &* pageSize {
@@ -330,6 +342,130 @@ private func checkTinySpan(_ s: UnsafeMutablePointer<MSpan>, live: inout Int, op
         }
         if v & TinyRecord.open != 0 { open &+= 1 }
         live &+= TinyRecord.liveCount(v)
+    }
+    return nil
+}
+
+// MARK: - Stacks (Stack.swift I1-I5)
+
+/// What the page walk and the lists found of the stack allocator.
+private struct StackRecount {
+    var pages = 0
+    var liveBytes = 0
+    var poolFreeBytes = InlineArray<4, Int>(repeating: 0)
+    var poolSpans = InlineArray<4, Int>(repeating: 0)
+    var largeOnLists = 0
+}
+
+/// Stack.I1-I3 for one stack span found by the page walk.
+private func checkStackSpan(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan>,
+                            _ r: inout StackRecount) -> InvariantViolation? {
+    let size = s.stackSize
+    let n = s.nelems
+    if size < fixedStack || size > maxStackSize || size & (size &- 1) != 0 || s.spanClass.raw != 0
+        || n < 1 || n &* size != s.pointee.npages &* pageSize || s.bitmapWords != 1
+        || (size < stackCacheSize) != (s.pointee.npages &* pageSize == stackCacheSize && n > 1) {
+        return InvariantViolation(message: "Stack.I1: a stack span's size, count or class", address: s.pointee.startAddr)
+    }
+    let mask = n == 64 ? ~UInt64(0) : (UInt64(1) << UInt64(n)) &- 1
+    let live = s.stackLiveWord.pointee.load(ordering: .relaxed)
+    let free = s.freeBits[0]
+    if live & free != 0 || (live | free) & ~mask != 0 || s.remoteBits[0] != 0 {
+        return InvariantViolation(message: "Stack.I2: a stack both live and free in its pool, or bits past the span", address: s.pointee.startAddr)
+    }
+    if size >= stackCacheSize && free != 0 {
+        return InvariantViolation(message: "Stack.I2: a large stack span with pool bits", address: s.pointee.startAddr)
+    }
+    if free == mask && size < stackCacheSize {
+        return InvariantViolation(message: "Stack.I3: a pool span with every stack free", address: s.pointee.startAddr)
+    }
+    r.pages &+= s.pointee.npages
+    r.liveBytes &+= live.nonzeroBitCount &* size
+    if size < stackCacheSize {
+        let order = (size >> 11).trailingZeroBitCount
+        r.poolFreeBytes[order] &+= free.nonzeroBitCount &* size
+        if free != 0 { r.poolSpans[order] &+= 1 }
+    }
+    return nil
+}
+
+/// Stack.I2-I5 for the pools, stackLarge and the Ps' stack caches (the world is stopped,
+/// with the stack locks), then the sum of I4 against the counters.
+private func checkStackLists(_ h: UnsafeMutablePointer<MHeap>, _ r: inout StackRecount) -> InvariantViolation? {
+    for o in 0..<numStackOrders {
+        let pool = h.stackPool(o)
+        var n = 0
+        var s = pool.pointee.spans.first
+        while let span = s {
+            if !span.isStack || span.stackSize != fixedStack << o || span.freeBits[0] == 0 {
+                return InvariantViolation(message: "Stack.I3: a span on stackpool of the wrong order or with no free stack", address: span.pointee.startAddr)
+            }
+            n &+= 1
+            s = span.pointee.next
+        }
+        if n != r.poolSpans[o] || n != pool.pointee.spans.count {
+            return InvariantViolation(message: "Stack.I3: stackpool lists differ from the spans with free stacks", address: UInt(n))
+        }
+        if pool.pointee.freeBytes.load(ordering: .relaxed) != r.poolFreeBytes[o] {
+            return InvariantViolation(message: "Stack.I4: stackpool freeBytes differs from the spans' bits", address: UInt(r.poolFreeBytes[o]))
+        }
+    }
+    let large = h.stackLarge
+    var largeBytes = 0
+    for i in 0..<stackLargeLists {
+        var s = large.pointee.free[i].first
+        while let span = s {
+            if !span.isStack || span.pointee.npages != 1 << i || span.nelems != 1
+                || span.stackLiveWord.pointee.load(ordering: .relaxed) != 0 {
+                return InvariantViolation(message: "Stack.I2: a span on stackLarge of the wrong size, or live", address: span.pointee.startAddr)
+            }
+            largeBytes &+= span.stackSize
+            s = span.pointee.next
+        }
+    }
+    if largeBytes != large.pointee.bytes.load(ordering: .relaxed) || largeBytes > stackLargeRetainBytes {
+        return InvariantViolation(message: "Stack.I4: stackLarge bytes differ from its lists, or exceed the budget", address: UInt(largeBytes))
+    }
+    var cached = 0
+    var cachedCounted = 0
+    var live: UInt64 = 0
+    for p in 0..<h.pointee.nprocs {
+        let slot = h.proc(p)
+        let c = slot.stackCounters
+        live &+= c[StackCounter.allocBytes.rawValue] &- c[StackCounter.freeBytes.rawValue]
+        cachedCounted &+= Int(truncatingIfNeeded: c[StackCounter.cachedBytes.rawValue])
+        guard let cache = slot.mcache else { continue }
+        for o in 0..<numStackOrders {
+            let size = fixedStack << o
+            let count = cache.pointee.stackCache[o].count
+            if count < 0 || count > stackCacheCapacity || count &* size > stackCacheSize {
+                return InvariantViolation(message: "Stack.I5: a stack cache over its budget", address: UInt(bitPattern: count))
+            }
+            for k in 0..<count {
+                let x = cache.pointee.stackCache[o].entries[k]
+                guard let s = h.spanOf(x), s.isStack, s.stackSize == size,
+                      (x &- s.pointee.startAddr) & UInt(size &- 1) == 0 else {
+                    return InvariantViolation(message: "Stack.I2: a cached stack that is not a stack of its order", address: x)
+                }
+                let bit = UInt64(1) << UInt64((x &- s.pointee.startAddr) >> UInt(size.trailingZeroBitCount))
+                if (s.stackLiveWord.pointee.load(ordering: .relaxed) | s.freeBits[0]) & bit != 0 {
+                    return InvariantViolation(message: "Stack.I2: a cached stack that is also live or free in its pool", address: x)
+                }
+            }
+            cached &+= count &* size
+        }
+    }
+    if cached != cachedCounted {
+        return InvariantViolation(message: "Stack.I4: the Ps' cached-bytes counters differ from their caches", address: UInt(cached))
+    }
+    if live != UInt64(r.liveBytes) {
+        return InvariantViolation(message: "Stack.I4: stack bytes counted live differ from the live bits", address: UInt(r.liveBytes))
+    }
+    var poolFree = 0
+    for o in 0..<numStackOrders { poolFree &+= r.poolFreeBytes[o] }
+    // Every stack is in exactly one place (I2): duplicates in the caches would overcount.
+    if r.pages &* pageSize != r.liveBytes &+ cached &+ poolFree &+ largeBytes {
+        return InvariantViolation(message: "Stack.I4: stack pages differ from live + cached + pool free + stackLarge", address: UInt(r.pages))
     }
     return nil
 }

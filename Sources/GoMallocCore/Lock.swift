@@ -7,9 +7,11 @@
 // Invariants:
 //   I1. state is 0 (unlocked), 1 (locked, no waiters) or 2 (locked, maybe waiters).
 //   I2. Lock order (never take a rank while holding the same or a higher one):
-//         P (rank proc) < mcentral < mheap.
-//       A thread holds at most one P and at most one mcentral lock at a time, except while it
-//       stops the world (Proc.swift), which takes every P, then every mcentral, then the heap.
+//         P (rank proc) < stackpool < stackLarge < mcentral < mheap.
+//       A thread holds at most one P and at most one mcentral or stackpool lock at a time,
+//       except while it stops the world (Proc.swift), which takes every P, then the stack
+//       locks, then every mcentral, then the heap. (The stack allocator, Stack.swift, takes
+//       the heap lock under a stackpool lock, as Go's stackpoolalloc does.)
 //       With GOMALLOC_INTERNAL_CHECKS (debug builds) every acquisition checks this against the
 //       thread's held ranks (a bit set in one thread-local word) and a violation is fatal.
 // Concurrency: the struct is shared; every access to `state` is atomic. The rank is immutable.
@@ -21,8 +23,10 @@ import Synchronization
 /// Where a lock sits in the order (I2). Raw values are bit positions in gm_tls_held_ranks.
 enum LockRank: UInt32 {
     case proc = 0
-    case mcentral = 1
-    case mheap = 2
+    case stackpool = 1
+    case stackLarge = 2
+    case mcentral = 3
+    case mheap = 4
 }
 
 /// A futex mutex. Zero-initialised memory is an unlocked lock of rank proc, so locks can live
@@ -132,7 +136,9 @@ private func lockRankCheck(_ r: LockRank) {
     let sameOrHigher = ~((UInt(1) << UInt(r.rawValue)) &- 1) & (worldStoppedBit &- 1)
     if held & sameOrHigher != 0 {
         switch r {
-        case .proc: throwFatal("lock order: a P taken while holding a P, an mcentral or the heap lock")
+        case .proc: throwFatal("lock order: a P taken while holding a P or a lock")
+        case .stackpool: throwFatal("lock order: a stackpool lock taken while holding a stack, mcentral or heap lock")
+        case .stackLarge: throwFatal("lock order: the stackLarge lock taken while holding it, an mcentral or the heap lock")
         case .mcentral: throwFatal("lock order: an mcentral lock taken while holding an mcentral or the heap lock")
         case .mheap: throwFatal("lock order: the heap lock taken while holding it")
         }

@@ -56,6 +56,9 @@ struct MCache {
     var tinyOffset: Int
     /// The span of the open block (tinySpan may have moved on since it was opened). Owner: P.
     var tinySpanOfOpen: UnsafeMutablePointer<MSpan>
+    /// The P's stack cache, one LIFO per stack order (Go's mcache.stackcache; Stack.swift
+    /// I5). Owner: P.
+    var stackCache: InlineArray<4, StackCacheList>
     /// The P that owns this cache. Immutable.
     let p: UnsafeMutablePointer<PSlot>
 
@@ -94,6 +97,7 @@ struct MCache {
         tinySpanOfOpen = emptySpan
         tiny = 0
         tinyOffset = 0
+        stackCache = InlineArray(repeating: StackCacheList())
         self.p = p
     }
 

@@ -9,14 +9,15 @@
 //   without the lock.
 // Go counterpart: mheap.go (mheap, allocSpan, freeSpan, grow, spanOf), malloc.go (mallocinit).
 // Invariants:
-//   I1. The page map sends each page of an in-use small span, and the first page of an in-use
-//       large span, to that span; every other page of ours maps to nil or to the tombstone
+//   I1. The page map sends each page of an in-use small span or a stack span, and the first
+//       page of an in-use large span, to that span; every other page of ours maps to nil or to the tombstone
 //       left where a large object started (so a second free of it can be named a double free
 //       rather than an invalid pointer; the tombstone may outlive it on an inner page of a
 //       newer large span, which findObject tells apart through the page allocator).
 //   I2. pagesInUse == sum of npages over in-use spans == pages.inUsePages - pages held by
 //       the Ps' page caches (PageCache.I1: the page allocator counts cached pages as
-//       allocated; HeapInuse counts span pages only, so cached pages are idle).
+//       allocated; HeapInuse counts span pages only, so cached pages are idle) - stackPages
+//       (the pages of the stack spans, which Go counts as StackInuse, not HeapInuse).
 //   I3. heapSys == pages.totalPages * pageSize (bytes committed for the heap).
 //   I4. Each span's metadata is owned by exactly one of: its spanAllocs free list, a P's
 //       page cache (PageCache.I4), the heap (in use, on a central list or in a cache).
@@ -65,6 +66,10 @@ struct MHeap: ~Copyable {
     /// Atomic (relaxed: a plain load on the fast path) because tests switch it at run time
     /// (setTinyPacking); packed objects stay valid either way (their spans say what they are).
     let tinyLimitWord: Atomic<UInt>
+    /// The stack allocator's shared state: stackpool[0..<4], then stackLarge (Stack.swift).
+    var stackState: UnsafeMutableRawPointer
+    /// Bytes of the guard page below each large stack (GOMALLOC_STACK_GUARD; 0 = none).
+    var stackGuardBytes: Int
     /// Scavenger: keep at most this percentage of in-use pages (plus one chunk) free and
     /// unreleased; beyond that, free pages are returned to the OS.
     var retainPercent: Int
@@ -87,6 +92,8 @@ struct MHeap: ~Copyable {
         fastClassTable = UnsafeMutablePointer(bitPattern: 8)!
         sizeClasses = SizeClassTable()
         retainPercent = 100
+        stackState = UnsafeMutableRawPointer(bitPattern: 8)!
+        stackGuardBytes = 0
         tinyLimitWord = Atomic(0)
         lock = RuntimeLock(rank: .mheap)
         self.guarded = guarded
@@ -98,7 +105,7 @@ struct MHeap: ~Copyable {
     /// bitmap (0: large).
     @inline(__always)
     static func spanAllocIndex(kind: UInt8, words: Int) -> Int {
-        kind == SpanKind.tiny ? 6 : words == 0 ? 0 : 1 &+ words.trailingZeroBitCount
+        kind == SpanKind.tiny ? 6 : kind == SpanKind.stack ? 7 : words == 0 ? 0 : 1 &+ words.trailingZeroBitCount
     }
 }
 
@@ -108,8 +115,10 @@ struct HeapLocked: ~Copyable {
     var persistent: PersistentAlloc
     /// Span metadata blocks (MSpan followed by its three bitmaps): [0] large spans (no
     /// bitmaps), [1 + k] small spans with 2^k words per bitmap (k = 0...4), [6] tiny spans
-    /// (bitmaps, then one record per block: Tiny.swift).
-    var spanAllocs: InlineArray<7, FixAlloc>
+    /// (bitmaps, then one record per block: Tiny.swift), [7] stack spans (one word per
+    /// bitmap: Stack.swift; their own, so that a stale stack-span pointer held by a bad
+    /// stack_free never reaches an object span's bitmaps).
+    var spanAllocs: InlineArray<8, FixAlloc>
     var cacheAlloc: FixAlloc
     var arenas: ArenaSet
     /// Bytes committed for the heap (Go's HeapSys).
@@ -123,6 +132,9 @@ struct HeapLocked: ~Copyable {
     var mcachesCreated: Int
     /// When the scavenger last released memory (CLOCK_MONOTONIC ns).
     var lastScavenge: UInt64
+    /// Pages of stack spans (Stack.swift): allocated in the page allocator, not in HeapInuse
+    /// or HeapSys (Go moves them to StackInuse).
+    var stackPages: Int
 
     init(releasesMemory: Bool) {
         pages = PageAlloc(releasesMemory: releasesMemory)
@@ -131,7 +143,7 @@ struct HeapLocked: ~Copyable {
         // pointer read its atomics concurrently (MSpan's Concurrency; Go: spanalloc.zero =
         // false). Bitmaps are cleared word by word with atomic stores when a span is set up.
         spanAllocs = InlineArray { i in
-            FixAlloc(size: i == 6 ? tinySpanMetadataBytes : MSpan.blockBytes(words: i == 0 ? 0 : 1 << (i - 1)), zero: false)
+            FixAlloc(size: i == 6 ? tinySpanMetadataBytes : MSpan.blockBytes(words: i == 7 ? 1 : i == 0 ? 0 : 1 << (i - 1)), zero: false)
         }
         cacheAlloc = FixAlloc(size: MCache.blockBytes)
         arenas = ArenaSet()
@@ -139,6 +151,7 @@ struct HeapLocked: ~Copyable {
         largeAllocCount = 0; largeAllocBytes = 0; largeFreeCount = 0; largeFreeBytes = 0
         mcachesCreated = 0
         lastScavenge = 0
+        stackPages = 0
     }
 }
 
@@ -181,8 +194,14 @@ extension UnsafeMutablePointer where Pointee == MHeap {
               let cc = locked.pointee.persistent.alloc(size: numCentrals * MHeap.centralStride, align: MHeap.centralStride),
               let es = locked.pointee.persistent.alloc(size: MemoryLayout<MSpan>.stride, align: 64),
               let ts = locked.pointee.persistent.alloc(size: MemoryLayout<MSpan>.stride, align: 64),
-              let ft = locked.pointee.persistent.alloc(size: fastClassTableBytes, align: 64)
+              let ft = locked.pointee.persistent.alloc(size: fastClassTableBytes, align: 64),
+              let st = locked.pointee.persistent.alloc(size: stackStateBytes, align: 128)
         else { return false }
+        pointee.stackState = st
+        for o in 0..<numStackOrders {
+            (st + o * stackPoolStride).bindMemory(to: StackPoolItem.self, capacity: 1).initialize(to: StackPoolItem())
+        }
+        (st + stackLargeOffset).bindMemory(to: StackLarge.self, capacity: 1).initialize(to: StackLarge())
         pointee.fastClassTable = ft.bindMemory(to: UInt8.self, capacity: fastClassTableBytes)
         pointee.sizeClasses.writeFastTable(pointee.fastClassTable)
         pointee.arenaMap = map.bindMemory(to: ArenaPageTable?.self, capacity: arenaMapEntries)
@@ -232,9 +251,9 @@ extension UnsafeMutablePointer where Pointee == MHeap {
                  UInt(bitPattern: s))
     }
 
-    /// Map the pages of `s` (all of them for small spans, the first for large ones).
+    /// Map the pages of `s` (all of them for small and stack spans, the first for large ones).
     func mapSpanPages(_ s: UnsafeMutablePointer<MSpan>, to value: UnsafeMutablePointer<MSpan>?) {
-        let n = s.spanClass.sizeClass == 0 ? 1 : s.pointee.npages
+        let n = s.spanClass.sizeClass == 0 && !s.isStack ? 1 : s.pointee.npages
         var a = s.pointee.startAddr
         for _ in 0..<n {
             setSpan(a, value)
@@ -246,7 +265,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
 
     /// Pages of in-use spans (I2). Caller holds the heap lock; exact once the world is
     /// stopped (a P may be making a span from its page cache meanwhile).
-    var pagesInUse: Int { locked.pointee.pages.inUsePages &- cachedPages }
+    var pagesInUse: Int { locked.pointee.pages.inUsePages &- cachedPages &- locked.pointee.stackPages }
 
     /// Go's mheap.alloc: a span of `npages` pages for span class `spanClass` (class 0:
     /// one large object; `kind`: ordinary or tiny), in use, page map set. nil when the OS
@@ -263,7 +282,20 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         return allocSpanLocked(npages: npages, spanClass: spanClass, alignPages: alignPages, kind: kind)
     }
 
-    private func allocSpanLocked(npages: Int, spanClass: SpanClass, alignPages: Int, kind: UInt8) -> UnsafeMutablePointer<MSpan>? {
+    /// Go's mheap.allocManual: a stack span of `npages` pages cut into stacks of `stackSize`
+    /// bytes, state manual, every page mapped, no stack live (Stack.swift). nil when the OS
+    /// refuses memory. Takes the heap lock (callers may hold a stackpool lock).
+    func allocStackSpan(npages: Int, stackSize: Int) -> UnsafeMutablePointer<MSpan>? {
+        pointee.lock.lock()
+        defer { pointee.lock.unlock() }
+        guard let s = allocSpanLocked(npages: npages, spanClass: SpanClass(raw: 0), alignPages: 1,
+                                      kind: SpanKind.stack, stackSize: stackSize) else { return nil }
+        locked.pointee.stackPages &+= npages
+        return s
+    }
+
+    private func allocSpanLocked(npages: Int, spanClass: SpanClass, alignPages: Int, kind: UInt8,
+                                 stackSize: Int = 0) -> UnsafeMutablePointer<MSpan>? {
         let want = npages &+ alignPages &- 1
         var (base, scav) = locked.pointee.pages.alloc(npages: want)
         if base == 0 {
@@ -289,8 +321,8 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         }
         let s = raw.assumingMemoryBound(to: MSpan.self)
         // Pages fresh from the OS or scavenged read as zero (Linux anonymous memory).
-        initSpan(s, base: base, npages: npages, spanClass: spanClass, kind: kind, needzero: scav < want)
-        if c == 0 {
+        initSpan(s, base: base, npages: npages, spanClass: spanClass, kind: kind, needzero: scav < want, stackSize: stackSize)
+        if c == 0 && kind != SpanKind.stack {
             locked.pointee.largeAllocCount &+= 1
             locked.pointee.largeAllocBytes &+= UInt64(npages &* pageSize)
         }
@@ -300,10 +332,13 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     /// Set up span `s` (a metadata block of the right size) over [base, base + npages pages),
     /// in use, and map its pages. The caller owns the pages and the block: under the heap
     /// lock, or a P making the span from its page cache (PageCache.swift).
-    func initSpan(_ s: UnsafeMutablePointer<MSpan>, base: UInt, npages: Int, spanClass: SpanClass, kind: UInt8, needzero: Bool) {
+    /// A stack span (kind stack) has `stackSize`-byte stacks, one bitmap word, state manual.
+    func initSpan(_ s: UnsafeMutablePointer<MSpan>, base: UInt, npages: Int, spanClass: SpanClass, kind: UInt8, needzero: Bool,
+                  stackSize: Int = 0) {
         let c = spanClass.sizeClass
-        let nelems = c != 0 ? Int(pointee.sizeClasses.classToNElems[c]) : 1
-        let words = c != 0 ? MSpan.bitmapWords(for: nelems) : 0
+        let stack = kind == SpanKind.stack
+        let nelems = stack ? (npages &* pageSize) / stackSize : c != 0 ? Int(pointee.sizeClasses.classToNElems[c]) : 1
+        let words = c != 0 || stack ? MSpan.bitmapWords(for: nelems) : 0
         // Fresh FixAlloc memory is zero, a valid MSpan; reused memory is an old MSpan of the
         // same block size (its first word overwritten by the free list). Either way every
         // field is set here, one at a time, the atomics and bitmaps through atomic stores:
@@ -319,7 +354,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         s.allocCount = 0
         s.pointee.location.store(SpanLocation.none, ordering: .relaxed)
         s.pointee.nelemsWord = UInt16(nelems)
-        s.pointee.fastFreeLimit = kind == SpanKind.tiny ? 0 : UInt16(nelems)
+        s.pointee.fastFreeLimit = kind == SpanKind.ordinary ? UInt16(nelems) : 0
         s.pointee.bitmapWordsWord = UInt8(words)
         if c != 0 {
             s.pointee.elemSizeWord = pointee.sizeClasses.classToSize[c]
@@ -335,12 +370,21 @@ extension UnsafeMutablePointer where Pointee == MHeap {
             if kind == SpanKind.tiny {
                 for i in 0..<nelems { s.tinyRecord(i).pointee.store(0, ordering: .relaxed) }
             }
+        } else if stack {
+            // Stacks: elemSize is the stack size; the bitmap words say live (allocBits) and
+            // free in the pool (freeBits), nothing yet (Stack.swift I2).
+            s.pointee.elemSizeWord = UInt32(stackSize)
+            s.pointee.divMul = 0
+            s.allocBits[0] = 0
+            s.freeBits[0] = 0
+            s.remoteBits[0] = 0
+            s.pointee.allocCache = 0
         } else {
             s.pointee.elemSizeWord = 0  // elemSize follows npages
             s.pointee.divMul = 0
             s.pointee.allocCache = 0
         }
-        s.pointee.state.store(SpanState.inUse.rawValue, ordering: .releasing)
+        s.pointee.state.store(stack ? SpanState.manual.rawValue : SpanState.inUse.rawValue, ordering: .releasing)
         mapSpanPages(s, to: s)
     }
 
@@ -350,8 +394,10 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     func freeSpan(_ s: UnsafeMutablePointer<MSpan>, released: Bool = false) {
         pointee.lock.lock()
         let n = s.pointee.npages
-        let large = s.spanClass.sizeClass == 0
+        let stack = s.isStack
+        let large = s.spanClass.sizeClass == 0 && !stack
         mapSpanPages(s, to: large ? pointee.tombstone : nil)
+        if stack { locked.pointee.stackPages &-= n }
         s.pointee.state.store(SpanState.free.rawValue, ordering: .releasing)
         locked.pointee.pages.free(base: s.pointee.startAddr, npages: n, released: released)
         if large {

@@ -47,8 +47,8 @@
 import CGoMallocSys
 import Synchronization
 
-/// What a span is used for. Legal transitions: free -> inUse -> free. `manual` (Go's
-/// mSpanManual, for stacks) marks only the dummy empty span today.
+/// What a span is used for. Legal transitions: free -> inUse -> free, free -> manual -> free.
+/// `manual` (Go's mSpanManual): a stack span (Stack.swift), and the dummy empty span.
 enum SpanState: UInt8 {
     case free = 0
     case inUse = 1
@@ -60,6 +60,8 @@ enum SpanKind {
     static let ordinary: UInt8 = 0
     /// 16-byte blocks of the tiny allocator, each with a sub-object record (Tiny.swift).
     static let tiny: UInt8 = 1
+    /// Stacks (Stack.swift): a manual span of power-of-two stacks, every page mapped.
+    static let stack: UInt8 = 2
 }
 
 /// Where a small span sits: 0, 1, 2, or the address of the P slot whose mcache holds it.

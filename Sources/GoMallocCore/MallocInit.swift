@@ -81,6 +81,10 @@ private func createHeap() -> UnsafeMutablePointer<MHeap>? {
     // compare-and-swap fallback.
     let cpuProcs = Option.rseq.read() != 0 && gm_sys_rseq_setup() != 0
         ? Swift.min(Swift.max(Int(gm_sys_ncpu_configured()), 1), maxProcs) : 0
+    // A guard page must be one OS page at a span's start: only where OS pages are no larger
+    // than ours (4 KiB on x86-64; AArch64 kernels with 16 or 64 KiB pages get none).
+    let osPage = Int(gm_sys_os_page_size())
+    h.pointee.stackGuardBytes = Option.stackGuard.read() != 0 && osPage <= pageSize ? osPage : 0
     h.pointee.tinyLimitWord.store(Option.tiny.read() != 0 ? UInt(maxTinySize + 1) : 0, ordering: .relaxed)
     guard h.initialize(nprocs: cpuProcs + procs, cpuProcs: cpuProcs, retainPercent: Option.retainPercent.read())
     else { return nil }

@@ -1,11 +1,13 @@
 // MemStats.swift — statistics with Go's MemStats names, gathered without allocating.
 //
 // Role: a snapshot of the heap (HeapAlloc, HeapSys, HeapIdle, HeapInuse, HeapReleased,
-//   Mallocs, Frees, per-class counts, Ps and mcaches) for the Swift API, malloc_stats,
+//   Mallocs, Frees, per-class counts, StackInuse and its parts, Ps and mcaches) for the Swift API, malloc_stats,
 //   mallinfo2 and GOMALLOC_STATS, and its one-figure-per-line text form.
 // Go counterpart: mstats.go (MemStats, readmemstats_m, updatememstats).
 // Invariants:
-//   I1. HeapIdle == HeapSys - HeapInuse; HeapReleased <= HeapIdle.
+//   I1. HeapIdle == HeapSys - HeapInuse; HeapReleased <= HeapIdle; HeapSys + StackInuse ==
+//       the bytes committed for the heap; StackInuse == StackAlloc + StackCached +
+//       StackPoolFree + StackLargeFree once the threads are quiet.
 //   I2. Mallocs - Frees == live objects, summed over span classes, large objects and the
 //       tiny allocator's packed objects (its blocks are heap bytes, not objects).
 //   I3. With no thread inside malloc/free, HeapAlloc == the bytes of all live objects
@@ -23,7 +25,20 @@ package struct MemStatsSnapshot {
     package var heapInuse: UInt64 = 0
     package var heapReleased: UInt64 = 0
     package var heapObjects: UInt64 = 0
+    /// Bytes of stack spans (Go's StackInuse: live stacks and the free ones in caches, pool
+    /// spans and stackLarge); not in HeapSys or HeapInuse. StackSys is the same figure
+    /// (every stack comes from the heap's arenas; Go adds stacks obtained from the OS).
     package var stackInuse: UInt64 = 0
+    package var stackSys: UInt64 = 0
+    /// Its parts (Stack.swift I4): stacks handed out and not freed, free stacks in the Ps'
+    /// stack caches, in stackpool spans, and waiting on stackLarge.
+    package var stackAlloc: UInt64 = 0
+    package var stackCached: UInt64 = 0
+    package var stackPoolFree: UInt64 = 0
+    package var stackLargeFree: UInt64 = 0
+    /// Stacks allocated and freed.
+    package var stackAllocs: UInt64 = 0
+    package var stackFrees: UInt64 = 0
     /// Metadata obtained from the OS (spans, caches, bitmaps, arena map, page tables, summaries).
     package var metadataSys: UInt64 = 0
     package var mallocs: UInt64 = 0
@@ -61,7 +76,8 @@ package func readMemStats() -> MemStatsSnapshot {
     var m = MemStatsSnapshot()
     guard let h = theHeap() else { return m }
     h.pointee.lock.lock()
-    let heapSys = UInt64(h.locked.pointee.heapSys)
+    let stackBytes = UInt64(h.locked.pointee.stackPages &* pageSize)
+    let heapSys = UInt64(h.locked.pointee.heapSys) &- stackBytes
     let inUse = UInt64(h.pagesInUse &* pageSize)
     m.heapReleased = UInt64(h.locked.pointee.pages.scavengedPages &* pageSize)
     m.largeMallocs = h.locked.pointee.largeAllocCount
@@ -72,6 +88,15 @@ package func readMemStats() -> MemStatsSnapshot {
     m.metadataSys = UInt64(h.locked.pointee.persistent.sys &+ h.locked.pointee.arenas.metadataBytes)
     h.pointee.lock.unlock()
 
+    let st = h.readStackStats()
+    m.stackInuse = stackBytes
+    m.stackSys = stackBytes
+    m.stackAlloc = st.liveBytes
+    m.stackCached = st.cachedBytes
+    m.stackPoolFree = st.poolFreeBytes
+    m.stackLargeFree = st.largeFreeBytes
+    m.stackAllocs = st.allocs
+    m.stackFrees = st.frees
     m.nprocs = h.pointee.nprocs
     m.cpuProcs = h.pointee.cpuProcs
     m.heapSys = heapSys
@@ -139,6 +164,13 @@ package func printMemStats(fd: Int32) {
     statLine(fd, "HeapReleased", m.heapReleased)
     statLine(fd, "HeapObjects", m.heapObjects)
     statLine(fd, "StackInuse", m.stackInuse)
+    statLine(fd, "StackSys", m.stackSys)
+    statLine(fd, "StackAlloc", m.stackAlloc)
+    statLine(fd, "StackCached", m.stackCached)
+    statLine(fd, "StackPoolFree", m.stackPoolFree)
+    statLine(fd, "StackLargeFree", m.stackLargeFree)
+    statLine(fd, "StackAllocs", m.stackAllocs)
+    statLine(fd, "StackFrees", m.stackFrees)
     statLine(fd, "MetadataSys", m.metadataSys)
     statLine(fd, "Mallocs", m.mallocs)
     statLine(fd, "Frees", m.frees)

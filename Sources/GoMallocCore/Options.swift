@@ -21,6 +21,7 @@ package enum Option: Int {
     case retainPercent
     case rseq
     case tiny
+    case stackGuard
 
     package struct Row {
         package let name: StaticString
@@ -46,7 +47,7 @@ package enum Option: Int {
         case .stats:
             Row(name: "GOMALLOC_STATS", defaultValue: 0, min: 0, max: Int(Int32.max),
                 defaultDoc: "0", rangeDoc: "0, 1 or a pid",
-                doc: "1 (or the process's own pid: that process only — `gomalloc run --stats` uses this, so the programs it starts stay quiet): print MemStats (`HeapAlloc` and its `HeapAllocScan` / `HeapAllocNoscan` parts, `HeapSys`, `HeapIdle`, `HeapInuse`, `HeapReleased`, `Mallocs`, `Frees`, `TinyAllocs`, `TinyFrees`, `TinyBlocks`, `Ps`, `CPUPs` (Ps bound to CPUs), `mcaches`, per-class counts with their noscan part) to stderr at exit, one figure per line, without allocating.")
+                doc: "1 (or the process's own pid: that process only — `gomalloc run --stats` uses this, so the programs it starts stay quiet): print MemStats (`HeapAlloc` and its `HeapAllocScan` / `HeapAllocNoscan` parts, `HeapSys`, `HeapIdle`, `HeapInuse`, `HeapReleased`, `Mallocs`, `Frees`, `TinyAllocs`, `TinyFrees`, `TinyBlocks`, `StackInuse`, `StackSys` and their parts (`StackAlloc`, `StackCached`, `StackPoolFree`, `StackLargeFree`), `StackAllocs`, `StackFrees`, `Ps`, `CPUPs` (Ps bound to CPUs), `mcaches`, per-class counts with their noscan part) to stderr at exit, one figure per line, without allocating.")
         case .retainPercent:
             Row(name: "GOMALLOC_RETAIN_PERCENT", defaultValue: 100, min: 0, max: 1000,
                 defaultDoc: "100", rangeDoc: "0–1000",
@@ -55,6 +56,10 @@ package enum Option: Int {
             Row(name: "GOMALLOC_TINY", defaultValue: 0, min: 0, max: 1,
                 defaultDoc: "0", rangeDoc: "0 or 1",
                 doc: "1: pack requests of 1–4 bytes (every C request; Swift requests made with `containsPointers: false`) into shared 16-byte blocks, as Go's tiny allocator does, each at an offset that is a multiple of its rounded size (1, 2, 4, 4 bytes) with exact double and invalid free detection. Off by default: it saves memory only where many such objects live together and costs up to a fifth of the time of programs that make many 4-byte requests (DESIGN.md). 0: give them 8-byte objects.")
+        case .stackGuard:
+            Row(name: "GOMALLOC_STACK_GUARD", defaultValue: 0, min: 0, max: 1,
+                defaultDoc: "0", rangeDoc: "0 or 1",
+                doc: "1: the lowest OS page of every stack of 32 KiB or more from `gomalloc_stack_alloc` is made inaccessible (`PROT_NONE`), so an overflow faults instead of writing into the neighbour; the stack's usable size shrinks by that page (`gomalloc_stack_guard_size`). Each guarded stack costs the kernel two more memory mappings (`vm.max_map_count`, 65,530 by default, caps a process near 32,000 guarded stacks). 0: no guard pages.")
         case .rseq:
             Row(name: "GOMALLOC_RSEQ", defaultValue: 1, min: 0, max: 1,
                 defaultDoc: "1", rangeDoc: "0 or 1",

@@ -64,14 +64,14 @@ struct PSlot: ~Copyable {
 
 /// The slot's header (PSlot, then the P's page cache at pageCacheOffset, PageCache.swift) is
 /// padded to this; the counters follow it (numSpanClasses mallocs, then numSpanClasses
-/// frees, then the tiny allocator's four, 8 bytes each).
+/// frees, then the tiny allocator's four, then the stack allocator's five, 8 bytes each).
 let pSlotHeaderBytes = 128
 /// Bytes between Ps: a power of two (the rseq section indexes Ps by a shift,
 /// gomalloc_sys.h), a multiple of 128 so that two Ps never share a cache line (or an
 /// adjacent-line prefetch pair), and room for the header and counters (a test checks it).
 let pSlotStride = 1 << Int(GM_PSLOT_SHIFT)
 /// Bytes of a slot's header and counters (a test checks that pSlotStride holds them).
-let pSlotUsedBytes = pSlotHeaderBytes + (2 * numSpanClasses + TinyCounter.count) * 8
+let pSlotUsedBytes = pSlotHeaderBytes + (2 * numSpanClasses + TinyCounter.count + StackCounter.count) * 8
 
 /// The tiny allocator's per-P counters (Tiny.swift).
 enum TinyCounter: Int {
@@ -249,14 +249,15 @@ extension UnsafeMutablePointer where Pointee == MHeap {
 
     // MARK: - Stop the world
 
-    /// Take every P (waiting for each thread inside malloc or free to leave), then every
-    /// mcentral lock, then the heap lock — the lock order. Afterwards no other thread is
+    /// Take every P (waiting for each thread inside malloc or free to leave), then the stack
+    /// allocator's locks, then every mcentral lock, then the heap lock — the lock order. Afterwards no other thread is
     /// inside the allocator and every counter and bitmap is exact. Used by fork, the
     /// invariant walk and the heap view; `startTheWorld` undoes it.
     func stopTheWorld() {
         lockRankWorldStopping(true)
         blockCPUProcs()
         for i in 0..<pointee.nprocs { waitAndTake(proc(i)) }
+        lockStacks()
         for i in 0..<numCentrals { central(at: i).pointee.lock.lock() }
         pointee.lock.lock()
     }
@@ -264,6 +265,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     func startTheWorld() {
         pointee.lock.unlock()
         for i in 0..<numCentrals { central(at: i).pointee.lock.unlock() }
+        unlockStacks()
         for i in 0..<pointee.nprocs { proc(i).pointee.owner.store(0, ordering: .releasing) }
         unblockCPUProcs()
         lockRankWorldStopping(false)

@@ -76,10 +76,17 @@ func trimHeap() -> Int {
         let slot = h.acquireP(at: i)
         // releaseAll flushes the page cache too; a P without an mcache has made no span
         // through mcentral, but allocSpan may have been given it directly (tests).
-        if let c = slot.mcache { c.releaseAll(heap: h) } else { h.flushPageCache(slot) }
+        if let c = slot.mcache {
+            h.flushStackCache(c)
+            c.releaseAll(heap: h)
+        } else {
+            h.flushPageCache(slot)
+        }
         h.releaseP(slot)
     }
     h.unblockCPUProcs()
+    // Free large stacks waiting for reuse go back too (Stack.swift).
+    h.releaseStackLarge()
     for i in 0..<numCentrals { h.central(at: i).reclaimAll(heap: h) }
     h.pointee.lock.lock()
     let n = h.locked.pointee.pages.scavenge(maxPages: Int.max)

@@ -43,3 +43,30 @@ package func usableBytes(_ ptr: UnsafeMutableRawPointer) -> Int {
 }
 
 package func trimBytes() -> Int { trimHeap() &* pageSize }
+
+// MARK: - Stacks (Stack.swift)
+
+/// The size a stack request gets (a power of two >= 2048), or 0 if none (0, negative, > 1 GiB).
+package func stackSize(forRequest n: Int) -> Int { stackRoundedSize(n) }
+
+/// A stack of `n` bytes (a rounded size) and its guard bytes; nil when out of memory.
+package func allocateStackBytes(_ n: Int) -> (base: UnsafeMutableRawPointer, guardBytes: Int)? {
+    guard stackRoundedSize(n) == n, let h = heap(), let p = stackAlloc(h, size: n) else { return nil }
+    return (p, stackGuardBytes(h, size: n))
+}
+
+/// Free a stack (misuse aborts with `stack_free(): invalid stack`).
+package func deallocateStackBytes(_ base: UnsafeMutableRawPointer, size n: Int) {
+    stackFree(UInt(bitPattern: base), size: n)
+}
+
+/// The memory side of copystack (Stack.swift stackGrow): nil leaves the old stack as it was.
+package func growStackBytes(_ base: UnsafeMutableRawPointer, size n: Int, used: Int) -> UnsafeMutableRawPointer? {
+    stackGrow(UInt(bitPattern: base), size: n, used: used)
+}
+
+/// The guard bytes of a stack of `n` (rounded) bytes.
+package func stackGuardSize(_ n: Int) -> Int {
+    guard let h = heap() else { return 0 }
+    return stackGuardBytes(h, size: n)
+}

@@ -3,7 +3,8 @@
 // Role: the only Swift file that asks the OS for memory. Memory moves between Go's states:
 //   None --sysReserve--> Reserved --sysMap--> Ready --sysUnused--> Scavenged --(touch)--> Ready
 //   (Go's sysUsed, Scavenged -> Ready, has nothing to do on Linux: touching the pages is enough.)
-//   and any state --sysFree--> None. Metadata comes Ready at once from sysAlloc.
+//   and any state --sysFree--> None. Metadata comes Ready at once from sysAlloc. A large
+//   stack's lowest page may go Ready --sysGuard--> inaccessible --sysUnguard--> Ready.
 // Go counterpart: mem_linux.go, mem.go.
 // Invariants:
 //   I1. A hint is only a hint: no call uses MAP_FIXED, so sanitizers' ranges are never clobbered.
@@ -77,4 +78,16 @@ func sysAllocSparse(size: Int) -> UnsafeMutableRawPointer? {
 /// copying; the source reads as zero afterwards (Scavenged). false if the kernel refuses.
 func sysMovePages(from: UInt, to: UInt, size: Int) -> Bool {
     gm_sys_move_pages(UnsafeMutableRawPointer(bitPattern: from), UnsafeMutableRawPointer(bitPattern: to), size) == 0
+}
+
+/// Ready -> guard: make a stack's lowest page inaccessible (Go's osStackAlloc has nothing to
+/// do on Linux; our optional guard pages are this). false if the kernel refuses (its limit
+/// on mappings: each guard splits a mapping in two).
+func sysGuard(_ base: UInt, size: Int) -> Bool {
+    gm_sys_protect_none(UnsafeMutableRawPointer(bitPattern: base), size) == 0
+}
+
+/// Guard -> Ready: the guard page readable and writable again, its contents unchanged.
+func sysUnguard(_ base: UInt, size: Int) -> Bool {
+    gm_sys_commit(UnsafeMutableRawPointer(bitPattern: base), size) == 0
 }

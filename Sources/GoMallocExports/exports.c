@@ -46,6 +46,10 @@ void gm_malloc_stats(void);
 int gm_mallopt(int param, int value);
 void gm_mallinfo_fill(size_t out[10]);
 void gm_stats_print(int fd);
+void *gm_stack_alloc(size_t size);
+void gm_stack_free(void *lo, size_t size);
+void *gm_stack_grow(void *lo, size_t size, size_t used);
+size_t gm_stack_guard_size(size_t size);
 void gm_library_load(void);
 
 // GOMALLOC_STATS must print even for programs that never call malloc or that close stderr
@@ -159,3 +163,11 @@ GM_EXPORT void *__libc_pvalloc(size_t size) { return gm_pvalloc(size); }
 GM_EXPORT void gomalloc_stats_print(int fd) { gm_stats_print(fd); }
 
 GM_EXPORT const char *gomalloc_version(void) { return GOMALLOC_VERSION_STRING; }
+
+GM_EXPORT void *gomalloc_stack_alloc(size_t size) { return gm_stack_alloc(size); }
+
+GM_EXPORT void gomalloc_stack_free(void *lo, size_t size) { gm_stack_free(lo, size); }
+
+GM_EXPORT void *gomalloc_stack_grow(void *lo, size_t size, size_t used) { return gm_stack_grow(lo, size, used); }
+
+GM_EXPORT size_t gomalloc_stack_guard_size(size_t size) { return gm_stack_guard_size(size); }

@@ -46,7 +46,7 @@ struct HeapCommand: ParsableCommand {
         print("arenas (64 MiB): " + snap.arenas.map { "0x" + String($0, radix: 16) }.joined(separator: " "))
         print("pages (8 KiB): \(snap.committedPages) committed, \(snap.inUsePages) in spans, \(snap.freePages) free (\(snap.releasedPages) released to the OS)")
         print("HeapAlloc \(stats.heapAlloc) B, HeapInuse \(stats.heapInuse) B, HeapIdle \(stats.heapIdle) B, HeapReleased \(stats.heapReleased) B")
-        print("large objects: \(snap.largeSpans) spans, \(snap.largePages) pages")
+        print("large objects: \(snap.largeSpans) spans, \(snap.largePages) pages; stacks: \(snap.stackSpans) spans, \(snap.stackPages) pages")
         print("")
         print("spanclass  class   size  spans  alloc  retired  partial   full   live/total objects  pages")
         for r in snap.spanClasses {

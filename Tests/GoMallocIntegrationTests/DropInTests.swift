@@ -17,6 +17,7 @@ final class DropInTests: XCTestCase {
     /// Every program in Tests/CPrograms, and the test that runs it.
     static let programs: [String: String] = [
         "api.c": "testAPI",
+        "stacks.c": "testStackAllocatorFromC, testStackGuardPagesFault",
         "fork.c": "testForkWhileThreadsAllocate",
         "tls.c": "testThreadExitWithKeyDestructors",
         "tls_cxx.cc": "testThreadExitWithCxxThreadLocals",
@@ -127,6 +128,14 @@ final class DropInTests: XCTestCase {
     // MARK: The C programs
 
     func testAPI() throws { try runProgram("api.c") }
+
+    /// gomalloc_stack_*: errors, every order, threads trading stacks, growth, a ucontext
+    /// coroutine, and the misuse reports (free() of a stack, a second stack_free).
+    func testStackAllocatorFromC() throws { try runProgram("stacks.c") }
+
+    /// GOMALLOC_STACK_GUARD=1: a write to a large stack's lowest page faults (in a child),
+    /// the page above does not, and trim lifts the guards.
+    func testStackGuardPagesFault() throws { try runProgram("stacks.c", env: ["GOMALLOC_STACK_GUARD": "1"]) }
 
     func testForkWhileThreadsAllocate() throws { try runProgram("fork.c") }
 

@@ -29,6 +29,10 @@ void *gm_sys_map_sparse(size_t size);
 int gm_sys_commit(void *addr, size_t size);
 /// Give the physical pages back; the range stays mapped and reads as zero afterwards.
 int gm_sys_release(void *addr, size_t size);
+/// Make [addr, addr + size) inaccessible (PROT_NONE: a stack's guard page). 0 or -1.
+int gm_sys_protect_none(void *addr, size_t size);
+/// The kernel's page size (sysconf(_SC_PAGESIZE)).
+size_t gm_sys_os_page_size(void);
 /// Unmap a range.
 int gm_sys_unmap(void *addr, size_t size);
 /// Move the pages of [from, from+size) to [to, to+size) without copying (mremap with

@@ -48,6 +48,42 @@ void gomalloc_stats_print(int fd);
 /// library it runs with is the one it was compiled against.
 const char *gomalloc_version(void);
 
+// MARK: Stacks
+//
+// Stacks for coroutines, fibers and green threads, from the same heap as malloc's blocks, as
+// Go allocates goroutine stacks: sizes are powers of two from 2 KiB to 1 GiB; stacks of 2-16
+// KiB come from 32 KiB spans through a per-CPU cache, larger ones are spans of their own,
+// kept for reuse after a free (up to 16 MiB in all; malloc_trim returns them). A stack is
+// aligned to its rounded size up to 8 KiB (GoMalloc's page). free(), realloc() and malloc_usable_size() of any address
+// inside a stack are invalid pointers. Stacks grow down: the usable part of the stack at
+// `lo` of rounded size `n` is [lo + gomalloc_stack_guard_size(n), lo + n), and a new
+// coroutine's stack pointer starts at lo + n.
+
+/// A stack of at least `size` bytes (rounded up to a power of two, at least 2048); returns
+/// its lowest address. size 0: NULL with errno EINVAL; more than 1 GiB, or no memory: NULL
+/// with errno ENOMEM.
+void *gomalloc_stack_alloc(size_t size);
+
+/// Free the stack at `lo`, which gomalloc_stack_alloc returned for the same `size` (or
+/// gomalloc_stack_grow for twice the old rounded size). Anything else — an address that is
+/// not a live stack's low address, a different size class, a second free — prints
+/// `gomalloc: stack_free(): invalid stack 0x...` and aborts. gomalloc_stack_free(NULL, n)
+/// does nothing.
+void gomalloc_stack_free(void *lo, size_t size);
+
+/// The memory side of Go's copystack: a new stack of twice the rounded `size`, the top
+/// `used` bytes of the stack at `lo` copied to its top, and the old stack freed. Returns
+/// the new stack's low address (free it with size 2 * rounded size); the caller moves its
+/// own pointers into the stack by (new top - old top). NULL leaves the old stack as it was:
+/// errno EINVAL if `used` exceeds the usable size, ENOMEM if there is no memory or the new
+/// size would exceed 1 GiB. `lo` must be a live stack of `size` (else it aborts, as
+/// gomalloc_stack_free does).
+void *gomalloc_stack_grow(void *lo, size_t size, size_t used);
+
+/// The bytes at the bottom of a stack of `size` that are inaccessible: one OS page for
+/// stacks of 32 KiB or more when the program runs with GOMALLOC_STACK_GUARD=1, else 0.
+size_t gomalloc_stack_guard_size(size_t size);
+
 #ifdef __cplusplus
 }
 #endif
