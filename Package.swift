@@ -59,10 +59,14 @@ let package = Package(
             swiftSettings: coreSettings + [.define("GOMALLOC_HOSTED")]
         ),
         .target(name: "GoMalloc", dependencies: ["GoMallocCoreHosted"]),
+        // `gomalloc stacks-demo`'s coroutines: a context switch of our own (x86-64, AArch64;
+        // ucontext elsewhere), the round-robin scheduler and the three stack sources.
+        .target(name: "CStacksDemo"),
         .executableTarget(
             name: "gomalloc",
             dependencies: [
                 "GoMalloc", "GoMallocCoreHosted",  // the core for its options table (--help)
+                "CStacksDemo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -91,8 +95,9 @@ let package = Package(
             name: "GoMallocIntegrationTests",
             dependencies: ["GoMalloc", "GoMallocCoreHosted"]
         ),
-        // The CLI's pure parts (bench's table and chart, the options help) and option parsing;
-        // runs in seconds:  swift test --filter GoMallocCLITests
-        .testTarget(name: "GoMallocCLITests", dependencies: ["gomalloc", "GoMallocCoreHosted"]),
+        // The CLI's pure parts (bench's table and chart, the options help, stacks-demo's
+        // report), option parsing and stacks-demo's context switch; runs in seconds:
+        //   swift test --filter GoMallocCLITests
+        .testTarget(name: "GoMallocCLITests", dependencies: ["gomalloc", "GoMallocCoreHosted", "CStacksDemo"]),
     ]
 )
