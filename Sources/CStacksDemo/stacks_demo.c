@@ -374,6 +374,10 @@ struct sd_sched {
     uint32_t bad_index, bad_level, bad_word;
     uint64_t bad_expected, bad_found;
     const char *bad_what;
+    // sd_run_corrupting: coroutine corrupt_index shows its deepest frame here, and the
+    // scheduler changes one word of it after the first round.
+    size_t corrupt_index;
+    struct sd_frame *corrupt_frame;
 };
 
 // One recursion level: 248 bytes of pattern plus the link to the level above.
@@ -440,6 +444,7 @@ __attribute__((noinline)) static uint64_t check_chain(struct sd_coro *c, struct 
 __attribute__((noinline)) static uint64_t at_depth(struct sd_coro *c, struct sd_frame *deepest, uint32_t level) {
     struct sd_sched *s = c->sched;
     uint64_t sum = 0;
+    if (c->index == s->corrupt_index && s->yields > 0) s->corrupt_frame = deepest;
     for (int y = 0; y < s->yields; y++) {
         c->state = SD_SUSPENDED;
         ctx_switch(s->kind, &c->ctx, &s->main, NULL);
@@ -498,12 +503,25 @@ static void fail(struct sd_result *out, const char *fmt, ...) {
     va_end(ap);
 }
 
+static int run(int switch_kind, int source, size_t count, size_t stack_size, int yields, size_t corrupt_index,
+               struct sd_result *out);
+
 int sd_run(int source, size_t count, size_t stack_size, int yields, struct sd_result *out) {
-    return sd_run_switch(SD_SWITCH_NATIVE, source, count, stack_size, yields, out);
+    return run(SD_SWITCH_NATIVE, source, count, stack_size, yields, SIZE_MAX, out);
 }
 
 int sd_run_switch(int switch_kind, int source, size_t count, size_t stack_size, int yields,
                   struct sd_result *out) {
+    return run(switch_kind, source, count, stack_size, yields, SIZE_MAX, out);
+}
+
+int sd_run_corrupting(int source, size_t count, size_t stack_size, int yields, size_t corrupt_index,
+                      struct sd_result *out) {
+    return run(SD_SWITCH_NATIVE, source, count, stack_size, yields, corrupt_index, out);
+}
+
+static int run(int switch_kind, int source, size_t count, size_t stack_size, int yields, size_t corrupt_index,
+               struct sd_result *out) {
     memset(out, 0, sizeof *out);
     if (source != SD_SOURCE_GOMALLOC && source != SD_SOURCE_MMAP && source != SD_SOURCE_MALLOC) {
         fail(out, "unknown stack source %d", source);
@@ -536,6 +554,7 @@ int sd_run_switch(int switch_kind, int source, size_t count, size_t stack_size, 
     s.kind = effective_kind(switch_kind);
     s.yields = yields;
     s.stack_size = stack_size;
+    s.corrupt_index = corrupt_index;
     struct sd_coro *coros = NULL;
     uint32_t *live = NULL;
     size_t created = 0;
@@ -600,6 +619,10 @@ int sd_run_switch(int switch_kind, int source, size_t count, size_t stack_size, 
             }
         }
         nlive = kept;
+        if (s.corrupt_frame != NULL) {
+            s.corrupt_frame->words[SD_FRAME_WORDS / 2] ^= 1;
+            s.corrupt_frame = NULL;
+        }
     }
     out->seconds = now_seconds() - start;
     out->switches = switches;

@@ -92,6 +92,12 @@ int sd_run(int source, size_t count, size_t stack_size, int yields, struct sd_re
 int sd_run_switch(int switch_kind, int source, size_t count, size_t stack_size, int yields,
                   struct sd_result *out);
 
+/// For tests: sd_run (native switch) where, after the first round, the scheduler flips a bit
+/// in the deepest frame of coroutine `corrupt_index` (as an overlapping stack would): the
+/// run must fail with "a stack word changed". With yields == 0 nothing is changed.
+int sd_run_corrupting(int source, size_t count, size_t stack_size, int yields, size_t corrupt_index,
+                      struct sd_result *out);
+
 /// A check of the context switch alone: `coroutines` (1..16) coroutines on malloc'd
 /// stacks pass a value around a ring (main -> 0 -> 1 -> ... -> main) `rounds` times, each
 /// switching straight to the next one, each changing the value and checking the locals it
