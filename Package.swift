@@ -81,7 +81,7 @@ let package = Package(
         //                             Tests/CPrograms under the preloaded library, misuse
         //                             reports, real programs (python3, sqlite3, git, gcc,
         //                             swift), stress runs and watchpoint replays, the CLI,
-        //                             `gomalloc bench --smoke`. Needs the built products
+        //                             `gomalloc bench --smoke`, `gomalloc stacks-demo`. Needs the built products
         //                             (`swift build`, which `swift test` does).
         //                               swift test --filter GoMallocIntegrationTests
         // One test class:  swift test --filter GoMallocUnitTests.PageAllocTests
