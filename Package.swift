@@ -81,8 +81,8 @@ let package = Package(
         //                             Tests/CPrograms under the preloaded library, misuse
         //                             reports, real programs (python3, sqlite3, git, gcc,
         //                             swift), stress runs and watchpoint replays, the CLI,
-        //                             `gomalloc bench --smoke`, `gomalloc stacks-demo`. Needs the built products
-        //                             (`swift build`, which `swift test` does).
+        //                             `gomalloc bench --smoke`, `gomalloc stacks-demo`. Needs
+        //                             the built products (`swift build`, which `swift test` does).
         //                               swift test --filter GoMallocIntegrationTests
         // One test class:  swift test --filter GoMallocUnitTests.PageAllocTests
         // Tests/Shared/TestSupport.swift is symlinked into both targets.
