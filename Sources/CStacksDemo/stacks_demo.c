@@ -416,18 +416,17 @@ __attribute__((noinline, noreturn)) static void broken(struct sd_coro *c, const 
     __builtin_trap();
 }
 
-/// Checks words stripe, stripe + SD_STRIPES, ... (every word when stripe < 0) of every frame
-/// from `f` (level `level`) up to level 0, and that the chain stays on this coroutine's
-/// stack; returns the sum of the words read.
+/// Checks words stripe, stripe + SD_STRIPES, ... of every frame from `f` (level `level`) up
+/// to level 0, and that the chain stays on this coroutine's stack; returns the sum of the
+/// words read. (Every word of every frame is checked again on the way back up.)
 __attribute__((noinline)) static uint64_t check_chain(struct sd_coro *c, struct sd_frame *f, uint32_t level,
-                                                       int stripe) {
+                                                       uint32_t stripe) {
     uintptr_t lo = (uintptr_t)c->stack, hi = lo + c->sched->stack_size;
-    uint32_t first = stripe < 0 ? 0 : (uint32_t)stripe, step = stripe < 0 ? 1 : SD_STRIPES;
     uint64_t sum = 0;
     for (;;) {
         if ((uintptr_t)f < lo || (uintptr_t)f + sizeof *f > hi)
             broken(c, "a frame link leaves the stack", level, 0, 0, (uint64_t)(uintptr_t)f);
-        for (uint32_t j = first; j < SD_FRAME_WORDS; j += step) {
+        for (uint32_t j = stripe; j < SD_FRAME_WORDS; j += SD_STRIPES) {
             uint64_t want = pattern(c->index, level, j), got = f->words[j];
             if (got != want) broken(c, "a stack word changed", level, j, want, got);
             sum += got;
@@ -448,7 +447,7 @@ __attribute__((noinline)) static uint64_t at_depth(struct sd_coro *c, struct sd_
     for (int y = 0; y < s->yields; y++) {
         c->state = SD_SUSPENDED;
         ctx_switch(s->kind, &c->ctx, &s->main, NULL);
-        sum += check_chain(c, deepest, level, y % SD_STRIPES);
+        sum += check_chain(c, deepest, level, (uint32_t)y % SD_STRIPES);
     }
     return sum;
 }
