@@ -59,10 +59,14 @@ let package = Package(
             swiftSettings: coreSettings + [.define("GOMALLOC_HOSTED")]
         ),
         .target(name: "GoMalloc", dependencies: ["GoMallocCoreHosted"]),
+        // `gomalloc stacks-demo`'s coroutines: a context switch of our own (x86-64, AArch64;
+        // ucontext elsewhere), the round-robin scheduler and the three stack sources.
+        .target(name: "CStacksDemo"),
         .executableTarget(
             name: "gomalloc",
             dependencies: [
                 "GoMalloc", "GoMallocCoreHosted",  // the core for its options table (--help)
+                "CStacksDemo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -77,8 +81,8 @@ let package = Package(
         //                             Tests/CPrograms under the preloaded library, misuse
         //                             reports, real programs (python3, sqlite3, git, gcc,
         //                             swift), stress runs and watchpoint replays, the CLI,
-        //                             `gomalloc bench --smoke`. Needs the built products
-        //                             (`swift build`, which `swift test` does).
+        //                             `gomalloc bench --smoke`, `gomalloc stacks-demo`. Needs
+        //                             the built products (`swift build`, which `swift test` does).
         //                               swift test --filter GoMallocIntegrationTests
         // One test class:  swift test --filter GoMallocUnitTests.PageAllocTests
         // Tests/Shared/TestSupport.swift is symlinked into both targets.
@@ -91,8 +95,9 @@ let package = Package(
             name: "GoMallocIntegrationTests",
             dependencies: ["GoMalloc", "GoMallocCoreHosted"]
         ),
-        // The CLI's pure parts (bench's table and chart, the options help) and option parsing;
-        // runs in seconds:  swift test --filter GoMallocCLITests
-        .testTarget(name: "GoMallocCLITests", dependencies: ["gomalloc", "GoMallocCoreHosted"]),
+        // The CLI's pure parts (bench's table and chart, the options help, stacks-demo's
+        // report), option parsing and stacks-demo's context switch; runs in seconds:
+        //   swift test --filter GoMallocCLITests
+        .testTarget(name: "GoMallocCLITests", dependencies: ["gomalloc", "GoMallocCoreHosted", "CStacksDemo"]),
     ]
 )
