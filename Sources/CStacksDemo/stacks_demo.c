@@ -44,10 +44,9 @@
 #error "stacks-demo needs x86-64, AArch64 or glibc's ucontext"
 #endif
 
-// GoMalloc's stack allocator, from the core (Swift @c functions in GoMallocCoreHosted).
-// weak until the stack allocator lands
-extern void *gm_stack_alloc(size_t size) __attribute__((weak));
-extern void gm_stack_free(void *lo, size_t size) __attribute__((weak));
+// GoMalloc's stack allocator (the core's CABI.swift, linked into the CLI).
+extern void *gm_stack_alloc(size_t size);
+extern void gm_stack_free(void *lo, size_t size);
 
 // MARK: - The native context switch
 
@@ -310,7 +309,7 @@ int sd_switch_native_available(void) { return SD_HAVE_NATIVE; }
 
 int sd_source_available(int source) {
     switch (source) {
-    case SD_SOURCE_GOMALLOC: return gm_stack_alloc != NULL && gm_stack_free != NULL;
+    case SD_SOURCE_GOMALLOC:
     case SD_SOURCE_MMAP:
     case SD_SOURCE_MALLOC: return 1;
     default: return 0;

@@ -12,9 +12,8 @@
 //   Linux keeps the high-water mark of the address space a process had before execve
 //   (see Benchmarks/workloads/run-measured.c).
 // Exit: 0 and `OK stacks-demo` when every child succeeded with the same checksum; 2 when
-//   the only failures are sources missing from this build (the gomalloc source before the
-//   stack allocator is linked in); 1 otherwise. A child exits 0, 1 (the run failed) or 2
-//   (source not in this build).
+//   the only failures are sources missing from this build (a source the C side does not
+//   know); 1 otherwise. A child exits 0, 1 (the run failed) or 2 (source not in this build).
 // Go counterpart: none (goroutine stacks: runtime/stack.go is what the gomalloc source
 //   stands for).
 import ArgumentParser
