@@ -65,10 +65,6 @@ func freeAddress(_ addr: UInt, function: StaticString) {
                 return freeRemoteHoldingP(h, s, index: i, addr: addr, slot: slot, function: function)
             }
             h.releaseP(slot)
-        } else if s.isTiny {
-            // Straight to the tiny path with the span in hand (off the fast path's way: only
-            // frees its index check refused get here).
-            return freeTiny(h, s, index: i, addr: addr, function: function)
         }
     }
     freeSlow(addr, function: function)

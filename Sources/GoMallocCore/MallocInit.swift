@@ -85,7 +85,7 @@ private func createHeap() -> UnsafeMutablePointer<MHeap>? {
     // than ours (4 KiB on x86-64; AArch64 kernels with 16 or 64 KiB pages get none).
     let osPage = Int(gm_sys_os_page_size())
     h.pointee.stackGuardBytes = Option.stackGuard.read() != 0 && osPage <= pageSize ? osPage : 0
-    h.pointee.tinyLimitWord.store(Option.tiny.read() != 0 ? UInt(maxTinySize + 1) : 0, ordering: .relaxed)
+    h.pointee.tinyLimitValue = Option.tiny.read() != 0 ? UInt(maxTinySize + 1) : 0
     guard h.initialize(nprocs: cpuProcs + procs, cpuProcs: cpuProcs, retainPercent: Option.retainPercent.read())
     else { return nil }
     // The rseq section admits CPU ids below cpuProcs from now on (before the heap is published).

@@ -155,11 +155,12 @@ extension UnsafeMutablePointer where Pointee == MSpan {
 
 // MARK: - Allocation (Go's mallocgc tiny branch)
 
-/// Turn packing on or off at run time (tests; GOMALLOC_TINY sets it at start-up). Objects
+/// Turn packing on or off at run time (tests, while no other thread is in the allocator:
+/// MHeap.tinyLimitValue is a plain field; GOMALLOC_TINY sets it at start-up). Objects
 /// already packed stay valid: frees find them by their span's kind.
 package func setTinyPacking(_ on: Bool) {
     guard let h = heap() else { return }
-    h.pointee.tinyLimitWord.store(on ? UInt(maxTinySize + 1) : 0, ordering: .relaxed)
+    h.pointee.tinyLimitValue = on ? UInt(maxTinySize + 1) : 0
 }
 
 /// A packed object of `size` (0...maxTinySize) bytes, zeroed if `zero`. nil when out of memory.
@@ -294,9 +295,9 @@ func freeTinyBlock(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<M
 @inline(never)
 func freeTiny(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan>, index i: Int,
               addr: UInt, function: StaticString) {
-    // From the free fast path, which found the span through the page map: a tiny span maps
-    // its page only while in use, so only a free racing the span's own release (itself a bad
-    // free) could see another state.
+    // The span came from the page map (findObject checked it already; this keeps freeTiny
+    // safe for any caller): a tiny span maps its page only while in use, so only a free
+    // racing the span's own release (itself a bad free) could see another state.
     if s.pointee.state.load(ordering: .acquiring) != SpanState.inUse.rawValue || i >= s.nelems {
         reportBadPointer(function: function, problem: "invalid pointer", address: addr)
     }
