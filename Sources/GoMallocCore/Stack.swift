@@ -370,12 +370,8 @@ extension UnsafeMutablePointer where Pointee == MHeap {
 /// a live stack of that size is reported (Failure) and aborts.
 func stackFree(_ lo: UInt, size: Int) {
     let n = stackRoundedSize(size)
-    guard n != 0, let h = theHeap(), let s = h.spanOf(lo),
-          s.pointee.state.load(ordering: .acquiring) == SpanState.manual.rawValue, s.isStack,
-          s.stackSize == n, lo >= s.pointee.startAddr, (lo &- s.pointee.startAddr) & UInt(n &- 1) == 0,
-          Int((lo &- s.pointee.startAddr) >> UInt(n.trailingZeroBitCount)) < s.nelems
+    guard let h = theHeap(), let (s, bit) = stackSlot(h, lo, size: n)
     else { reportBadPointer(function: "stack_free", problem: "invalid stack", address: lo) }
-    let bit = UInt64(1) << UInt64((lo &- s.pointee.startAddr) >> UInt(n.trailingZeroBitCount))
     let slot = h.acquireP()
     // The one decisive check: of two frees of one stack, one clears the bit (I2).
     if s.stackLiveWord.pointee.bitwiseAnd(~bit, ordering: .acquiringAndReleasing).oldValue & bit == 0 {
@@ -414,15 +410,26 @@ func stackFree(_ lo: UInt, size: Int) {
     h.releaseP(slot)
 }
 
-/// Whether `lo` is a live stack of `size` (rounded) bytes. Holds nothing; a snapshot (the
-/// answer can change as soon as it is given, if another thread frees the stack).
-func stackIsLive(_ lo: UInt, size n: Int) -> Bool {
-    guard n != 0, let h = theHeap(), let s = h.spanOf(lo),
+/// The stack span and live bit of the stack of `n` (rounded; 0 for none) bytes at `lo`, or
+/// nil when `lo` is not where such a stack starts. The page map is read without a lock,
+/// state first (acquire), as free() reads it; whether the stack is live is the caller's
+/// question (the bit).
+private func stackSlot(_ h: UnsafeMutablePointer<MHeap>, _ lo: UInt, size n: Int)
+    -> (span: UnsafeMutablePointer<MSpan>, bit: UInt64)?
+{
+    guard n != 0, let s = h.spanOf(lo),
           s.pointee.state.load(ordering: .acquiring) == SpanState.manual.rawValue, s.isStack,
           s.stackSize == n, lo >= s.pointee.startAddr, (lo &- s.pointee.startAddr) & UInt(n &- 1) == 0
-    else { return false }
+    else { return nil }
     let k = Int((lo &- s.pointee.startAddr) >> UInt(n.trailingZeroBitCount))
-    return k < s.nelems && s.stackLiveWord.pointee.load(ordering: .acquiring) & (UInt64(1) << UInt64(k)) != 0
+    return k < s.nelems ? (s, UInt64(1) << UInt64(k)) : nil
+}
+
+/// Whether `lo` is a live stack of `n` (rounded) bytes. Holds nothing; a snapshot (the
+/// answer can change as soon as it is given, if another thread frees the stack).
+func stackIsLive(_ lo: UInt, size n: Int) -> Bool {
+    guard let h = theHeap(), let (s, bit) = stackSlot(h, lo, size: n) else { return false }
+    return s.stackLiveWord.pointee.load(ordering: .acquiring) & bit != 0
 }
 
 // MARK: - Growth (the memory side of Go's copystack)
