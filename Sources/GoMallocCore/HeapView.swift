@@ -103,7 +103,8 @@ package func takeHeapView(mapPages: Int) -> HeapView {
     v.committedPages = h.locked.pointee.pages.totalPages
     // Pages held by page caches are free (the page allocator counts them allocated).
     v.inUsePages = h.pagesInUse &+ h.locked.pointee.stackPages
-    v.freePages = h.locked.pointee.pages.freePages &+ h.cachedPages
+    // ...and so are the runs the scavenger is releasing (Scavenger.I3).
+    v.freePages = h.locked.pointee.pages.freePages &+ h.cachedPages &+ h.locked.pointee.scavengeBatch.totalPages
     v.releasedPages = h.locked.pointee.pages.scavengedPages
     if let first = v.arenaBases.min() {
         for pg in 0..<min(mapPages, pagesPerArena) {

@@ -81,7 +81,7 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
     if spanPages != h.pagesInUse {
         return InvariantViolation(message: "MHeap.I2: pagesInUse differs from the pages of in-use spans", address: UInt(spanPages))
     }
-    if spanPages &+ h.cachedPages &+ stacks.pages != h.locked.pointee.pages.inUsePages {
+    if spanPages &+ h.cachedPages &+ stacks.pages &+ h.locked.pointee.scavengeBatch.totalPages != h.locked.pointee.pages.inUsePages {
         return InvariantViolation(message: "MHeap.I2: page allocator in-use count differs from the spans and page caches", address: UInt(spanPages))
     }
     if h.locked.pointee.heapSys != h.locked.pointee.pages.totalPages &* pageSize {

@@ -137,6 +137,9 @@ struct HeapLocked: ~Copyable {
     /// Pages of stack spans (Stack.swift): allocated in the page allocator, not in HeapInuse
     /// or HeapSys (Go moves them to StackInuse).
     var stackPages: Int
+    /// Free runs the inline scavenger reserved and is releasing without the lock
+    /// (Scavenger.I3): allocated in the page allocator, in no span, not in HeapInuse.
+    var scavengeBatch: ScavengeBatch
 
     init(releasesMemory: Bool) {
         pages = PageAlloc(releasesMemory: releasesMemory)
@@ -154,6 +157,7 @@ struct HeapLocked: ~Copyable {
         mcachesCreated = 0
         lastScavenge = 0
         stackPages = 0
+        scavengeBatch = ScavengeBatch()
     }
 }
 
@@ -267,7 +271,9 @@ extension UnsafeMutablePointer where Pointee == MHeap {
 
     /// Pages of in-use spans (I2). Caller holds the heap lock; exact once the world is
     /// stopped (a P may be making a span from its page cache meanwhile).
-    var pagesInUse: Int { locked.pointee.pages.inUsePages &- cachedPages &- locked.pointee.stackPages }
+    var pagesInUse: Int {
+        locked.pointee.pages.inUsePages &- cachedPages &- locked.pointee.stackPages &- locked.pointee.scavengeBatch.totalPages
+    }
 
     /// Go's mheap.alloc: a span of `npages` pages for span class `spanClass` (class 0:
     /// one large object; `kind`: ordinary or tiny), in use, page map set. nil when the OS
@@ -407,23 +413,26 @@ extension UnsafeMutablePointer where Pointee == MHeap {
             locked.pointee.largeFreeBytes &+= UInt64(n &* pageSize)
         }
         locked.pointee.spanAllocs[MHeap.spanAllocIndex(kind: s.kind, words: s.bitmapWords)].free(UnsafeMutableRawPointer(s))
-        scavengeIfNeeded()
+        let release = scavengeIfNeeded()
         pointee.lock.unlock()
+        if release { finishScavenge() }
     }
 
     // MARK: - Large spans resized in place (realloc's mechanisms; its policy is in Realloc.swift)
 
     /// Shrink a large span in place to `npages`, returning its tail pages to the heap.
     func shrinkLarge(_ s: UnsafeMutablePointer<MSpan>, to npages: Int) {
+        var release = false
         pointee.lock.lock()
         let old = s.pointee.npages
         if npages < old {
             locked.pointee.pages.free(base: s.pointee.startAddr &+ UInt(npages &* pageSize), npages: old &- npages)
             s.pointee.npages = npages
             locked.pointee.largeFreeBytes &+= UInt64((old &- npages) &* pageSize)
-            scavengeIfNeeded()
+            release = scavengeIfNeeded()
         }
         pointee.lock.unlock()
+        if release { finishScavenge() }
     }
 
     /// Grow a large span in place to `npages` if the pages right after it are free.

@@ -623,7 +623,7 @@ package struct PageAlloc: ~Copyable {
     }
 
     /// Go's `allocRange`: mark [base, base+npages pages) allocated; returns the scavenged count.
-    private mutating func allocRange(base: UInt, npages: Int) -> Int {
+    mutating func allocRange(base: UInt, npages: Int) -> Int {
         let limit = base &+ UInt(truncatingIfNeeded: npages) &<< UInt(pageShift) &- 1
         let sc = Self.chunkIndex(base)
         let ec = Self.chunkIndex(limit)

@@ -307,6 +307,7 @@ private func forkParent() { forkRelease() }
 private func forkChild() {
     if let h = theHeap() {
         for i in 0..<h.pointee.nprocs { h.flushPageCacheLocked(h.proc(i)) }
+        h.abandonScavengeBatchInChild()
     }
     forkRelease()
     if let h = theHeap(), h.pointee.cpuProcs != 0 && gm_sys_rseq_setup() == 0 { h.bindPsByCASOnly() }

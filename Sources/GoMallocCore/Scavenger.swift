@@ -19,7 +19,15 @@
 //   I1. After scavengeIfNeeded: freeUnscavengedPages <= retained goal + one chunk.
 //   I2. A page is never both allocated and scavenged (the page allocator clears the bit
 //       when it hands the page out; it is then known to read as zero).
-// Concurrency: Guarded by the heap lock (caller holds it).
+//   I3. The inline scavenger releases without the heap lock (Go 1.18's scavengeOne does the
+//       same): under the lock it reserves up to 8 free runs by allocating them in the page
+//       allocator (HeapLocked.scavengeBatch; one batch at a time), lets go, madvises them,
+//       and frees them as scavenged under the lock again. Reserved pages belong to no span
+//       and to no cache: pagesInUse and the invariant walk count them apart. trim releases
+//       under the lock (it is explicit, and wants everything at once).
+// Concurrency: Guarded by the heap lock (caller holds it), except finishScavenge, which
+//   reads the batch its caller reserved without it (nobody else writes a batch in flight
+//   but a forked child, which has one thread) and takes the lock to give it back.
 // Failure: a failed madvise leaves pages resident; nothing else changes.
 import CGoMallocSys
 import Synchronization
@@ -51,17 +59,78 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     /// pages held by page caches too (at most 64 per P), so no walk of the Ps on this path.
     var retainGoalPages: Int { locked.pointee.pages.inUsePages &* pointee.retainPercent / 100 &+ pallocChunkPages }
 
-    /// Release the excess over the retain goal. Caller holds the heap lock.
-    func scavengeIfNeeded() {
+    /// Pick the excess over the retain goal for release. Caller holds the heap lock. Returns
+    /// true when it reserved a batch (I3): the caller must call finishScavenge once it has
+    /// let go of the heap lock.
+    func scavengeIfNeeded() -> Bool {
+        if locked.pointee.scavengeBatch.count != 0 { return false }  // one batch at a time
         let free = freeUnscavengedPages
         let goal = retainGoalPages
-        if free <= goal &+ pallocChunkPages { return }
+        if free <= goal &+ pallocChunkPages { return false }
         let now = scavengeNow()
         let urgent = free > 2 &* goal &+ 8 &* pallocChunkPages
-        if !urgent && now &- locked.pointee.lastScavenge < scavengePeriodNanos { return }
+        if !urgent && now &- locked.pointee.lastScavenge < scavengePeriodNanos { return false }
         locked.pointee.lastScavenge = now
-        _ = locked.pointee.pages.scavenge(maxPages: free &- goal)
+        return reserveScavengeBatch()
     }
+
+    /// Reserve a batch of the excess over the retain goal (I3). Caller holds the heap lock
+    /// and has checked that no batch is in flight.
+    private func reserveScavengeBatch() -> Bool {
+        let excess = freeUnscavengedPages &- retainGoalPages
+        if excess <= 0 { return false }
+        let n = withUnsafeMutablePointer(to: &locked.pointee.scavengeBatch) {
+            locked.pointee.pages.scavenge(maxPages: excess, into: $0)
+        }
+        return n != 0
+    }
+
+    /// Release the batch scavengeIfNeeded reserved: madvise without the heap lock, then, under
+    /// it, free the pages as scavenged (or, where the kernel refused, as resident). Caller
+    /// holds no allocator lock; the batch is its own until it is given back here (I3).
+    /// A full batch is followed by the next until the excess is gone: one release, as the
+    /// policy asked for, in pieces of at most 8 runs.
+    func finishScavenge() {
+        while true {
+            let batch = locked.pointee.scavengeBatch
+            var ok = InlineArray<8, Bool>(repeating: false)
+            for i in 0..<batch.count {
+                ok[i] = sysUnused(UnsafeMutableRawPointer(bitPattern: batch.base[i])!, size: batch.pages[i] &* pageSize)
+            }
+            pointee.lock.lock()
+            var failed = false
+            for i in 0..<batch.count {
+                locked.pointee.pages.free(base: batch.base[i], npages: batch.pages[i], released: ok[i])
+                failed = failed || !ok[i]
+            }
+            locked.pointee.scavengeBatch = ScavengeBatch()
+            let again = batch.count == ScavengeBatch.capacity && !failed && reserveScavengeBatch()
+            pointee.lock.unlock()
+            if !again { return }
+        }
+    }
+
+    /// In a forked child (world stopped): a batch some parent thread was releasing goes back
+    /// to the heap unreleased — that thread does not exist here.
+    func abandonScavengeBatchInChild() {
+        let batch = locked.pointee.scavengeBatch
+        for i in 0..<batch.count {
+            locked.pointee.pages.free(base: batch.base[i], npages: batch.pages[i])
+        }
+        locked.pointee.scavengeBatch = ScavengeBatch()
+    }
+}
+
+/// Free runs reserved for release by one scavenge (I3): allocated in the page allocator, so
+/// that nothing can be placed in them while madvise runs without the heap lock; counted
+/// apart from every span (MHeap.pagesInUse).
+package struct ScavengeBatch {
+    static let capacity = 8
+    var base: InlineArray<8, UInt> = InlineArray(repeating: 0)
+    var pages: InlineArray<8, Int> = InlineArray(repeating: 0)
+    var count = 0
+    var totalPages = 0
+    package init() {}
 }
 
 // MARK: - malloc_trim
@@ -102,7 +171,9 @@ extension PageAlloc {
 
     /// Mark up to `maxPages` free, unscavenged pages as scavenged, highest addresses first, and
     /// (when releasesMemory) release each contiguous run with sysUnused. Returns pages scavenged.
-    package mutating func scavenge(maxPages: Int) -> Int {
+    /// With `batch` (I3): instead, allocate up to ScavengeBatch.capacity such runs and record
+    /// them there for the caller to release without the lock; returns the pages reserved.
+    package mutating func scavenge(maxPages: Int, into batch: UnsafeMutablePointer<ScavengeBatch>? = nil) -> Int {
         if maxPages <= 0 || rangeCount == 0 || scavHint == 0 { return 0 }
         let leaf = summaryLevels &- 1
         var remaining = maxPages
@@ -129,6 +200,29 @@ extension PageAlloc {
                         if n == 0 { break }
                         let runBase = chunkBase &+ UInt(truncatingIfNeeded: i) &<< UInt(pageShift)
                         let runLimit = runBase &+ UInt(truncatingIfNeeded: n) &<< UInt(pageShift)
+                        if let batch {
+                            // Reserve the run (allocRange clears the scavenged bits just set).
+                            scav &+= n
+                            _ = allocRange(base: runBase, npages: n)
+                            let k = batch.pointee.count
+                            if k > 0 && batch.pointee.base[k &- 1] == runLimit {
+                                batch.pointee.base[k &- 1] = runBase
+                                batch.pointee.pages[k &- 1] &+= n
+                            } else {
+                                batch.pointee.base[k] = runBase
+                                batch.pointee.pages[k] = n
+                                batch.pointee.count = k &+ 1
+                            }
+                            batch.pointee.totalPages &+= n
+                            done &+= n
+                            remaining &-= n
+                            below = i
+                            if remaining == 0 || batch.pointee.count == ScavengeBatch.capacity {
+                                stoppedAt = runBase
+                                break walk
+                            }
+                            continue
+                        }
                         if runLimit == pendingBase {
                             pendingBase = runBase
                         } else {

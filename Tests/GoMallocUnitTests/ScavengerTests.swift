@@ -127,4 +127,34 @@ final class ScavengerTests: XCTestCase {
             XCTAssertEqual(Int(after.heapReleased - before.heapReleased) / page, n - target)
         }
     }
+
+    /// The release runs without the heap lock in batches of at most 8 free runs
+    /// (Scavenger.I3): a heap fragmented into 40 free runs is still released down to the
+    /// goal by one free, and every batch's pages come back to the heap scavenged.
+    func testFragmentedExcessIsReleasedInBatchesDownToTheGoal() throws {
+        _ = trimToNothingResident()
+        let hold = try allocatePages(4096)  // a goal large enough that the frees are not urgent
+        var runs: [UnsafeMutableRawPointer] = []
+        var fences: [UnsafeMutableRawPointer] = []
+        for _ in 0..<60 {
+            runs.append(try allocatePages(160))
+            fences.append(try allocatePages(5))  // keeps the freed runs apart
+        }
+        ScavengerProbe.markJustReleased()
+        let target = goal(inUsePages(GoAllocator.statistics()) - 60 * 160)
+        XCTAssertLessThan(60 * 160, 2 * target + 8 * chunk, "set-up: the frees would be urgent")
+        for p in runs.dropLast() { GoAllocator.deallocate(p) }
+        ScavengerProbe.expirePacing()
+        let before = GoAllocator.statistics()
+        GoAllocator.deallocate(runs.last!)
+        let after = GoAllocator.statistics()
+        XCTAssertEqual(residentFreePages(after), target, "released down to the goal")
+        XCTAssertGreaterThan(Int(after.heapReleased - before.heapReleased) / page, 8 * 160,
+                             "more than one batch of runs was released")
+        assertHeapInvariants()
+        for p in fences { GoAllocator.deallocate(p) }
+        GoAllocator.deallocate(hold)
+        _ = trimToNothingResident()
+        assertHeapInvariants()
+    }
 }
