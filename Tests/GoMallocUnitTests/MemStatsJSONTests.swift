@@ -86,6 +86,24 @@ final class MemStatsJSONTests: XCTestCase {
         XCTAssertEqual(s.frees, s.bySize.reduce(0) { $0 + $1.frees } + s.tinyFrees)
     }
 
+    /// ScavengerReleasedBytes counts the scavenger's work: a trim that releases pages adds
+    /// at least what HeapReleased gained, and the counter never goes down.
+    func testScavengerReleasedBytesCountsTrim() {
+        GoAllocator.trim()
+        let start = GoAllocator.statistics()
+        let big = GoAllocator.allocate(byteCount: 8 << 20, alignment: 16)!
+        memset(big, 1, 8 << 20)
+        GoAllocator.deallocate(big)
+        let before = GoAllocator.statistics()
+        let released = GoAllocator.trim()
+        let after = GoAllocator.statistics()
+        XCTAssertEqual(after.scavengerReleasedBytes - before.scavengerReleasedBytes, UInt64(released),
+                       "trim's pages are the scavenger's work")
+        XCTAssertGreaterThanOrEqual(after.scavengerReleasedBytes - start.scavengerReleasedBytes, UInt64(8 << 20),
+                                    "the freed block's pages were released (at its free or by trim)")
+        XCTAssertLessThanOrEqual(after.heapReleased, after.heapIdle)
+    }
+
     /// snprintf's contract: the full length whatever the capacity; at most capacity - 1 bytes
     /// and a NUL; capacity 0 writes nothing.
     func testSnprintfContract() {
