@@ -4,9 +4,9 @@
 // or `pkg-config --libs gomalloc`) or runs with it in LD_PRELOAD gets GoMalloc's malloc,
 // free, calloc, realloc, reallocarray, posix_memalign, aligned_alloc, memalign, valloc,
 // pvalloc, malloc_usable_size, free_sized, free_aligned_sized, mallinfo, mallinfo2,
-// malloc_trim, malloc_stats, malloc_info and mallopt, with glibc 2.36's semantics. Those are declared by
-// <stdlib.h> and <malloc.h> as usual; this header adds the C23 sized frees (which glibc 2.36
-// does not declare) and the functions that only GoMalloc has.
+// malloc_trim, malloc_stats, malloc_info and mallopt, with glibc 2.36's semantics. Those are
+// declared by <stdlib.h> and <malloc.h> as usual; this header adds the C23 sized frees (which
+// glibc 2.36 does not declare) and the functions that only GoMalloc has.
 //
 // Every function here is thread-safe and async-signal-unsafe, like malloc itself.
 // Installed by `gomalloc install` as <prefix>/include/gomalloc.h.
