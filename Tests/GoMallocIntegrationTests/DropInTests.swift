@@ -186,6 +186,17 @@ final class DropInTests: XCTestCase {
                           "no \(figure) line in the summary:\n\(r.stderr)")
         }
         XCTAssertTrue(lines.contains { $0.hasPrefix("mcaches: ") }, "no `mcaches: N` line:\n\(r.stderr)")
+        // Byte figures: the exact number, then the readable size; counts stay bare numbers.
+        let heapSys = try XCTUnwrap(lines.first { $0.hasPrefix("HeapSys: ") }, r.stderr)
+        XCTAssertNotNil(heapSys.range(of: #"^HeapSys: [0-9]+ \([0-9]+\.[0-9] (KiB|MiB|GiB)\)$"#, options: .regularExpression), heapSys)
+        XCTAssertNotNil(lines.first { $0.range(of: #"^Mallocs: [0-9]+$"#, options: .regularExpression) != nil }, r.stderr)
+        // The per-class table: a header, then right-aligned rows of equal width.
+        let header = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("class ") && $0.contains("Mallocs") }, r.stderr)
+        let rows = lines[(header + 1)...].filter { !$0.isEmpty }
+        XCTAssertFalse(rows.isEmpty, r.stderr)
+        for row in rows where !row.contains("large") {
+            XCTAssertEqual(row.count, lines[header].count, "aligned with the header: \(row)")
+        }
         // Without the variable, nothing is printed.
         let quiet = try DropIn.run(exe, ["2", "2", "1000"], environment: DropIn.environment(for: .gomalloc(library: library)), timeout: 120)
         XCTAssertEqual(quiet.stderr, "", quiet.summary)
