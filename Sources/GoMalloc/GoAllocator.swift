@@ -73,6 +73,18 @@ public enum GoAllocator {
     /// A snapshot of the heap's statistics (Go's MemStats names).
     public static func statistics() -> MemStats { MemStats(readMemStats()) }
 
+    /// The same statistics as one JSON object (the text of C's `gomalloc_stats_json`): Go's
+    /// MemStats names (`HeapAlloc`, `HeapSys`, ..., `ScavengerReleasedBytes`, `MCaches`,
+    /// `Arenas`) and `BySize`, one `{Size, Mallocs, Frees, NoscanMallocs, NoscanFrees}` per
+    /// size class. One snapshot, formatted twice: for its length, then into the string.
+    public static func statisticsJSON() -> String {
+        let m = readMemStats()
+        let n = formatMemStatsJSON(m, into: nil, capacity: 0)
+        return String(unsafeUninitializedCapacity: n + 1) { buffer in
+            Swift.min(formatMemStatsJSON(m, into: buffer.baseAddress, capacity: n + 1), n)
+        }
+    }
+
     /// Walk the whole heap and check its invariants (span states, bitmaps against counts,
     /// page map against spans, page allocator summaries, central lists, statistics recounted
     /// the slow way). Returns a description of the first violation, or nil. Slow: for tests

@@ -33,6 +33,9 @@ public struct MemStats: Sendable, Equatable {
     public var stackFrees: UInt64
     /// Bytes of allocator metadata obtained from the OS.
     public var metadataSys: UInt64
+    /// Bytes the scavenger has returned to the OS so far (cumulative: the work it has done;
+    /// `heapReleased` is what is released now).
+    public var scavengerReleasedBytes: UInt64
     /// Cumulative count of objects allocated.
     public var mallocs: UInt64
     /// Cumulative count of objects freed.
@@ -76,6 +79,7 @@ public struct MemStats: Sendable, Equatable {
         stackAllocs = m.stackAllocs
         stackFrees = m.stackFrees
         metadataSys = m.metadataSys
+        scavengerReleasedBytes = m.scavengedBytes
         mallocs = m.mallocs
         frees = m.frees
         heapAllocScan = m.heapAllocScan

@@ -170,6 +170,27 @@ public func gmStatsPrint(_ fd: Int32) {
     printMemStats(fd: fd)
 }
 
+/// gomalloc_stats_json: the statistics as JSON into `buffer`, snprintf-style (returns the
+/// length needed, NUL excluded; writes at most len - 1 bytes and a NUL when len > 0).
+@c(gm_stats_json)
+public func gmStatsJSON(_ buffer: UnsafeMutablePointer<CChar>?, _ len: Int) -> Int {
+    formatMemStatsJSON(readMemStats(), into: UnsafeMutableRawPointer(buffer)?.assumingMemoryBound(to: UInt8.self),
+                       capacity: len)
+}
+
+/// malloc_info's document into `buffer` (snprintf-style, as gm_stats_json); the C side
+/// (exports.c) writes it to the FILE with no lock held. options != 0: -1 with errno EINVAL
+/// (glibc 2.36 reserves them).
+@c(gm_malloc_info_format)
+public func gmMallocInfoFormat(_ options: Int32, _ buffer: UnsafeMutablePointer<CChar>?, _ len: Int) -> Int {
+    if options != 0 {
+        gm_sys_set_errno(EINVAL)
+        return -1
+    }
+    return formatMallocInfo(readMemStats(), into: UnsafeMutableRawPointer(buffer)?.assumingMemoryBound(to: UInt8.self),
+                            capacity: len)
+}
+
 @c(gm_mallopt)
 public func gmMallopt(_ param: Int32, _ value: Int32) -> Int32 {
     // None of glibc's parameters (M_MXFAST 1, M_TRIM_THRESHOLD -1 ... M_ARENA_MAX -8) has an

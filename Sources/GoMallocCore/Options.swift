@@ -12,7 +12,7 @@
 //   I2. No other file calls getenv.
 // Concurrency: read once before the heap is published; immutable afterwards.
 // Failure: a value that is not all decimal digits (empty, signed, trailing garbage) falls
-//   back to the default; a number out of range, however long, is clamped to the bounds.
+//   back to the default (GOMALLOC_STATS=json is a word read by `isSet(to:)`); a number out of range, however long, is clamped to the bounds.
 import CGoMallocSys
 
 package enum Option: Int {
@@ -46,8 +46,8 @@ package enum Option: Int {
                 doc: "Number of Ps taken by compare-and-swap. With Ps bound to CPUs (`GOMALLOC_RSEQ`) these are the fallback behind one P per CPU, used while a thread holding its CPU's P is preempted: at most the CPUs the process runs on plus this many mcaches exist. Without, the most mcaches that can exist.")
         case .stats:
             Row(name: "GOMALLOC_STATS", defaultValue: 0, min: 0, max: Int(Int32.max),
-                defaultDoc: "0", rangeDoc: "0, 1 or a pid",
-                doc: "1 (or the process's own pid: that process only — `gomalloc run --stats` uses this, so the programs it starts stay quiet): print MemStats (`HeapAlloc` and its `HeapAllocScan` / `HeapAllocNoscan` parts, `HeapSys`, `HeapIdle`, `HeapInuse`, `HeapReleased`, `Mallocs`, `Frees`, `TinyAllocs`, `TinyFrees`, `TinyBlocks`, `StackInuse`, `StackSys` and their parts (`StackAlloc`, `StackCached`, `StackPoolFree`, `StackLargeFree`), `StackAllocs`, `StackFrees`, `Ps`, `CPUPs` (Ps bound to CPUs), `mcaches`, per-class counts with their noscan part) to stderr at exit, one figure per line, without allocating.")
+                defaultDoc: "0", rangeDoc: "0, 1, a pid or json",
+                doc: "1 (or the process's own pid: that process only — `gomalloc run --stats` uses this, so the programs it starts stay quiet): print MemStats (`HeapAlloc` and its `HeapAllocScan` / `HeapAllocNoscan` parts, `HeapSys`, `HeapIdle`, `HeapInuse`, `HeapReleased`, `Mallocs`, `Frees`, `TinyAllocs`, `TinyFrees`, `TinyBlocks`, `StackInuse`, `StackSys` and their parts (`StackAlloc`, `StackCached`, `StackPoolFree`, `StackLargeFree`), `StackAllocs`, `StackFrees`, `MetadataSys`, `ScavengerReleased`, `Ps`, `CPUPs` (Ps bound to CPUs), `mcaches`, then a table of per-class counts with their noscan part) to stderr at exit, one figure per line (byte figures followed by their size in KiB/MiB/GiB), without allocating. `json`: the same figures as one line of JSON (the form `gomalloc_stats_json` returns).")
         case .retainPercent:
             Row(name: "GOMALLOC_RETAIN_PERCENT", defaultValue: 100, min: 0, max: 1000,
                 defaultDoc: "100", rangeDoc: "0–1000",
@@ -82,6 +82,24 @@ package enum Option: Int {
         }
         if i == 0 || v[i] != 0 { return r.defaultValue }
         return Swift.min(Swift.max(value, r.min), r.max)
+    }
+}
+
+extension Option {
+    /// Whether the variable is set to exactly `word` (GOMALLOC_STATS=json: a mode that is
+    /// not a number; `read()` gives the default for it). Read on every call.
+    package func isSet(to word: StaticString) -> Bool {
+        let name = UnsafeRawPointer(row.name.utf8Start).assumingMemoryBound(to: CChar.self)
+        guard let v = gm_sys_getenv(name) else { return false }
+        var i = 0
+        var same = true
+        word.withUTF8Buffer { bytes in
+            for b in bytes {
+                if UInt8(bitPattern: v[i]) != b { same = false; return }
+                i += 1
+            }
+        }
+        return same && v[i] == 0
     }
 }
 

@@ -156,6 +156,9 @@ package struct PageAlloc: ~Copyable {
     private var inUse: Int
     /// Free pages whose memory was returned to the OS. Guarded by: heap lock.
     var scav: Int
+    /// Pages the scavenger has released so far (cumulative: scavenge's successful releases,
+    /// not the pages that arrive scavenged from grow or a released free). Guarded by: heap lock.
+    var scavengedTotal: Int
     /// Pages grown so far. Guarded by: heap lock.
     private var total: Int
     /// No free, unscavenged page lies at or above this address (I6). Guarded by: heap lock.
@@ -179,6 +182,7 @@ package struct PageAlloc: ~Copyable {
         root = nil
         inUse = 0
         scav = 0
+        scavengedTotal = 0
         total = 0
         scavHint = 0
         ranges = nil

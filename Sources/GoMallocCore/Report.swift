@@ -89,6 +89,45 @@ struct ReportLine: ~Copyable {
     }
 }
 
+/// Text formatted into a caller's buffer, snprintf-style: `length` counts every byte
+/// appended, at most `capacity - 1` of them are stored, and `finish()` adds the NUL (when
+/// `capacity > 0`) and returns the full length. Used for the JSON statistics and malloc_info.
+struct TextBuffer: ~Copyable {
+    private let base: UnsafeMutablePointer<UInt8>?
+    private let capacity: Int
+    private(set) var length = 0
+
+    init(_ base: UnsafeMutablePointer<UInt8>?, capacity: Int) {
+        self.base = base
+        self.capacity = base == nil || capacity < 0 ? 0 : capacity
+    }
+
+    @inline(__always)
+    mutating func appendByte(_ b: UInt8) {
+        if length < capacity &- 1, let base { base[length] = b }
+        length &+= 1
+    }
+
+    mutating func append(_ s: StaticString) {
+        s.withUTF8Buffer { bytes in
+            for b in bytes { appendByte(b) }
+        }
+    }
+
+    mutating func append(decimal v: UInt64) {
+        var digits: InlineArray<20, UInt8> = InlineArray(repeating: 0)
+        var n = 0
+        var x = v
+        repeat { digits[n] = UInt8(x % 10) &+ 0x30; n += 1; x /= 10 } while x != 0
+        while n > 0 { n -= 1; appendByte(digits[n]) }
+    }
+
+    consuming func finish() -> Int {
+        if capacity > 0, let base { base[length < capacity ? length : capacity &- 1] = 0 }
+        return length
+    }
+}
+
 /// Go's `throw`: report a broken internal invariant and abort.
 @inline(never)
 func throwFatal(_ message: StaticString) -> Never {

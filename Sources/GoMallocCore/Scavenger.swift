@@ -250,6 +250,7 @@ extension PageAlloc {
         if failed.limit > failedLimit { failedLimit = failed.limit }
         // Everything at or above stoppedAt (0: everything) is now allocated or scavenged.
         scavHint = stoppedAt > failedLimit ? stoppedAt : failedLimit
+        scavengedTotal &+= done
         checkInvariantsIfExpensive()
         return done
     }

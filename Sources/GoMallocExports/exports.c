@@ -12,7 +12,8 @@
 //   problem and compiles to a single `jmp` in optimised builds.
 // Invariants:
 //   I1. Every function here is one call to a gm_* function with the same arguments; nothing
-//       here allocates, sets errno or branches (mallinfo's clamping excepted).
+//       here allocates, sets errno or branches (mallinfo's clamping excepted; malloc_info
+//       writes the core's finished text with stdio, no allocator lock held).
 //   I2. The exported names are exactly those in exports.map (the linker version script), and
 //       the gomalloc_* ones are exactly those declared in include/gomalloc.h.
 // Concurrency: stateless; thread-safety is the core's.
@@ -20,7 +21,9 @@
 #define _GNU_SOURCE
 #include <limits.h>
 #include <malloc.h>
+#include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "gomalloc.h"
 
@@ -46,6 +49,8 @@ void gm_malloc_stats(void);
 int gm_mallopt(int param, int value);
 void gm_mallinfo_fill(size_t out[10]);
 void gm_stats_print(int fd);
+size_t gm_stats_json(char *buf, size_t len);
+long gm_malloc_info_format(int options, char *buf, size_t len);
 void *gm_stack_alloc(size_t size);
 void gm_stack_free(void *lo, size_t size);
 void *gm_stack_grow(void *lo, size_t size, size_t used);
@@ -149,6 +154,18 @@ GM_EXPORT int malloc_trim(size_t pad) { return gm_malloc_trim(pad); }
 GM_EXPORT void malloc_stats(void) { gm_malloc_stats(); }
 GM_EXPORT int mallopt(int param, int value) { return gm_mallopt(param, value); }
 
+// The core formats the document into this stack buffer (no allocation, its lock released
+// before it returns); stdio, which may allocate, only sees the finished text. The document
+// is at most about 7 KiB (one line per size class). glibc 2.36 returns EINVAL (not -1) for
+// options != 0, without writing; errno is EINVAL too.
+GM_EXPORT int malloc_info(int options, FILE *fp) {
+    char buf[16384];
+    long n = gm_malloc_info_format(options, buf, sizeof buf);
+    if (n < 0) return EINVAL;
+    fputs(buf, fp);
+    return 0;
+}
+
 // MARK: - glibc's internal names
 //
 // Programs (and older interposers) that call glibc's allocator under these names must reach
@@ -161,6 +178,8 @@ GM_EXPORT void *__libc_pvalloc(size_t size) { return gm_pvalloc(size); }
 // MARK: - GoMalloc's own API (include/gomalloc.h)
 
 GM_EXPORT void gomalloc_stats_print(int fd) { gm_stats_print(fd); }
+
+GM_EXPORT size_t gomalloc_stats_json(char *buf, size_t len) { return gm_stats_json(buf, len); }
 
 GM_EXPORT const char *gomalloc_version(void) { return GOMALLOC_VERSION_STRING; }
 

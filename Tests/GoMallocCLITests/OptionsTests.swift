@@ -115,6 +115,25 @@ final class OptionsTests: XCTestCase {
         XCTAssertEqual(read(.maxProcs, "000000000000000000000000000000002"), 2, "many leading zeros")
     }
 
+    /// GOMALLOC_STATS=json is a word, not a number: isSet(to:) matches it exactly, and read()
+    /// gives the default for it.
+    func testStatsJSONWord() {
+        func isJSON(_ value: String?) -> Bool {
+            var result = false
+            with(.stats, value) { result = Option.stats.isSet(to: "json") }
+            return result
+        }
+        XCTAssertTrue(isJSON("json"))
+        XCTAssertFalse(isJSON(nil))
+        XCTAssertFalse(isJSON(""))
+        XCTAssertFalse(isJSON("js"))
+        XCTAssertFalse(isJSON("json "))
+        XCTAssertFalse(isJSON("jsonx"))
+        XCTAssertFalse(isJSON("JSON"))
+        XCTAssertFalse(isJSON("1"))
+        XCTAssertEqual(read(.stats, "json"), 0)
+    }
+
     func testDefaultWhenUnsetOrMalformed() {
         for option in Option.allCases {
             let d = option.row.defaultValue

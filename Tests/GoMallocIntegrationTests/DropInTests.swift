@@ -8,6 +8,9 @@
 //
 // The plumbing (compiling, running, GOMALLOC_TEST_PRELOAD) is in DropIn.swift.
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import XCTest
 import GoMalloc
 
@@ -26,6 +29,7 @@ final class DropInTests: XCTestCase {
         "misuse.c": "testFreeOfStackAddressAborts",
         "sizeclasses.c": "testEverySmallSizeGetsTheSmallestFittingAlignedClass",
         "realloc_move.c": "testLargeReallocThatCannotGrowMovesItsPages",
+        "stats_forms.c": "testMallocInfoAndStatsJSONFromC",
     ]
 
     /// Compile and run a program under the allocator; it must exit 0, print `OK <name>` last
@@ -182,9 +186,84 @@ final class DropInTests: XCTestCase {
                           "no \(figure) line in the summary:\n\(r.stderr)")
         }
         XCTAssertTrue(lines.contains { $0.hasPrefix("mcaches: ") }, "no `mcaches: N` line:\n\(r.stderr)")
+        // Byte figures: the exact number, then the readable size; counts stay bare numbers.
+        let heapSys = try XCTUnwrap(lines.first { $0.hasPrefix("HeapSys: ") }, r.stderr)
+        XCTAssertNotNil(heapSys.range(of: #"^HeapSys: [0-9]+ \([0-9]+\.[0-9] (KiB|MiB|GiB)\)$"#, options: .regularExpression), heapSys)
+        XCTAssertNotNil(lines.first { $0.range(of: #"^Mallocs: [0-9]+$"#, options: .regularExpression) != nil }, r.stderr)
+        // The per-class table: a header, then right-aligned rows of equal width.
+        let header = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("class ") && $0.contains("Mallocs") }, r.stderr)
+        let rows = lines[(header + 1)...].filter { !$0.isEmpty }
+        XCTAssertFalse(rows.isEmpty, r.stderr)
+        for row in rows where !row.contains("large") {
+            XCTAssertEqual(row.count, lines[header].count, "aligned with the header: \(row)")
+        }
         // Without the variable, nothing is printed.
         let quiet = try DropIn.run(exe, ["2", "2", "1000"], environment: DropIn.environment(for: .gomalloc(library: library)), timeout: 120)
         XCTAssertEqual(quiet.stderr, "", quiet.summary)
+    }
+
+    /// GOMALLOC_STATS=json: the summary at exit is one line of JSON with Go's names that adds up.
+    func testStatsJSONAtExit() throws {
+        let library = try DropIn.requireLibrary("GOMALLOC_STATS=json")
+        let exe = try DropIn.compile("threads.c")
+        let r = try DropIn.run(exe, ["2", "2", "5000"],
+                               environment: DropIn.environment(for: .gomalloc(library: library), ["GOMALLOC_STATS": "json"]),
+                               timeout: 120)
+        XCTAssertTrue(r.exitedNormally && r.status == 0, r.summary)
+        let lines = r.stderr.split(separator: "\n", omittingEmptySubsequences: false)
+        XCTAssertEqual(lines.count, 2, "one line and its newline: \(r.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(String(lines[0]).utf8))
+        let j = try XCTUnwrap(object as? [String: Any], r.stderr)
+        func figure(_ name: String) throws -> UInt64 { try XCTUnwrap((j[name] as? NSNumber)?.uint64Value, name) }
+        XCTAssertEqual(try figure("HeapSys"), try figure("HeapIdle") + figure("HeapInuse"))
+        XCTAssertLessThanOrEqual(try figure("HeapReleased"), try figure("HeapIdle"))
+        XCTAssertEqual(try figure("Mallocs") - figure("Frees"), try figure("HeapObjects"))
+        XCTAssertGreaterThan(try figure("Mallocs"), 5000, "the threads' blocks")
+        XCTAssertEqual((j["BySize"] as? [Any])?.count, 68)
+    }
+
+    /// malloc_info(0, stdout) prints glibc's XML document (it parses; one heap; our size
+    /// classes as its sizes), malloc_info(1, fp) returns EINVAL, and gomalloc_stats_json keeps
+    /// snprintf's contract and prints JSON that parses.
+    func testMallocInfoAndStatsJSONFromC() throws {
+        let allocator = try DropIn.allocator()
+        let exe = try DropIn.compile("stats_forms.c")
+        let r = try DropIn.run(exe, [], environment: DropIn.environment(for: allocator), timeout: 120)
+        XCTAssertTrue(r.exitedNormally && r.status == 0, r.summary)
+        XCTAssertEqual(r.stderr, "", r.summary)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.last, "OK stats_forms", r.summary)
+        let begin = try XCTUnwrap(lines.firstIndex(of: "--- malloc_info"), r.summary)
+        let end = try XCTUnwrap(lines.firstIndex(of: "--- end"), r.summary)
+        let xml = lines[(begin + 1)..<end].joined(separator: "\n")
+        final class Collect: NSObject, XMLParserDelegate {
+            var names: [String] = []
+            var sizes: [[String: String]] = []
+            func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?,
+                        qualifiedName: String?, attributes: [String: String] = [:]) {
+                names.append(name)
+                if name == "size" { sizes.append(attributes) }
+            }
+        }
+        let parser = XMLParser(data: Data(xml.utf8))
+        let collect = Collect()
+        parser.delegate = collect
+        XCTAssertTrue(parser.parse(), "malloc_info's output is not XML (\(parser.parserError.map { "\($0)" } ?? "")):\n\(xml)")
+        XCTAssertEqual(collect.names.first, "malloc")
+        XCTAssertEqual(collect.names.filter { $0 == "heap" }.count, 1, xml)
+        for name in ["sizes", "total", "system", "aspace"] { XCTAssertTrue(collect.names.contains(name), "no <\(name)>: \(xml)") }
+        guard case .gomalloc = allocator else { return }
+        let classSizes = Set(GoAllocator.sizeClasses.map { String($0.bytesPerObject) })
+        XCTAssertFalse(collect.sizes.isEmpty, xml)
+        for s in collect.sizes { XCTAssertTrue(classSizes.contains(s["to"] ?? ""), "not a class size: \(s)") }
+        let jsonLine = try XCTUnwrap(lines.first { $0.hasPrefix("json ") }, r.summary)
+        let object = try JSONSerialization.jsonObject(with: Data(jsonLine.dropFirst(5).utf8))
+        let j = try XCTUnwrap(object as? [String: Any], jsonLine)
+        let sys = try XCTUnwrap((j["HeapSys"] as? NSNumber)?.uint64Value)
+        let idle = try XCTUnwrap((j["HeapIdle"] as? NSNumber)?.uint64Value)
+        let inuse = try XCTUnwrap((j["HeapInuse"] as? NSNumber)?.uint64Value)
+        XCTAssertEqual(sys, idle + inuse)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap((j["HeapAlloc"] as? NSNumber)?.uint64Value), 1 << 20, "the large block is live")
     }
 
     // MARK: Misuse: one exact line, then SIGABRT

@@ -4,9 +4,9 @@
 // or `pkg-config --libs gomalloc`) or runs with it in LD_PRELOAD gets GoMalloc's malloc,
 // free, calloc, realloc, reallocarray, posix_memalign, aligned_alloc, memalign, valloc,
 // pvalloc, malloc_usable_size, free_sized, free_aligned_sized, mallinfo, mallinfo2,
-// malloc_trim, malloc_stats and mallopt, with glibc 2.36's semantics. Those are declared by
-// <stdlib.h> and <malloc.h> as usual; this header adds the C23 sized frees (which glibc 2.36
-// does not declare) and the functions that only GoMalloc has.
+// malloc_trim, malloc_stats, malloc_info and mallopt, with glibc 2.36's semantics. Those are
+// declared by <stdlib.h> and <malloc.h> as usual; this header adds the C23 sized frees (which
+// glibc 2.36 does not declare) and the functions that only GoMalloc has.
 //
 // Every function here is thread-safe and async-signal-unsafe, like malloc itself.
 // Installed by `gomalloc install` as <prefix>/include/gomalloc.h.
@@ -38,10 +38,23 @@ void free_aligned_sized(void *p, size_t alignment, size_t size);
 
 /// Write GoMalloc's statistics summary to the file descriptor `fd` (1 for stdout, 2 for
 /// stderr): one line per figure with Go's runtime.MemStats names (HeapAlloc, HeapSys,
-/// HeapIdle, HeapInuse, HeapReleased, Mallocs, Frees), the per-size-class counts, and a line
-/// `mcaches: N`. This is the summary GOMALLOC_STATS=1 prints at exit. It does not allocate
+/// HeapIdle, HeapInuse, HeapReleased, Mallocs, Frees; byte figures are followed by their size
+/// in KiB/MiB/GiB, as `HeapAlloc: 123456 (120.5 KiB)`), a line `mcaches: N`, and a table of
+/// the per-size-class counts. This is the summary GOMALLOC_STATS=1 prints at exit. It does not allocate
 /// and writes with write(2), so it does not interleave with buffered stdio: fflush first.
 void gomalloc_stats_print(int fd);
+
+/// GoMalloc's statistics as one JSON object (no newline), for machines: every figure of the
+/// summary under Go's runtime.MemStats names ("HeapAlloc", "HeapSys", "HeapIdle",
+/// "HeapInuse", "HeapReleased", "HeapObjects", "StackInuse", ..., "MetadataSys",
+/// "ScavengerReleasedBytes", "Mallocs", "Frees", "Ps", "MCaches", "Arenas") and "BySize", an
+/// array of {"Size", "Mallocs", "Frees", "NoscanMallocs", "NoscanFrees"}, one per size class
+/// (the first, Size 0, counts large objects). Like snprintf: writes at most len - 1 bytes
+/// and a terminating NUL into buf (nothing when len is 0; buf may then be NULL) and returns
+/// the length of the whole text, NUL excluded, whether or not it fitted — call it with
+/// (NULL, 0) for the size, then with a buffer of that size + 1. Does not allocate. This is
+/// what GOMALLOC_STATS=json prints at exit.
+size_t gomalloc_stats_json(char *buf, size_t len);
 
 /// The version of the loaded library (GOMALLOC_VERSION_STRING of the build), a static
 /// string that must not be freed. Comparing it with the macro tells a program whether the
