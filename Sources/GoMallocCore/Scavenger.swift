@@ -101,6 +101,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
             var failed = false
             for i in 0..<batch.count {
                 locked.pointee.pages.free(base: batch.base[i], npages: batch.pages[i], released: ok[i])
+                if ok[i] { locked.pointee.pages.scavengedTotal &+= batch.pages[i] }
                 failed = failed || !ok[i]
             }
             locked.pointee.scavengeBatch = ScavengeBatch()
@@ -250,7 +251,8 @@ extension PageAlloc {
         if failed.limit > failedLimit { failedLimit = failed.limit }
         // Everything at or above stoppedAt (0: everything) is now allocated or scavenged.
         scavHint = stoppedAt > failedLimit ? stoppedAt : failedLimit
-        scavengedTotal &+= done
+        // A batch's pages are counted when they are released (finishScavenge).
+        if batch == nil { scavengedTotal &+= done }
         checkInvariantsIfExpensive()
         return done
     }
