@@ -2,7 +2,7 @@
 //
 // Checks gomalloc_stack_alloc's errors (EINVAL for 0, ENOMEM past 1 GiB), every order and
 // some large sizes written end to end, threads allocating and freeing each other's stacks
-// with every byte verified, gomalloc_stack_grow keeping the used top, a ucontext coroutine
+// with every byte verified (and children forked meanwhile using stacks), gomalloc_stack_grow keeping the used top, a ucontext coroutine
 // running on a GoMalloc stack, and in forked children that free() of a stack address and a
 // second gomalloc_stack_free abort with their one-line reports. With GOMALLOC_STACK_GUARD=1
 // in the environment it also checks the guard page: a write to the lowest page of a 64 KiB
@@ -113,9 +113,32 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+/// A child forked while the workers trade stacks: every stack lock and P must be free in it,
+/// so it can allocate and free stacks of every size and exit normally.
+static void fork_while_trading(void) {
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        for (int i = 0; i < 200; i++) {
+            size_t n = (size_t)2048 << (i % 7);
+            void *lo = gomalloc_stack_alloc(n);
+            if (!lo) _exit(3);
+            memset((char *)lo + gomalloc_stack_guard_size(n), i, 64);
+            gomalloc_stack_free(lo, n);
+        }
+        malloc_trim(0);
+        _exit(0);
+    }
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child forked mid-trade: status %d", status);
+}
+
 static void test_threads(void) {
     pthread_t t[THREADS];
     for (int i = 0; i < THREADS; i++) CHECK(pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1)) == 0);
+    for (int i = 0; i < 5; i++) fork_while_trading();
     for (int i = 0; i < THREADS; i++) CHECK(pthread_join(t[i], NULL) == 0);
     for (int k = 0; k < SLOTS; k++)
         if (shared.lo[k]) gomalloc_stack_free(shared.lo[k], shared.size[k]);
