@@ -69,6 +69,14 @@ void gm_sys_write(int fd, const void *buf, size_t len) {
 
 int gm_sys_dup_private(int fd) { return fcntl(fd, F_DUPFD_CLOEXEC, 100); }
 
+int gm_sys_create_file(const char *path) {
+    int fd;
+    do { fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644); } while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+void gm_sys_close(int fd) { close(fd); }
+
 _Noreturn void gm_sys_abort(void) { abort(); }
 void gm_sys_set_errno(int e) { errno = e; }
 int gm_sys_errno(void) { return errno; }

@@ -158,11 +158,13 @@ public func gmMallocStats() {
 }
 
 /// Called by the drop-in library's constructor: with GOMALLOC_STATS=1, arrange for the
-/// summary at exit even if the program never allocates or closes stderr first.
+/// summary at exit even if the program never allocates or closes stderr first; with
+/// GOMALLOC_HEAPMAP, the heap dump at exit (HeapMap.swift).
 @c(gm_library_load)
 public func gmLibraryLoad() {
     installForkHandlers()
     registerStatsAtExit()
+    registerHeapMapAtExit()
 }
 
 @c(gm_stats_print)

@@ -60,7 +60,7 @@ func heapInitSlow() -> UnsafeMutablePointer<MHeap>? {
     if let h { heapRootWord.store(UInt(bitPattern: h), ordering: .releasing) }
     unlockHeapInit()
     // After publication and the unlock: atexit may call malloc.
-    if h != nil { registerStatsAtExit() }
+    if h != nil { registerStatsAtExit(); registerHeapMapAtExit() }
     return h
 }
 

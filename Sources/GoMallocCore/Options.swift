@@ -12,7 +12,8 @@
 //   I2. No other file calls getenv.
 // Concurrency: read once before the heap is published; immutable afterwards.
 // Failure: a value that is not all decimal digits (empty, signed, trailing garbage) falls
-//   back to the default (GOMALLOC_STATS=json is a word read by `isSet(to:)`); a number out of range, however long, is clamped to the bounds.
+//   back to the default (GOMALLOC_STATS=json is a word read by `isSet(to:)`; GOMALLOC_HEAPMAP is
+//   a path read by `string()`); a number out of range, however long, is clamped to the bounds.
 import CGoMallocSys
 
 package enum Option: Int {
@@ -22,6 +23,7 @@ package enum Option: Int {
     case rseq
     case tiny
     case stackGuard
+    case heapMap
 
     package struct Row {
         package let name: StaticString
@@ -60,6 +62,10 @@ package enum Option: Int {
             Row(name: "GOMALLOC_STACK_GUARD", defaultValue: 0, min: 0, max: 1,
                 defaultDoc: "0", rangeDoc: "0 or 1",
                 doc: "1: the lowest OS page of every stack of 32 KiB or more from `gomalloc_stack_alloc` is made inaccessible (`PROT_NONE`), so an overflow faults instead of writing into the neighbour; the stack's usable size shrinks by that page (`gomalloc_stack_guard_size`). Each guarded stack costs the kernel two more memory mappings (`vm.max_map_count`, 65,530 by default, caps a process near 32,000 guarded stacks). 0: no guard pages.")
+        case .heapMap:
+            Row(name: "GOMALLOC_HEAPMAP", defaultValue: 0, min: 0, max: 0,
+                defaultDoc: "unset", rangeDoc: "a file path",
+                doc: "At exit, stop the world and write a heap dump to this file (created or truncated; `%p` in the path is replaced by the process id): every arena page by page, run-length encoded as small-span (with its size class), large-span, stack, free, released or uncommitted runs, with totals. Written without allocating; nothing is written if the file cannot be created. Only the process that loaded the library writes it (forked children do not; programs it execs write their own, so use `%p` when the command starts others). `gomalloc heapmap` sets it and draws the dump.")
         case .rseq:
             Row(name: "GOMALLOC_RSEQ", defaultValue: 1, min: 0, max: 1,
                 defaultDoc: "1", rangeDoc: "0 or 1",
@@ -86,6 +92,12 @@ package enum Option: Int {
 }
 
 extension Option {
+    /// The variable's raw value (a string option such as GOMALLOC_HEAPMAP's path); nil when
+    /// unset. Read on every call; the pointer is the environment's own.
+    package func string() -> UnsafePointer<CChar>? {
+        gm_sys_getenv(UnsafeRawPointer(row.name.utf8Start).assumingMemoryBound(to: CChar.self))
+    }
+
     /// Whether the variable is set to exactly `word` (GOMALLOC_STATS=json: a mode that is
     /// not a number; `read()` gives the default for it). Read on every call.
     package func isSet(to word: StaticString) -> Bool {

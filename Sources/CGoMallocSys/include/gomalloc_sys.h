@@ -49,6 +49,9 @@ static inline void gm_sys_memcpy(void *d, const void *s, size_t n) { __builtin_m
 void gm_sys_write(int fd, const void *buf, size_t len);
 /// A close-on-exec duplicate of `fd` numbered 100 or above (out of programs' way); -1 on failure.
 int gm_sys_dup_private(int fd);
+/// Create (or truncate) `path` for writing, mode 0644, close-on-exec; -1 on failure (GOMALLOC_HEAPMAP).
+int gm_sys_create_file(const char *path);
+void gm_sys_close(int fd);
 _Noreturn void gm_sys_abort(void);
 void gm_sys_set_errno(int e);
 int gm_sys_errno(void);
