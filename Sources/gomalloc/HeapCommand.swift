@@ -13,7 +13,7 @@ struct HeapCommand: ParsableCommand {
             some large), frees --free-percent of them at random, then prints the arenas, the page \
             counts, every span class in use with its spans split by location (allocating in an \
             mcache, retired in an mcache, on the mcentral's partial or full list), and a map of the \
-            first pages of the heap.
+            first pages of the heap. --svg draws every arena page by page (the picture of `gomalloc heapmap`).
             """)
 
     @Option(help: "Objects to allocate.") var objects = 50_000
@@ -21,6 +21,8 @@ struct HeapCommand: ParsableCommand {
     @Option(help: "Percentage of the objects freed again, at random.") var freePercent = 50
     @Option(help: "Pages shown in the page map.") var mapPages = 512
     @Option(help: "Random seed.") var seed: UInt64 = 1
+    @Option(help: ArgumentHelp("Also draw every arena page by page, as `gomalloc heapmap` does, into this SVG file.", valueName: "file.svg"))
+    var svg: String?
 
     func run() throws {
         var rng = SeededGenerator(seed: seed)
@@ -59,6 +61,13 @@ struct HeapCommand: ParsableCommand {
         let map = Array(snap.pageMap)
         stride(from: 0, to: map.count, by: 64).forEach { i in
             print(String(format: "  +%5d ", i) + String(map[i..<min(i + 64, map.count)]))
+        }
+        if let svg {
+            let dump = try HeapDump.ofThisProcess()
+            try HeapMapSVG.render(dump, title: "gomalloc heap: \(objects) objects up to \(maxSize) B, \(freePercent)% freed")
+                .write(toFile: svg, atomically: true, encoding: .utf8)
+            print("")
+            print("wrote \(svg) (\(dump.arenas.count) arena(s), \(dump.spanCount) spans)")
         }
         for p in kept { GoAllocator.deallocate(p) }
     }
