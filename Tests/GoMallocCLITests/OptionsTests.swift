@@ -134,6 +134,18 @@ final class OptionsTests: XCTestCase {
         XCTAssertEqual(read(.stats, "json"), 0)
     }
 
+    /// GOMALLOC_HEAPMAP is a path: string() gives the environment's text, nil when unset.
+    func testHeapMapPath() {
+        func path(_ value: String?) -> String? {
+            var result: String?
+            with(.heapMap, value) { result = Option.heapMap.string().map { String(cString: $0) } }
+            return result
+        }
+        XCTAssertNil(path(nil))
+        XCTAssertEqual(path("/tmp/heap.%p"), "/tmp/heap.%p")
+        XCTAssertEqual(path(""), "")
+    }
+
     func testDefaultWhenUnsetOrMalformed() {
         for option in Option.allCases {
             let d = option.row.defaultValue
