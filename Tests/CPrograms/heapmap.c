@@ -1,11 +1,27 @@
 // heapmap.c: a known heap for GOMALLOC_HEAPMAP (HeapMapTests): 3000 blocks of 100 bytes
 // (size class 112), 20 blocks of 1 MiB (large spans of 128 pages), a third of the small
-// blocks and 5 of the large ones freed, the rest live at exit.
+// blocks and 5 of the large ones freed, the rest live at exit. With the argument `fork`, it
+// first forks a child that allocates and leaves through exit() (so its exit handlers run),
+// waits for it and prints the parent's pid: only the parent may write the dump.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "fork") == 0) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid < 0) return 1;
+        if (pid == 0) {
+            free(malloc(1000));
+            exit(0);
+        }
+        int status = 0;
+        if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return 1;
+        printf("parent %d\n", (int)getpid());
+    }
     static void *small[3000];
     static void *large[20];
     for (int i = 0; i < 3000; i++) {

@@ -87,4 +87,35 @@ final class HeapMapTests: XCTestCase {
         }
         XCTAssertTrue(text.contains("112 B objects"), "a small span of the 112-byte class is drawn")
     }
+
+    /// A forked child inherits the exit handler and the variable but writes no dump (HeapMap.I3);
+    /// `%p` is the writer's pid.
+    func testOnlyTheRegisteringProcessWrites() throws {
+        let allocator = try DropIn.allocator()
+        _ = try DropIn.requireLibrary("the heap dump")
+        let exe = try DropIn.compile("heapmap.c")
+        let dir = DropIn.workDir.appendingPathComponent("heapmap-fork-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try DropIn.run(exe, ["fork"], environment: DropIn.environment(
+            for: allocator, ["GOMALLOC_HEAPMAP": dir.appendingPathComponent("heap.%p").path]), timeout: 120)
+        XCTAssertTrue(r.exitedNormally && r.status == 0, r.summary)
+        let parent = try XCTUnwrap(r.stdout.split(separator: "\n").first { $0.hasPrefix("parent ") }?.split(separator: " ").last, r.summary)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["heap.\(parent)"])
+    }
+
+    /// `gomalloc heap --svg`: the Swift library's heap through the same writer and picture.
+    func testHeapCommandDrawsTheSamePicture() throws {
+        let gomalloc = try DropIn.gomallocExecutable()
+        let svg = DropIn.workDir.appendingPathComponent("heap-\(UUID().uuidString).svg")
+        defer { try? FileManager.default.removeItem(at: svg) }
+        let r = try DropIn.run(gomalloc, ["heap", "--objects", "5000", "--svg", svg.path], timeout: 120)
+        XCTAssertTrue(r.exitedNormally && r.status == 0, r.summary)
+        XCTAssertTrue(r.stdout.contains("wrote \(svg.path)"), r.summary)
+        let data = try Data(contentsOf: svg)
+        let parser = XMLParser(data: data)
+        XCTAssertTrue(parser.parse(), "\(String(describing: parser.parserError))")
+        let text = String(decoding: data, as: UTF8.self)
+        XCTAssertTrue(text.contains("<g id=\"legend\">") && text.contains("small span, "), "legend and small spans")
+    }
 }
