@@ -108,11 +108,8 @@ private struct DumpWriter: ~Copyable {
     }
 
     mutating func append(decimal v: Int) {
-        var digits: InlineArray<20, UInt8> = InlineArray(repeating: 0)
-        var n = 0
-        var x = UInt(bitPattern: v)
-        repeat { digits[n] = UInt8(x % 10) &+ 0x30; n += 1; x /= 10 } while x != 0
-        while n > 0 { n -= 1; appendByte(digits[n]) }
+        let d = DecimalDigits(UInt64(UInt(bitPattern: v)))
+        for i in 0..<d.count { appendByte(d.bytes[i]) }
     }
 
     /// " <v>"
@@ -136,24 +133,30 @@ private struct DumpWriter: ~Copyable {
 /// Page kinds of the dump, in its order.
 private enum PageKind: Int {
     case small, large, stack, free, released, uncommitted
+    static let count = 6
+
+    /// The kind's word in the dump.
+    var name: StaticString {
+        switch self {
+        case .small: "small"
+        case .large: "large"
+        case .stack: "stack"
+        case .free: "free"
+        case .released: "released"
+        case .uncommitted: "uncommitted"
+        }
+    }
 }
 
 /// Per-kind page counts and the span count (the `totals` line).
 private struct DumpTotals {
-    var pages: InlineArray<6, Int> = InlineArray(repeating: 0)
+    var pages: InlineArray<6, Int> = InlineArray(repeating: 0)  // PageKind.count
     var spans = 0
 }
 
 private func writeRun(_ w: inout DumpWriter, _ t: inout DumpTotals, _ kind: PageKind, _ pages: Int) {
     if pages == 0 { return }
-    switch kind {
-    case .small: w.append("small")  // written by writeSpan
-    case .large: w.append("large")
-    case .stack: w.append("stack")
-    case .free: w.append("free")
-    case .released: w.append("released")
-    case .uncommitted: w.append("uncommitted")
-    }
+    w.append(kind.name)
     w.field(pages)
     w.appendByte(0x0A)
     t.pages[kind.rawValue] &+= pages
@@ -173,18 +176,12 @@ package func writeHeapMap(fd: Int32) {
         writeArenas(h, &w, &t)
         h.startTheWorld()
     }
-    w.append("totals small")
-    w.field(t.pages[PageKind.small.rawValue])
-    w.append(" large")
-    w.field(t.pages[PageKind.large.rawValue])
-    w.append(" stack")
-    w.field(t.pages[PageKind.stack.rawValue])
-    w.append(" free")
-    w.field(t.pages[PageKind.free.rawValue])
-    w.append(" released")
-    w.field(t.pages[PageKind.released.rawValue])
-    w.append(" uncommitted")
-    w.field(t.pages[PageKind.uncommitted.rawValue])
+    w.append("totals")
+    for i in 0..<PageKind.count {
+        w.appendByte(0x20)
+        w.append(PageKind(rawValue: i).unsafelyUnwrapped.name)
+        w.field(t.pages[i])
+    }
     w.append(" spans")
     w.field(t.spans)
     w.append("\nend\n")

@@ -132,9 +132,11 @@ extension UnsafeMutablePointer where Pointee == PSlot {
     @inline(__always)
     func countTiny(_ which: TinyCounter) { bump(tinyCounters.word(which.rawValue)) }
 
+    /// Add `d` (wrapping) to counter word `w`: the holder is its only writer, so a relaxed
+    /// load and store, no locked read-modify-write.
     @inline(__always)
-    private func bump(_ w: UnsafeMutablePointer<Atomic<UInt64>>) {
-        w.pointee.store(w.pointee.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+    func bump(_ w: UnsafeMutablePointer<Atomic<UInt64>>, by d: UInt64 = 1) {
+        w.pointee.store(w.pointee.load(ordering: .relaxed) &+ d, ordering: .relaxed)
     }
 }
 

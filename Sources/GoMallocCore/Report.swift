@@ -16,6 +16,20 @@
 import CGoMallocSys
 import Synchronization
 
+/// The decimal digits of a number, most significant first: the one formatter behind the
+/// fixed-buffer writers (ReportLine, TextBuffer, the heap map's DumpWriter).
+struct DecimalDigits {
+    private(set) var bytes: InlineArray<20, UInt8> = InlineArray(repeating: 0)
+    private(set) var count = 0
+
+    init(_ v: UInt64) {
+        var reversed: InlineArray<20, UInt8> = InlineArray(repeating: 0)
+        var x = v
+        repeat { reversed[count] = UInt8(x % 10) &+ 0x30; count &+= 1; x /= 10 } while x != 0
+        for i in 0..<count { bytes[i] = reversed[count &- 1 &- i] }
+    }
+}
+
 /// A line being formatted on the stack. Append pieces, then `write(to:)`.
 struct ReportLine: ~Copyable {
     private var buffer: InlineArray<256, UInt8> = InlineArray(repeating: 0)
@@ -44,11 +58,8 @@ struct ReportLine: ~Copyable {
     }
 
     mutating func append(decimal v: UInt) {
-        var digits: InlineArray<20, UInt8> = InlineArray(repeating: 0)
-        var n = 0
-        var x = v
-        repeat { digits[n] = UInt8(x % 10) &+ 0x30; n += 1; x /= 10 } while x != 0
-        while n > 0 { n -= 1; appendByte(digits[n]) }
+        let d = DecimalDigits(UInt64(v))
+        for i in 0..<d.count { appendByte(d.bytes[i]) }
     }
 
     mutating func append(hex v: UInt) {
@@ -115,11 +126,8 @@ struct TextBuffer: ~Copyable {
     }
 
     mutating func append(decimal v: UInt64) {
-        var digits: InlineArray<20, UInt8> = InlineArray(repeating: 0)
-        var n = 0
-        var x = v
-        repeat { digits[n] = UInt8(x % 10) &+ 0x30; n += 1; x /= 10 } while x != 0
-        while n > 0 { n -= 1; appendByte(digits[n]) }
+        let d = DecimalDigits(v)
+        for i in 0..<d.count { appendByte(d.bytes[i]) }
     }
 
     consuming func finish() -> Int {

@@ -108,6 +108,16 @@ struct StackLarge: ~Copyable {
     }
 }
 
+extension Atomic where Value == Int {
+    /// Add `delta` (wrapping) to a counter with one writer at a time (its lock's holder):
+    /// a relaxed load and store, no locked read-modify-write; readers (statistics) load it
+    /// relaxed.
+    @inline(__always)
+    func addWithOneWriter(_ delta: Int) {
+        store(load(ordering: .relaxed) &+ delta, ordering: .relaxed)
+    }
+}
+
 /// Where the stack allocator's shared state sits in its metadata block (MHeap.stackState).
 let stackPoolStride = 128
 let stackLargeOffset = numStackOrders * stackPoolStride
@@ -186,8 +196,7 @@ extension UnsafeMutablePointer where Pointee == PSlot {
     /// Add `delta` (wrapping) to a stack counter. Caller holds the P (the only writer).
     @inline(__always)
     func countStack(_ which: StackCounter, _ delta: Int) {
-        let w = stackCounters.word(which.rawValue)
-        w.pointee.store(w.pointee.load(ordering: .relaxed) &+ UInt64(bitPattern: Int64(delta)), ordering: .relaxed)
+        bump(stackCounters.word(which.rawValue), by: UInt64(bitPattern: Int64(delta)))
     }
 }
 
@@ -239,7 +248,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         let large = stackLarge
         large.pointee.lock.lock()
         let reused = large.pointee.free[npages.trailingZeroBitCount].popFront()
-        if reused != nil { large.pointee.bytes.store(large.pointee.bytes.load(ordering: .relaxed) &- n, ordering: .relaxed) }
+        if reused != nil { large.pointee.bytes.addWithOneWriter(0 &- n) }
         large.pointee.lock.unlock()
         if let s = reused { return s.pointee.startAddr }
         guard let s = allocStackSpan(npages: npages, stackSize: n) else { return 0 }
@@ -261,7 +270,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
             guard let s = allocStackSpan(npages: stackCacheSize >> pageShift, stackSize: size) else { return 0 }
             s.freeBits[0] = (UInt64(1) << UInt64(s.nelems)) &- 1
             pool.pointee.spans.pushBack(s)
-            pool.pointee.freeBytes.store(pool.pointee.freeBytes.load(ordering: .relaxed) &+ stackCacheSize, ordering: .relaxed)
+            pool.pointee.freeBytes.addWithOneWriter(stackCacheSize)
             span = s
         }
         let s = span.unsafelyUnwrapped
@@ -269,7 +278,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         let k = bits.trailingZeroBitCount
         s.freeBits[0] = bits & (bits &- 1)
         if bits & (bits &- 1) == 0 { pool.pointee.spans.remove(s) }
-        pool.pointee.freeBytes.store(pool.pointee.freeBytes.load(ordering: .relaxed) &- size, ordering: .relaxed)
+        pool.pointee.freeBytes.addWithOneWriter(0 &- size)
         return s.pointee.startAddr &+ UInt(k &* size)
     }
 
@@ -283,12 +292,12 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         if bits == 0 { pool.pointee.spans.pushBack(s) }
         if now == (UInt64(1) << UInt64(s.nelems)) &- 1 {
             pool.pointee.spans.remove(s)
-            pool.pointee.freeBytes.store(pool.pointee.freeBytes.load(ordering: .relaxed) &- (stackCacheSize &- size), ordering: .relaxed)
+            pool.pointee.freeBytes.addWithOneWriter(size &- stackCacheSize)
             s.freeBits[0] = 0
             freeSpan(s)
         } else {
             s.freeBits[0] = now
-            pool.pointee.freeBytes.store(pool.pointee.freeBytes.load(ordering: .relaxed) &+ size, ordering: .relaxed)
+            pool.pointee.freeBytes.addWithOneWriter(size)
         }
     }
 
@@ -340,7 +349,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
             large.pointee.lock.lock()
             var s: UnsafeMutablePointer<MSpan>? = nil
             for i in 0..<stackLargeLists where s == nil { s = large.pointee.free[i].popFront() }
-            if let s { large.pointee.bytes.store(large.pointee.bytes.load(ordering: .relaxed) &- s.stackSize, ordering: .relaxed) }
+            if let s { large.pointee.bytes.addWithOneWriter(0 &- s.stackSize) }
             large.pointee.lock.unlock()
             guard let s else { return }
             if !returnLargeStackSpan(s) { return }
@@ -355,7 +364,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
             let large = stackLarge
             large.pointee.lock.lock()
             large.pointee.free[s.pointee.npages.trailingZeroBitCount].pushFront(s)
-            large.pointee.bytes.store(large.pointee.bytes.load(ordering: .relaxed) &+ s.stackSize, ordering: .relaxed)
+            large.pointee.bytes.addWithOneWriter(s.stackSize)
             large.pointee.lock.unlock()
             return false
         }
