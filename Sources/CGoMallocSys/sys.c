@@ -7,9 +7,11 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -134,6 +136,28 @@ void gm_sys_futex_wait(uint32_t *addr, uint32_t expected) {
 void gm_sys_futex_wake(uint32_t *addr, int count) {
     syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
 }
+
+void gm_sys_futex_wait_for(uint32_t *addr, uint32_t expected, uint64_t nanos) {
+    struct timespec ts = {(time_t)(nanos / 1000000000u), (long)(nanos % 1000000000u)};
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, &ts, NULL, 0);
+}
+
+int gm_sys_thread_start(void *(*fn)(void *)) {
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0) return EAGAIN;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);  // the new thread inherits the mask
+    pthread_t thread;
+    int r = pthread_create(&thread, &attr, fn, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    return r;
+}
+
+void gm_sys_thread_set_name(const char *name) { prctl(PR_SET_NAME, name, 0, 0, 0); }
 
 // MARK: - CPU count
 

@@ -75,6 +75,11 @@ struct MHeap: ~Copyable {
     /// Scavenger: keep at most this percentage of in-use pages (plus one chunk) free and
     /// unreleased; beyond that, free pages are returned to the OS.
     var retainPercent: Int
+    /// GOMALLOC_SCAVENGE (Scavenger.swift). Set before the heap is published; tests change it
+    /// while no other thread is in the allocator.
+    var scavengeMode: ScavengeMode
+    /// GOMALLOC_MEMORY_LIMIT in pages (0: none). Set like scavengeMode.
+    var memoryLimitPages: Int
 
     /// The heap lock (mutable only through its atomic word).
     let lock: RuntimeLock
@@ -94,6 +99,8 @@ struct MHeap: ~Copyable {
         fastClassTable = UnsafeMutablePointer(bitPattern: 8)!
         sizeClasses = SizeClassTable()
         retainPercent = 100
+        scavengeMode = .on
+        memoryLimitPages = 0
         stackState = UnsafeMutableRawPointer(bitPattern: 8)!
         stackGuardBytes = 0
         tinyLimitValue = 0
@@ -140,6 +147,12 @@ struct HeapLocked: ~Copyable {
     /// Free runs the inline scavenger reserved and is releasing without the lock
     /// (Scavenger.I3): allocated in the page allocator, in no span, not in HeapInuse.
     var scavengeBatch: ScavengeBatch
+    /// The memory limit (Scavenger.swift): whether the resident heap is past it now, and how
+    /// many times it went past (MemoryLimitHits).
+    var overMemoryLimit: Bool
+    var memoryLimitHits: UInt64
+    /// Pages the background thread released (part of pages.scavengedTotal).
+    var backgroundScavengedTotal: Int
 
     init(releasesMemory: Bool) {
         pages = PageAlloc(releasesMemory: releasesMemory)
@@ -158,6 +171,9 @@ struct HeapLocked: ~Copyable {
         lastScavenge = 0
         stackPages = 0
         scavengeBatch = ScavengeBatch()
+        overMemoryLimit = false
+        memoryLimitHits = 0
+        backgroundScavengedTotal = 0
     }
 }
 
@@ -190,9 +206,12 @@ extension UnsafeMutablePointer where Pointee == MHeap {
 
     /// Set up the metadata that must exist before the first allocation. Returns false if
     /// the OS refuses memory. Go's mallocinit + mheap.init.
-    func initialize(nprocs n: Int, cpuProcs: Int, retainPercent: Int) -> Bool {
+    func initialize(nprocs n: Int, cpuProcs: Int, retainPercent: Int, scavengeMode: ScavengeMode = .on,
+                    memoryLimitBytes: Int = 0) -> Bool {
         pointee.sizeClasses.build()
         pointee.retainPercent = retainPercent
+        pointee.scavengeMode = scavengeMode
+        pointee.memoryLimitPages = memoryLimitBytes == 0 ? 0 : Swift.max(memoryLimitBytes / pageSize, 1)
         pointee.nprocs = n
         pointee.cpuProcs = cpuProcs
         guard let map = sysAllocSparse(size: arenaMapEntries * MemoryLayout<UInt>.stride),
@@ -286,8 +305,11 @@ extension UnsafeMutablePointer where Pointee == MHeap {
             return allocSpanCached(npages: npages, spanClass: spanClass, p: p)
         }
         pointee.lock.lock()
-        defer { pointee.lock.unlock() }
-        return allocSpanLocked(npages: npages, spanClass: spanClass, alignPages: alignPages, kind: kind)
+        let s = allocSpanLocked(npages: npages, spanClass: spanClass, alignPages: alignPages, kind: kind)
+        let release = pointee.memoryLimitPages != 0 && checkMemoryLimit()
+        pointee.lock.unlock()
+        if release { finishScavenge() }
+        return s
     }
 
     /// Go's mheap.allocManual: a stack span of `npages` pages cut into stacks of `stackSize`
@@ -295,10 +317,12 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     /// refuses memory. Takes the heap lock (callers may hold a stackpool lock).
     func allocStackSpan(npages: Int, stackSize: Int) -> UnsafeMutablePointer<MSpan>? {
         pointee.lock.lock()
-        defer { pointee.lock.unlock() }
-        guard let s = allocSpanLocked(npages: npages, spanClass: SpanClass(raw: 0), alignPages: 1,
-                                      kind: SpanKind.stack, stackSize: stackSize) else { return nil }
-        locked.pointee.stackPages &+= npages
+        let s = allocSpanLocked(npages: npages, spanClass: SpanClass(raw: 0), alignPages: 1,
+                                kind: SpanKind.stack, stackSize: stackSize)
+        if s != nil { locked.pointee.stackPages &+= npages }
+        let release = pointee.memoryLimitPages != 0 && checkMemoryLimit()
+        pointee.lock.unlock()
+        if release { finishScavenge() }
         return s
     }
 
@@ -416,6 +440,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         let release = scavengeIfNeeded()
         pointee.lock.unlock()
         if release { finishScavenge() }
+        wakeScavengerIfParked()
     }
 
     // MARK: - Large spans resized in place (realloc's mechanisms; its policy is in Realloc.swift)
@@ -484,6 +509,9 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         guard locked.pointee.pages.grow(base: v, size: ask) else { return false }
         locked.pointee.arenas.currentBase = v &+ ask
         locked.pointee.heapSys &+= Int(ask)
+        if locked.pointee.heapSys >= backgroundScavengeThreshold && pointee.scavengeMode == .on {
+            wantScavengerThread()
+        }
         return true
     }
 

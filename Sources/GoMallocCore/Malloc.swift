@@ -78,6 +78,8 @@ func mallocSlow(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMuta
             : mallocSmall(h, h.spanClass(for: size, cABI: cABI, noscan: noscan), size: size, zero: zero)
     }
     if p == nil { gm_sys_set_errno(ENOMEM) }
+    // The heap may have grown past the background scavenger's threshold (no P held here).
+    startScavengerIfWanted()
     return p
 }
 
@@ -139,5 +141,6 @@ func mallocAligned(_ size: Int, alignment: Int, zero: Bool, noscan: Bool) -> Uns
         }
     }
     if p == nil { gm_sys_set_errno(ENOMEM) }
+    startScavengerIfWanted()
     return p
 }

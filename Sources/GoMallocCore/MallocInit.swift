@@ -86,7 +86,8 @@ private func createHeap() -> UnsafeMutablePointer<MHeap>? {
     let osPage = Int(gm_sys_os_page_size())
     h.pointee.stackGuardBytes = Option.stackGuard.read() != 0 && osPage <= pageSize ? osPage : 0
     h.pointee.tinyLimitValue = Option.tiny.read() != 0 ? UInt(maxTinySize + 1) : 0
-    guard h.initialize(nprocs: cpuProcs + procs, cpuProcs: cpuProcs, retainPercent: Option.retainPercent.read())
+    guard h.initialize(nprocs: cpuProcs + procs, cpuProcs: cpuProcs, retainPercent: Option.retainPercent.read(),
+                       scavengeMode: Option.scavengeMode(), memoryLimitBytes: Option.memoryLimit.readBytes())
     else { return nil }
     // The rseq section admits CPU ids below cpuProcs from now on (before the heap is published).
     if cpuProcs != 0 { gm_sys_rseq_set_cpus(Int32(cpuProcs)) }

@@ -311,6 +311,7 @@ private func forkChild() {
         for i in 0..<h.pointee.nprocs { h.flushPageCacheLocked(h.proc(i)) }
         h.abandonScavengeBatchInChild()
     }
+    scavengerThreadForkChild()
     forkRelease()
     if let h = theHeap(), h.pointee.cpuProcs != 0 && gm_sys_rseq_setup() == 0 { h.bindPsByCASOnly() }
 }

@@ -84,6 +84,18 @@ int gm_sys_atexit(void (*fn)(void));
 
 void gm_sys_futex_wait(uint32_t *addr, uint32_t expected);
 void gm_sys_futex_wake(uint32_t *addr, int count);
+/// Sleep while *addr == expected, at most `nanos` nanoseconds (or until woken).
+void gm_sys_futex_wait_for(uint32_t *addr, uint32_t expected, uint64_t nanos);
+
+// MARK: - The background scavenger's thread
+
+/// Start a detached thread running fn(NULL) with every signal blocked (process-directed
+/// signals go to the program's own threads) and a 256 KiB stack. 0 on success, else an
+/// errno value. pthread_create may call malloc (glibc allocates the thread's DTV): call it
+/// holding no allocator lock and no P.
+int gm_sys_thread_start(void *(*fn)(void *));
+/// Name the calling thread (at most 15 bytes; `top -H` and /proc/PID/task/TID/comm show it).
+void gm_sys_thread_set_name(const char *name);
 
 // MARK: - Thread-locals and the current CPU
 
