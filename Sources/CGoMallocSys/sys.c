@@ -278,3 +278,7 @@ int gm_sys_rseq_block(void) {
 void gm_sys_rseq_unblock(void) {
     __atomic_fetch_sub(&gm_rseq_gate, (int64_t)1 << 24, __ATOMIC_RELEASE);
 }
+
+void gm_sys_rseq_reset_gate(int ncpu, int blocks) {
+    __atomic_store_n(&gm_rseq_gate, ((int64_t)blocks << 24) - (int64_t)ncpu, __ATOMIC_SEQ_CST);
+}

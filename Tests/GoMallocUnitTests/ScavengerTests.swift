@@ -158,6 +158,32 @@ final class ScavengerTests: XCTestCase {
         assertHeapInvariants()
     }
 
+    /// Released pages come back zeroed: a block filled, freed and released by the idle
+    /// ticker reads as zero when the heap hands its pages out again (no memset: the span
+    /// knows its pages were scavenged), and no page is both allocated and scavenged
+    /// (checkInvariants, PageAlloc I2).
+    func testReleasedPagesComeBackZeroed() throws {
+        let h = try XCTUnwrap(theHeap())
+        _ = trimToNothingResident()
+        let n = 300
+        let p = try allocatePages(n)
+        memset(p, 0xAB, n * page)
+        GoAllocator.deallocate(p)
+        var ticker = ScavengerTicker()
+        _ = ticker.tick(h, now: ScavengerProbe.now)
+        XCTAssertEqual(ticker.tick(h, now: ScavengerProbe.now + scavengerIdleNanos), 0)
+        assertHeapInvariants()
+        let q = try allocatePages(n)
+        XCTAssertEqual(q, p, "set-up: the same pages again (highest free run first)")
+        let bytes = q.assumingMemoryBound(to: UInt8.self)
+        var nonzero = 0
+        for i in 0..<(n * page) where bytes[i] != 0 { nonzero += 1 }
+        XCTAssertEqual(nonzero, 0, "released pages read as zero")
+        assertHeapInvariants()
+        GoAllocator.deallocate(q)
+        _ = trimToNothingResident()
+    }
+
     // MARK: - The background thread's policy (BackgroundScavenger.swift), on the test clock
 
     /// Free `n` pages past the goal while pacing holds the free path back, so that only the

@@ -170,6 +170,9 @@ int gm_sys_ncpu_configured(void);
 /// Raise / lower the blockers count; raising returns once no critical section can commit
 /// (1), or 0 if membarrier failed even after registering again (then nothing is safe).
 int gm_sys_rseq_block(void);
+/// In a forked child: the gate as `ncpu` CPUs with exactly `blocks` blocks held (other
+/// threads' blocks, such as a trim in progress, do not exist in the child).
+void gm_sys_rseq_reset_gate(int ncpu, int blocks);
 void gm_sys_rseq_unblock(void);
 
 /// Take the P of this CPU: the address end + (cpu - ncpu) * 2^GM_PSLOT_SHIFT, where `end` is
