@@ -31,6 +31,11 @@ let ENOMEM: Int32 = 12
 let EINVAL: Int32 = 22
 /// glibc refuses requests above PTRDIFF_MAX; we cannot map more than our address bits anyway.
 let maxRequest = 1 << heapAddrBits
+/// The largest alignment honoured (1 GiB); a valid alignment above it gets ENOMEM, as glibc
+/// and jemalloc give once the over-allocation it needs cannot be mapped. (Honouring 1 TiB
+/// would commit a terabyte of address space to the heap for one object.) Alignments are
+/// size_t in C: 2^63 is a valid one, not a negative Int.
+let maxAlignment = 1 << 30
 
 /// Allocate `size` bytes of a size class (C alignment rules when `cABI`), zeroed if `zero`,
 /// from the noscan span classes when `noscan` (which also lets 1...maxTinySize bytes be
@@ -136,7 +141,7 @@ func mallocAligned(_ size: Int, alignment: Int, zero: Bool, noscan: Bool) -> Uns
             p = c != 0
                 ? mallocSmall(h, SpanClass(sizeClass: c, noscan: noscan), size: size, zero: zero)
                 : mallocLarge(h, size: Swift.max(size, maxSmallSize &+ 1), alignPages: 1, zero: zero, noscan: noscan)
-        } else if alignment <= (1 << 40) {
+        } else if alignment <= maxAlignment {
             p = mallocLarge(h, size: Swift.max(size, maxSmallSize &+ 1), alignPages: alignment >> pageShift, zero: zero, noscan: noscan)
         }
     }

@@ -32,6 +32,7 @@ final class DropInTests: XCTestCase {
         "stats_forms.c": "testMallocInfoAndStatsJSONFromC",
         "heapmap.c": "HeapMapTests.testDumpOfAKnownProgram, testOnlyTheRegisteringProcessWrites",
         "memory_return.c": "MemoryReturnTests (every test)",
+        "hostile.c": "HostileInputTests.testEveryEntryPointAgainstTheReadmeTable",
     ]
 
     /// Compile and run a program under the allocator; it must exit 0, print `OK <name>` last
