@@ -61,8 +61,10 @@ struct MHeap: ~Copyable {
     /// sizeClass(for:cABI:)), read without bounds checks.
     var fastClassTable: UnsafeMutablePointer<UInt8>
     var sizeClasses: SizeClassTable
-    /// Noscan requests of fewer bytes than this are packed by the tiny allocator:
-    /// maxTinySize + 1 with GOMALLOC_TINY=1, else 0 (one unsigned compare in malloc).
+    /// Noscan requests of fewer bytes than this take the slow path, where the tiny allocator
+    /// packs them: maxTinySize + 1 with GOMALLOC_TINY=1, else 0 (one unsigned compare in
+    /// malloc). With GOMALLOC_DEBUG=1, maxSmallSize + 1: every noscan request is checked
+    /// there (Debug.swift) and none is packed.
     /// Plain: set before the heap is published, and changed after only by tests
     /// (setTinyPacking) while no other thread is in the allocator; an atomic load here cost
     /// the malloc+free pair an instruction (151 -> 150, callgrind). Packed objects stay valid
@@ -80,6 +82,8 @@ struct MHeap: ~Copyable {
     var scavengeMode: ScavengeMode
     /// GOMALLOC_MEMORY_LIMIT in pages (0: none). Set like scavengeMode.
     var memoryLimitPages: Int
+    /// GOMALLOC_DEBUG: the hardened mode (Debug.swift). Set before the heap is published.
+    var debugMode: Bool
 
     /// The heap lock (mutable only through its atomic word).
     let lock: RuntimeLock
@@ -101,6 +105,7 @@ struct MHeap: ~Copyable {
         retainPercent = 100
         scavengeMode = .on
         memoryLimitPages = 0
+        debugMode = false
         stackState = UnsafeMutableRawPointer(bitPattern: 8)!
         stackGuardBytes = 0
         tinyLimitValue = 0
@@ -379,14 +384,20 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         s.pointee.npages = npages
         s.spanClass = spanClass
         s.kind = kind
-        s.pointee.needzero = needzero
+        // The hardened mode poisons a new small span whole, so every free slot reads as poison
+        // (Debug.swift I2); its memory is then not zero.
+        let poison = pointee.debugMode && c != 0 && kind == SpanKind.ordinary
+        if poison { poisonFreed(base, size: npages &* pageSize) }
+        s.pointee.needzero = needzero || poison
         s.pointee.next = nil
         s.pointee.prev = nil
         s.freeIndex = 0
         s.allocCount = 0
         s.pointee.location.store(SpanLocation.none, ordering: .relaxed)
         s.pointee.nelemsWord = UInt16(nelems)
-        s.pointee.fastFreeLimit = kind == SpanKind.ordinary ? UInt16(nelems) : 0
+        // 0 sends every free of the span to the slow path: tiny blocks, and every span in the
+        // hardened mode (Debug.swift).
+        s.pointee.fastFreeLimit = kind == SpanKind.ordinary && !pointee.debugMode ? UInt16(nelems) : 0
         s.pointee.bitmapWordsWord = UInt8(words)
         if c != 0 {
             s.pointee.elemSizeWord = pointee.sizeClasses.classToSize[c]

@@ -77,7 +77,9 @@ func mallocgc(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutabl
 func mallocSlow(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutableRawPointer? {
     var p: UnsafeMutableRawPointer? = nil
     if size >= 0 && size <= maxRequest, let h = heap() {
-        if noscan && UInt(bitPattern: size) < h.tinyLimit { return mallocTiny(h, size: size, zero: zero) }
+        if noscan && UInt(bitPattern: size) < h.tinyLimit {
+            return h.pointee.debugMode ? mallocDebug(h, size: size, cABI: cABI, zero: zero) : mallocTiny(h, size: size, zero: zero)
+        }
         p = size > maxSmallSize
             ? mallocLarge(h, size: size, alignPages: 1, zero: zero, noscan: noscan)
             : mallocSmall(h, h.spanClass(for: size, cABI: cABI, noscan: noscan), size: size, zero: zero)
@@ -122,9 +124,10 @@ func mallocLarge(_ h: UnsafeMutablePointer<MHeap>, size: Int, alignPages: Int, z
     // Overflow-safe page count.
     if size > maxRequest { return nil }
     let npages = (size &+ pageMask) >> pageShift
-    guard let s = h.allocSpan(npages: npages, spanClass: SpanClass(sizeClass: 0, noscan: noscan), alignPages: alignPages) else {
-        return nil
-    }
+    guard let s = h.pointee.debugMode
+        ? mallocLargeGuarded(h, npages: npages, alignPages: alignPages, zero: zero, noscan: noscan)
+        : h.allocSpan(npages: npages, spanClass: SpanClass(sizeClass: 0, noscan: noscan), alignPages: alignPages)
+    else { return nil }
     let ptr = UnsafeMutableRawPointer(bitPattern: s.pointee.startAddr).unsafelyUnwrapped
     if zero && s.pointee.needzero { gm_sys_memset(ptr, 0, size) }
     return ptr

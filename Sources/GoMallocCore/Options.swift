@@ -28,6 +28,7 @@ package enum Option: Int {
     case heapMap
     case scavenge
     case memoryLimit
+    case debug
 
     package struct Row {
         package let name: StaticString
@@ -78,6 +79,10 @@ package enum Option: Int {
             Row(name: "GOMALLOC_MEMORY_LIMIT", defaultValue: 0, min: 0, max: Int.max,
                 defaultDoc: "0 (none)", rangeDoc: "bytes, with K, M or G",
                 doc: "A soft limit on resident heap memory (in-use and free resident pages, stacks and metadata), like Go's `GOMEMLIMIT`: as the heap nears 95% of it the retain goal shrinks to what fits, and once past it every free page is released at once, without pacing. Allocation past the limit still succeeds; `MemoryLimitHits` counts the times the resident heap went past it. 0: no limit.")
+        case .debug:
+            Row(name: "GOMALLOC_DEBUG", defaultValue: 0, min: 0, max: 1,
+                defaultDoc: "0", rangeDoc: "0 or 1",
+                doc: "1: the hardened mode (Debug.swift). Freed small objects are filled with `0xDF` and checked when malloc hands them out again: a write after free is reported (`gomalloc: malloc(): write after free 0x… (byte N)`) and the process aborts; every large block ends in an inaccessible guard page, so an overrun past its usable size faults at once. Every malloc and free takes the slow path (several times slower; packing by `GOMALLOC_TINY` is off). Swift requests with `containsPointers: true` are poisoned when freed but not checked. 0: off.")
         case .rseq:
             Row(name: "GOMALLOC_RSEQ", defaultValue: 1, min: 0, max: 1,
                 defaultDoc: "1", rangeDoc: "0 or 1",

@@ -33,6 +33,7 @@ final class DropInTests: XCTestCase {
         "heapmap.c": "HeapMapTests.testDumpOfAKnownProgram, testOnlyTheRegisteringProcessWrites",
         "memory_return.c": "MemoryReturnTests (every test)",
         "hostile.c": "HostileInputTests.testEveryEntryPointAgainstTheReadmeTable",
+        "debug_mode.c": "DebugModeTests (every test)",
     ]
 
     /// Compile and run a program under the allocator; it must exit 0, print `OK <name>` last
