@@ -229,9 +229,13 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         else { return false }
         pointee.stackState = st
         for o in 0..<numStackOrders {
-            (st + o * stackPoolStride).bindMemory(to: StackPoolItem.self, capacity: 1).initialize(to: StackPoolItem())
+            let item = (st + o * stackPoolStride).bindMemory(to: StackPoolItem.self, capacity: 1)
+            item.initialize(to: StackPoolItem())
+            item.spans.initialize(to: SpanList())
         }
-        (st + stackLargeOffset).bindMemory(to: StackLarge.self, capacity: 1).initialize(to: StackLarge())
+        let large = (st + stackLargeOffset).bindMemory(to: StackLarge.self, capacity: 1)
+        large.initialize(to: StackLarge())
+        for i in 0..<stackLargeLists { large.freeList(i).initialize(to: SpanList()) }
         pointee.fastClassTable = ft.bindMemory(to: UInt8.self, capacity: fastClassTableBytes)
         pointee.sizeClasses.writeFastTable(pointee.fastClassTable)
         pointee.arenaMap = map.bindMemory(to: ArenaPageTable?.self, capacity: arenaMapEntries)
