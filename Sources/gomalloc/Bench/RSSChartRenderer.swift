@@ -49,7 +49,7 @@ func renderRSSChart(_ report: ReportJSON, workload: String) -> String? {
     let m = report.machine
     let threads = report.workloads.first { $0.name == workload }?.threads ?? report.threads
     svg += "<text x=\"\(left)\" y=\"24\" font-size=\"15\" font-weight=\"bold\">\(xmlEscape("RSS over time: \(workload) (\(report.mode.rawValue), \(threads) threads), sampled every 100 ms"))</text>\n"
-    svg += "<text x=\"\(left)\" y=\"42\" fill=\"#444\">\(xmlEscape("each allocator's median run of \(report.repetitions); no malloc_trim; \(m.cpuModel), \(m.cpus) CPUs, \(m.os) \(m.arch)"))</text>\n"
+    svg += "<text x=\"\(left)\" y=\"42\" fill=\"#444\">\(xmlEscape("each allocator's median run of \(report.repetitions) (no malloc_trim); dashed: phase starts, mean over those runs; \(m.cpuModel), \(m.cpus) CPUs, \(m.os) \(m.arch)"))</text>\n"
 
     // Grid, ticks and axis labels.
     for i in 0...max(yTicks, 1) {
