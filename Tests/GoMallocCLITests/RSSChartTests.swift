@@ -1,6 +1,6 @@
 // RSSChartTests: `gomalloc bench`'s RSS over time on a handmade report: rss-over-time.svg
 // (well-formed XML, one polyline per allocator that has samples, its points in order, the
-// legend with the end-of-idle RSS, the phase marks, axes), the table's end-of-idle row, the
+// legend with the end-of-idle RSS, each run's phase strip, axes), the table's end-of-idle row, the
 // phase-marker parser, the choice of the run drawn, and results.json round-tripping the
 // series and the phases (absent, not null, for runs without them).
 import Foundation
@@ -73,6 +73,7 @@ final class RSSChartTests: XCTestCase {
         var name: String
         var attributes: [String: String]
         var text = ""
+        var parent: String?
     }
 
     private final class Collector: NSObject, XMLParserDelegate {
@@ -80,7 +81,7 @@ final class RSSChartTests: XCTestCase {
         private var open: [Int] = []
         func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
                     attributes: [String: String] = [:]) {
-            elements.append(Element(name: name, attributes: attributes))
+            elements.append(Element(name: name, attributes: attributes, parent: open.last.map { elements[$0].name }))
             open.append(elements.count - 1)
         }
         func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
@@ -121,7 +122,7 @@ final class RSSChartTests: XCTestCase {
         let lines = elements.filter { $0.name == "polyline" }
         XCTAssertEqual(lines.count, 2)
         XCTAssertEqual(lines.map { $0.attributes["stroke"] }, ["#7f7f7f", "#d62728"])
-        XCTAssertEqual(elements.filter { $0.name == "title" }.map(\.text), ["glibc", "gomalloc"])
+        XCTAssertEqual(elements.filter { $0.name == "title" && $0.parent == "polyline" }.map(\.text), ["glibc", "gomalloc"])
         for line in lines {
             let ps = points(line)
             XCTAssertEqual(ps.count, 30)
@@ -152,10 +153,20 @@ final class RSSChartTests: XCTestCase {
         }
         XCTAssertFalse(texts.contains("mimalloc"))
         XCTAssertFalse(texts.contains("jemalloc"))
-        // Phase marks (not "exit"), dashed.
-        for phase in ["grow", "churn", "shrink", "idle", "idle-end"] { XCTAssertTrue(texts.contains(phase), phase) }
+        // A phase strip per allocator: a segment from each marker of its drawn run to the
+        // next (grow, churn, shrink, idle, and the drain after idle-end), named where wide
+        // enough, its span in the tooltip.
+        let segments = elements.filter { $0.name == "rect" && $0.attributes["class"] == "phase" }
+        XCTAssertEqual(segments.count, 2 * 5)
+        XCTAssertEqual(segments.filter { $0.attributes["fill"] == "#d62728" }.count, 5)
+        let tips = elements.filter { $0.name == "title" && $0.parent == "rect" }.map(\.text)
+        XCTAssertEqual(tips.filter { $0.hasPrefix("gomalloc: ") }, [
+            "gomalloc: grow 0.002-0.6 s", "gomalloc: churn 0.6-1 s", "gomalloc: shrink 1-1.15 s",
+            "gomalloc: idle 1.15-2.95 s", "gomalloc: idle-end 2.95-2.99 s",
+        ])
+        for phase in ["grow", "churn", "idle"] { XCTAssertEqual(texts.filter { $0 == phase }.count, 2, phase) }
         XCTAssertFalse(texts.contains("exit"))
-        XCTAssertEqual(elements.filter { $0.name == "line" && $0.attributes["stroke-dasharray"] == "3 3" }.count, 5)
+        XCTAssertEqual(texts.filter { $0 == "glibc" }.count, 2, "legend and strip")
         // Axis ticks: seconds 0...3 and MiB from 0 past the peak of 160.
         for tick in ["0", "1", "2", "3"] { XCTAssertTrue(texts.contains(tick), "x tick \(tick)") }
         let yTicks = elements.filter { $0.name == "text" && $0.attributes["text-anchor"] == "end" }.compactMap { Double($0.text) }

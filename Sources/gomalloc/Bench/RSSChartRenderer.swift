@@ -1,7 +1,8 @@
 // RSSChartRenderer.swift: rss-over-time.svg of `gomalloc bench` as plain SVG text: a line
 // chart of one workload's RSS (MiB) against time (seconds), one line per allocator (its
-// median run), the workload's phases marked, and a legend with each allocator's RSS at the
-// end of the idle phase.
+// median run), under it one strip per allocator showing when that run was in which phase
+// (the runs differ in speed), and a legend with each allocator's RSS at the end of the
+// idle phase.
 
 import Foundation
 
@@ -26,9 +27,12 @@ func renderRSSChart(_ report: ReportJSON, workload: String) -> String? {
     }
     guard !lines.isEmpty else { return nil }
 
-    let width = 880.0, height = 500.0
-    let left = 70.0, right = 250.0, top = 78.0, bottom = 58.0
-    let plotWidth = width - left - right, plotHeight = height - top - bottom
+    let stripHeight = 12.0, stripsTop = 30.0  // phase strips, below the x tick labels
+    let width = 880.0, plotHeight = 360.0
+    let left = 86.0, right = 250.0, top = 64.0
+    let bottom = stripsTop + Double(lines.count) * stripHeight + 36
+    let height = top + plotHeight + bottom
+    let plotWidth = width - left - right
     let maxMs = lines.flatMap { l in (l.run.rssSeries ?? []).map(\.timeMs) }.max() ?? 1
     let maxKiB = lines.flatMap { l in (l.run.rssSeries ?? []).map(\.rssKiB) + (l.run.phases ?? []).map(\.rssKiB) }.max() ?? 1
     let xStep = niceStep(max(Double(maxMs) / 1000, 0.001) / 8)
@@ -49,7 +53,7 @@ func renderRSSChart(_ report: ReportJSON, workload: String) -> String? {
     let m = report.machine
     let threads = report.workloads.first { $0.name == workload }?.threads ?? report.threads
     svg += "<text x=\"\(left)\" y=\"24\" font-size=\"15\" font-weight=\"bold\">\(xmlEscape("RSS over time: \(workload) (\(report.mode.rawValue), \(threads) threads), sampled every 100 ms"))</text>\n"
-    svg += "<text x=\"\(left)\" y=\"42\" fill=\"#444\">\(xmlEscape("each allocator's median run of \(report.repetitions) (no malloc_trim); dashed: phase starts, mean over those runs; \(m.cpuModel), \(m.cpus) CPUs, \(m.os) \(m.arch)"))</text>\n"
+    svg += "<text x=\"\(left)\" y=\"42\" fill=\"#444\">\(xmlEscape("each allocator's median run of \(report.repetitions), no malloc_trim; \(m.cpuModel), \(m.cpus) CPUs, \(m.os) \(m.arch)"))</text>\n"
 
     // Grid, ticks and axis labels.
     for i in 0...max(yTicks, 1) {
@@ -66,27 +70,26 @@ func renderRSSChart(_ report: ReportJSON, workload: String) -> String? {
     }
     svg += "<line x1=\"\(left)\" y1=\"\(f1(top + plotHeight))\" x2=\"\(f1(left + plotWidth))\" y2=\"\(f1(top + plotHeight))\" stroke=\"black\"/>\n"
     svg += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(f1(top + plotHeight))\" stroke=\"black\"/>\n"
-    svg += "<text x=\"\(f1(left + plotWidth / 2))\" y=\"\(f1(height - 14))\" text-anchor=\"middle\">seconds since start</text>\n"
+    svg += "<text x=\"\(f1(left + plotWidth / 2))\" y=\"\(f1(height - 12))\" text-anchor=\"middle\">seconds since start</text>\n"
     svg += "<text transform=\"translate(18,\(f1(top + plotHeight / 2))) rotate(-90)\" text-anchor=\"middle\">RSS (MiB)</text>\n"
 
-    // Phases: where each begins, averaged over the allocators' runs (they differ by the
-    // allocators' speed); labels that would collide are moved down a line.
-    var order: [String] = []
-    var times: [String: [Int]] = [:]
-    for l in lines {
-        for p in l.run.phases ?? [] where p.name != "exit" {
-            if times[p.name] == nil { order.append(p.name) }
-            times[p.name, default: []].append(p.timeMs)
+    // Phases: one strip per allocator under the axis, a segment from each phase marker of
+    // its run to the next, shaded by phase and named where there is room.
+    let shade: [String: Double] = ["grow": 0.25, "churn": 0.45, "shrink": 1.0, "idle": 0.12, "idle-end": 0.6]
+    for (i, l) in lines.enumerated() {
+        let sy = top + plotHeight + stripsTop + Double(i) * stripHeight
+        let colour = chartColors[l.allocator] ?? "#444"
+        svg += "<text x=\"8\" y=\"\(f1(sy + stripHeight - 4))\" font-size=\"9\">\(xmlEscape(l.allocator))</text>"
+        let phases = l.run.phases ?? []
+        for (p, next) in zip(phases, phases.dropFirst()) {
+            let x0 = x(p.timeMs), x1 = x(next.timeMs)
+            svg += "<rect class=\"phase\" x=\"\(f1(x0))\" y=\"\(f1(sy))\" width=\"\(f1(max(x1 - x0, 0.5)))\" height=\"\(f1(stripHeight - 2))\" fill=\"\(colour)\" fill-opacity=\"\(shade[p.name] ?? 0.3)\"><title>\(xmlEscape("\(l.allocator): \(p.name) \(axisLabel(Double(p.timeMs) / 1000))-\(axisLabel(Double(next.timeMs) / 1000)) s"))</title></rect>"
+            let label = p.name == "idle-end" ? "drain" : p.name
+            if x1 - x0 >= Double(label.count) * 5.5 + 4 {
+                svg += "<text x=\"\(f1(x0 + 2))\" y=\"\(f1(sy + stripHeight - 4))\" font-size=\"8\" fill=\"#222\">\(xmlEscape(label))</text>"
+            }
         }
-    }
-    var lastLabelX = -1000.0, row = 0
-    for name in order {
-        let ts = times[name]!
-        let xx = x(ts.reduce(0, +) / ts.count)
-        row = xx - lastLabelX < 48 ? (row + 1) % 3 : 0
-        lastLabelX = xx
-        svg += "<line x1=\"\(f1(xx))\" y1=\"\(top)\" x2=\"\(f1(xx))\" y2=\"\(f1(top + plotHeight))\" stroke=\"#999\" stroke-dasharray=\"3 3\"/>"
-        svg += "<text x=\"\(f1(xx + 3))\" y=\"\(f1(top - 6 + Double(row) * 12))\" font-size=\"10\" fill=\"#555\">\(xmlEscape(name))</text>\n"
+        svg += "\n"
     }
 
     // One line per allocator.
