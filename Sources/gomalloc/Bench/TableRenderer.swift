@@ -1,5 +1,6 @@
 // TableRenderer.swift: the text table `gomalloc bench` prints: ratios to the baseline per
-// workload and allocator, a geometric-mean row, instructions per pair, what was skipped.
+// workload and allocator, a geometric-mean row, the RSS at the end of an idle phase (the
+// workloads whose RSS is sampled over time), instructions per pair, what was skipped.
 
 import Foundation
 
@@ -79,6 +80,19 @@ func renderTable(_ report: ReportJSON) -> String {
         for a in allocs {
             let g = report.geomean.first { $0.allocator == a }
             line += "\(formatRatio(g?.timeRatio).leftPad(5)) \(formatRatio(g?.rssRatio).leftPad(5))".rightPad(col)
+        }
+        s += line + "\n"
+    }
+    for w in ranWorkloads where report.results.contains(where: { $0.workload == w && $0.medianIdleEndRSSKiB != nil }) {
+        s += "\n" + "".rightPad(nameWidth)
+            + "RSS at the end of \(w)'s idle phase, no trim call (median of \(report.repetitions); sampled every 100 ms)\n"
+        var line = "\(w) idle end".rightPad(nameWidth)
+        for a in allocs {
+            guard let r = find(w, a) else {
+                line += "-".rightPad(col)
+                continue
+            }
+            line += (r.ok ? r.medianIdleEndRSSKiB.map { formatBytes(kib: $0) } ?? "-" : "FAIL").rightPad(col)
         }
         s += line + "\n"
     }
