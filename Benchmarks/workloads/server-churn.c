@@ -168,30 +168,6 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-/// Resident set size in KiB from /proc/self/statm, with open and read only (no heap call).
-static long rss_now_kib(void) {
-    char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = '\0';
-    const char *p = buf;
-    while (*p && *p != ' ') p++;  // skip the total size
-    long pages = strtol(p, NULL, 10);
-    return pages * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
-/// Prints a phase boundary with the time and the RSS; returns the RSS.
-static long marker(const char *phase) {
-    double t = now_seconds();
-    long rss = rss_now_kib();
-    printf("phase=%s mono_s=%.6f rss_kib=%ld\n", phase, t, rss);
-    fflush(stdout);
-    return rss;
-}
-
 int main(int argc, char **argv) {
     arg_t args[] = {
         {"threads", 2, "worker threads"},

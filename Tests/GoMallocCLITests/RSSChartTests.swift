@@ -186,6 +186,19 @@ final class RSSChartTests: XCTestCase {
 
     // MARK: - Table, markers, JSON
 
+    /// A workload with a "trimmed" marker (idle-return) gets a second row: RSS after malloc_trim(0).
+    func testTableHasTheTrimmedRowWhereThereIsOne() throws {
+        var report = sampleReport()
+        for i in report.results.indices where report.results[i].workload == "server-churn" && report.results[i].ok {
+            report.results[i].medianTrimmedRSSKiB = 10 * 1024
+        }
+        let table = renderTable(report)
+        XCTAssertTrue(table.contains("no trim call, and after malloc_trim(0) (median of 3; sampled every 100 ms)\n"), table)
+        let row = try XCTUnwrap(table.components(separatedBy: "\n").first { $0.hasPrefix("server-churn trimmed") }, table)
+        XCTAssertEqual(row.split(separator: " ", omittingEmptySubsequences: true).dropFirst(2).joined(separator: " "),
+                       "10.0 MiB FAIL 10.0 MiB")
+    }
+
     func testTableHasTheEndOfIdleRow() throws {
         let table = renderTable(sampleReport())
         XCTAssertTrue(table.contains("RSS at the end of server-churn's idle phase, no trim call (median of 3; sampled every 100 ms)\n"))

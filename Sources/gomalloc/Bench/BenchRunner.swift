@@ -194,6 +194,8 @@ struct BenchRunner {
                     r.medianMaxRSSKiB = m
                     let idleEnds = rs.compactMap { $0.phases?.last { $0.name == "idle-end" }.map { Double($0.rssKiB) } }
                     if !idleEnds.isEmpty { r.medianIdleEndRSSKiB = median(idleEnds) }
+                    let trimmed = rs.compactMap { $0.phases?.last { $0.name == "trimmed" }.map { Double($0.rssKiB) } }
+                    if !trimmed.isEmpty { r.medianTrimmedRSSKiB = median(trimmed) }
                     if let base, base.0 > 0, base.1 > 0 {
                         r.timeRatio = t / base.0
                         r.rssRatio = m / base.1
@@ -206,10 +208,13 @@ struct BenchRunner {
             }
         }
         var geomeans: [GeomeanJSON] = []
+        // Workloads with an idle phase (RSS sampled) spend most of their wall time asleep,
+        // the same for every allocator: their time would pull the time mean towards 1.
+        let idling = Set(runnable.filter { $0.rssChart != nil }.map(\.name))
         for a in active {
             let mine = results.filter { $0.allocator == a.name && $0.timeRatio != nil }
             geomeans.append(GeomeanJSON(
-                allocator: a.name, timeRatio: geometricMean(mine.compactMap(\.timeRatio)),
+                allocator: a.name, timeRatio: geometricMean(mine.filter { !idling.contains($0.workload) }.compactMap(\.timeRatio)),
                 rssRatio: geometricMean(mine.compactMap(\.rssRatio)), workloads: mine.count))
         }
 

@@ -116,8 +116,10 @@ struct ResultJSON: Codable {
     var medianMaxRSSKiB: Double?
     var timeRatio: Double?
     var rssRatio: Double?
-    /// Median over the runs of the RSS at the "idle-end" phase marker (server-churn).
+    /// Median over the runs of the RSS at the "idle-end" phase marker (server-churn,
+    /// idle-return), and at "trimmed" (idle-return: after malloc_trim(0)).
     var medianIdleEndRSSKiB: Double? = nil
+    var medianTrimmedRSSKiB: Double? = nil
 }
 
 struct GeomeanJSON: Codable {

@@ -84,17 +84,21 @@ func renderTable(_ report: ReportJSON) -> String {
         s += line + "\n"
     }
     for w in ranWorkloads where report.results.contains(where: { $0.workload == w && $0.medianIdleEndRSSKiB != nil }) {
+        let trims = report.results.contains { $0.workload == w && $0.medianTrimmedRSSKiB != nil }
         s += "\n" + "".rightPad(nameWidth)
-            + "RSS at the end of \(w)'s idle phase, no trim call (median of \(report.repetitions); sampled every 100 ms)\n"
-        var line = "\(w) idle end".rightPad(nameWidth)
-        for a in allocs {
-            guard let r = find(w, a) else {
-                line += "-".rightPad(col)
-                continue
+            + "RSS at the end of \(w)'s idle phase, no trim call\(trims ? ", and after malloc_trim(0)" : "") (median of \(report.repetitions); sampled every 100 ms)\n"
+        let rows: [(String, KeyPath<ResultJSON, Double?>)] = [("idle end", \.medianIdleEndRSSKiB)] + (trims ? [("trimmed", \.medianTrimmedRSSKiB)] : [])
+        for (label, field) in rows {
+            var line = "\(w) \(label)".rightPad(nameWidth)
+            for a in allocs {
+                guard let r = find(w, a) else {
+                    line += "-".rightPad(col)
+                    continue
+                }
+                line += (r.ok ? r[keyPath: field].map { formatBytes(kib: $0) } ?? "-" : "FAIL").rightPad(col)
             }
-            line += (r.ok ? r.medianIdleEndRSSKiB.map { formatBytes(kib: $0) } ?? "-" : "FAIL").rightPad(col)
+            s += line + "\n"
         }
-        s += line + "\n"
     }
     if !report.fastPath.results.isEmpty {
         if ranWorkloads.isEmpty {

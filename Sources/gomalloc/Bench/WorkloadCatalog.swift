@@ -69,6 +69,12 @@ func workloadCatalog(mode: BenchMode, threads: Int) -> [WorkloadSpec] {
                 ["peak=384", "churn=100000", "idle=6000"]),
             rssChart: "rss-over-time.svg"),
         WorkloadSpec(
+            name: "idle-return", models: "a server going quiet after a burst",
+            description: "one thread allocates a heap of 4 KiB blocks, frees all but one in 256 (scattered survivors), sits idle without heap calls, then calls malloc_trim(0); RSS at each phase",
+            source: "idle-return.c", kind: .c(linkFlags: [], skipHint: nil), threads: 1,
+            arguments: ["keep=256"] + pick(["mib=16", "idle=300"], ["mib=256", "idle=2000"], ["mib=1024", "idle=6000"]),
+            rssChart: "idle-return.svg"),
+        WorkloadSpec(
             name: "small-pairs-fixed", models: "glibc bench-malloc-simple",
             description: "one thread: batches of 1-1600 blocks of 16, 32, 64, 128, 256 B allocated, then freed in order",
             source: "small-pairs.c", kind: .c(linkFlags: [], skipHint: nil), threads: 1,
