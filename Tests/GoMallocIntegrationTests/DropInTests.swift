@@ -34,6 +34,7 @@ final class DropInTests: XCTestCase {
         "memory_return.c": "MemoryReturnTests (every test)",
         "hostile.c": "HostileInputTests.testEveryEntryPointAgainstTheReadmeTable",
         "debug_mode.c": "DebugModeTests (every test)",
+        "soak.c": "SoakTests.testSoakTwentySeconds",
     ]
 
     /// Compile and run a program under the allocator; it must exit 0, print `OK <name>` last
