@@ -57,9 +57,12 @@ struct MHeap: ~Copyable {
     var cpuProcsEnd: UInt
     /// numCentrals mcentrals, centralStride bytes apart (central(at:)).
     var centrals: UnsafeMutableRawPointer
-    /// The flat size-to-class tables of the malloc paths (SizeClasses.swift:
-    /// sizeClass(for:cABI:)), read without bounds checks.
+    /// The flat size-to-class tables of the malloc fast path (SizeClasses.swift:
+    /// fastSpanClass(for:)), read without bounds checks: classTable, or while heap profiling
+    /// is on a table of zeros (Profile.swift). Racy read: a pointer store, either table valid.
     var fastClassTable: UnsafeMutablePointer<UInt8>
+    /// The flat size-to-class tables everyone else reads (spanClass(for:)). Immutable.
+    var classTable: UnsafeMutablePointer<UInt8>
     var sizeClasses: SizeClassTable
     /// Noscan requests of fewer bytes than this are packed by the tiny allocator:
     /// maxTinySize + 1 with GOMALLOC_TINY=1, else 0 (one unsigned compare in malloc).
@@ -92,6 +95,7 @@ struct MHeap: ~Copyable {
         cpuProcsEnd = 0
         centrals = UnsafeMutableRawPointer(bitPattern: 8)!
         fastClassTable = UnsafeMutablePointer(bitPattern: 8)!
+        classTable = UnsafeMutablePointer(bitPattern: 8)!
         sizeClasses = SizeClassTable()
         retainPercent = 100
         stackState = UnsafeMutableRawPointer(bitPattern: 8)!
@@ -208,8 +212,9 @@ extension UnsafeMutablePointer where Pointee == MHeap {
             (st + o * stackPoolStride).bindMemory(to: StackPoolItem.self, capacity: 1).initialize(to: StackPoolItem())
         }
         (st + stackLargeOffset).bindMemory(to: StackLarge.self, capacity: 1).initialize(to: StackLarge())
-        pointee.fastClassTable = ft.bindMemory(to: UInt8.self, capacity: fastClassTableBytes)
-        pointee.sizeClasses.writeFastTable(pointee.fastClassTable)
+        pointee.classTable = ft.bindMemory(to: UInt8.self, capacity: fastClassTableBytes)
+        pointee.fastClassTable = pointee.classTable
+        pointee.sizeClasses.writeFastTable(pointee.classTable)
         pointee.arenaMap = map.bindMemory(to: ArenaPageTable?.self, capacity: arenaMapEntries)
         pointee.procs = pc
         pointee.cpuProcsEnd = UInt(bitPattern: pc + cpuProcs * pSlotStride)
@@ -363,6 +368,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         s.pointee.location.store(SpanLocation.none, ordering: .relaxed)
         s.pointee.nelemsWord = UInt16(nelems)
         s.pointee.fastFreeLimit = kind == SpanKind.ordinary ? UInt16(nelems) : 0
+        s.pointee.profiledObjects = 0
         s.pointee.bitmapWordsWord = UInt8(words)
         if c != 0 {
             s.pointee.elemSizeWord = pointee.sizeClasses.classToSize[c]

@@ -42,7 +42,9 @@ func mallocgc(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutabl
         // 0...maxTinySize bytes, packed (malloc(0) gets a 1-byte object) with GOMALLOC_TINY=1
         // (tinyLimit is 0 otherwise). The slow path takes them (a tail call keeps this path a leaf).
         if noscan && UInt(bitPattern: size) < h.tinyLimit { return mallocSlow(size, cABI: cABI, zero: zero, noscan: noscan) }
-        let spc = h.spanClass(for: size, cABI: cABI, noscan: noscan)
+        // The table only this path reads: with heap profiling on, all zeros (span class 0,
+        // never cached), so that every request misses here and the slow path counts it.
+        let spc = h.fastSpanClass(for: size, cABI: cABI, noscan: noscan)
         if let slot = h.tryAcquirePreferredP(needsMCache: true) {
             let cache = slot.heldMCache
             // The object this P freed last, else the span's next free one.
@@ -100,7 +102,17 @@ func mallocSmall(_ h: UnsafeMutablePointer<MHeap>, _ spc: SpanClass, size: Int, 
         v = cache.nextFree(spc, heap: h)
         needzero = MCache.allocSlot(cache, spc).pointee.pointee.needzero
     }
-    if v != 0 { slot.countMalloc(spc.index) }
+    if v != 0 {
+        slot.countMalloc(spc.index)
+        // Heap profiling (Profile.swift): this P's countdown, and the sample, holding the P.
+        let rate = profileRate()
+        if rate != 0 {
+            let bytes = Int(h.pointee.sizeClasses.classToSize[spc.sizeClass])
+            if cache.profileCountdown(bytes, rate: rate), let s = h.spanOf(v) {
+                profileRecord(addr: v, size: bytes, span: s)
+            }
+        }
+    }
     h.releaseP(slot)
     // A refill may have swept a span and found a bad free: report it before handing out.
     reportDeferred()
@@ -120,6 +132,8 @@ func mallocLarge(_ h: UnsafeMutablePointer<MHeap>, size: Int, alignPages: Int, z
     }
     let ptr = UnsafeMutableRawPointer(bitPattern: s.pointee.startAddr).unsafelyUnwrapped
     if zero && s.pointee.needzero { gm_sys_memset(ptr, 0, size) }
+    let rate = profileRate()
+    if rate != 0 { profileLarge(h, s, rate: rate) }
     return ptr
 }
 
