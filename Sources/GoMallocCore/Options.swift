@@ -75,12 +75,12 @@ package enum Option: Int {
                 doc: "Turn heap profiling on (at `GOMALLOC_PROFILE_RATE`) and write the profile to this file (created or truncated; `%p` in the path is replaced by the process id) at exit and whenever the process gets `SIGUSR2` (unless the program handles that signal itself): one line per call stack and size with the sampled allocations and frees, then the process's memory map. Written without allocating. Forked children write theirs only when the path has `%p`. `gomalloc profile` sets it and turns the file into pprof, folded stacks and a flame graph.")
         case .profileRate:
             Row(name: "GOMALLOC_PROFILE_RATE", defaultValue: 524_288, min: 0, max: 1 << 40,
-                defaultDoc: "524288 with `GOMALLOC_PROFILE` set, else 0", rangeDoc: "0 or bytes",
+                defaultDoc: "524288 with GOMALLOC_PROFILE set, else 0", rangeDoc: "0 or bytes",
                 doc: "Heap profiling's mean sampling interval in bytes, as Go's `MemProfileRate`: each P counts the bytes it allocates down from a random threshold drawn from an exponential distribution with this mean, and the allocation that crosses it records its call stack (frame pointers) and size; 1 samples every allocation, 0 turns sampling off. Set on its own it turns sampling on without a file (`gomalloc_profile_dump`, `GoAllocator.heapProfile()`). While sampling is on every allocation takes the slow path (DESIGN.md, \"Heap profiling\").")
         case .profileSeed:
             Row(name: "GOMALLOC_PROFILE_SEED", defaultValue: 0, min: 0, max: Int(UInt32.max),
                 defaultDoc: "0", rangeDoc: "0–4294967295",
-                doc: "Seed of the sampling thresholds' random generators (each P's is derived from it and the P's index), so that a single-threaded program's samples repeat from run to run; 0 seeds them from the clock and the process id.")
+                doc: "Seed of the sampling thresholds' random generators (the n-th P to sample gets one derived from it and n), so that a program allocating on one thread repeats its samples from run to run; 0 seeds them from the clock and the process id.")
         case .rseq:
             Row(name: "GOMALLOC_RSEQ", defaultValue: 1, min: 0, max: 1,
                 defaultDoc: "1", rangeDoc: "0 or 1",

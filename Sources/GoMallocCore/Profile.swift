@@ -75,6 +75,9 @@ struct ProfileHeader: ~Copyable {
     var objects: Int
     /// Seed of the per-P generators (GOMALLOC_PROFILE_SEED, or the time and pid). Immutable.
     let seed: UInt64
+    /// Generators seeded so far: the n-th P to draw a threshold gets mix64(seed + n), so that
+    /// a program whose allocations all run on one P repeats its samples. Atomic: relaxed.
+    let seeded: Atomic<UInt64>
 }
 
 // Layout of the mapping: the header, the zero class table the fast path reads while
@@ -153,7 +156,8 @@ private func profileStateCreate() -> UnsafeMutableRawPointer? {
     var seed = UInt64(Option.profileSeed.read())
     if seed == 0 { seed = gm_sys_nanotime() ^ (UInt64(gm_sys_getpid()) << 32) }
     header(st).initialize(to: ProfileHeader(lock: RuntimeLock(rank: .profile), bucketCount: Atomic(0),
-                                            droppedSamples: Atomic(0), droppedObjects: Atomic(0), objects: 0, seed: seed))
+                                            droppedSamples: Atomic(0), droppedObjects: Atomic(0), objects: 0, seed: seed,
+                                            seeded: Atomic(0)))
     profileStateWord.store(UInt(bitPattern: st), ordering: .releasing)
     return st
 }
@@ -194,8 +198,11 @@ extension UnsafeMutablePointer where Pointee == MCache {
     private func drawNextSample(_ rate: Int) -> Int {
         var r = pointee.sampleRandom
         if r == 0 {
-            let seed = profileState().map { header($0).pointee.seed } ?? 1
-            r = mix64(seed &+ UInt64(pointee.p.pointee.index)) | 1
+            if let st = profileState() {
+                r = mix64(header(st).pointee.seed &+ header(st).pointee.seeded.add(1, ordering: .relaxed).oldValue) | 1
+            } else {
+                r = 1
+            }
         }
         // xorshift64*
         r ^= r &>> 12; r ^= r &<< 25; r ^= r &>> 27

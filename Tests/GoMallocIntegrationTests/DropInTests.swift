@@ -31,6 +31,7 @@ final class DropInTests: XCTestCase {
         "realloc_move.c": "testLargeReallocThatCannotGrowMovesItsPages",
         "stats_forms.c": "testMallocInfoAndStatsJSONFromC",
         "heapmap.c": "HeapMapTests.testDumpOfAKnownProgram, testOnlyTheRegisteringProcessWrites",
+        "profile.c": "ProfileTests (every test)",
     ]
 
     /// Compile and run a program under the allocator; it must exit 0, print `OK <name>` last
