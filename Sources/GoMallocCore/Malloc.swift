@@ -72,14 +72,53 @@ func mallocgc(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutabl
 
 @inline(never)
 func mallocSlow(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutableRawPointer? {
+    // Heap profiling on (Profile.swift): the fast path sent every small request here; serve
+    // it as the fast path would, with the countdown, before starting over.
+    let rate = profileRate()
+    if rate != 0 && UInt(bitPattern: size) <= UInt(maxSmallSize), let h = theHeap(),
+       !(noscan && UInt(bitPattern: size) < packingLimit(h)),
+       let p = mallocSmallProfiled(h, h.spanClass(for: size, cABI: cABI, noscan: noscan), size: size, zero: zero, rate: rate) {
+        return p
+    }
     var p: UnsafeMutableRawPointer? = nil
     if size >= 0 && size <= maxRequest, let h = heap() {
-        if noscan && UInt(bitPattern: size) < h.tinyLimit { return mallocTiny(h, size: size, zero: zero) }
+        // The real bound (while heap profiling is on, tinyLimit sends every noscan request here).
+        if noscan && UInt(bitPattern: size) < packingLimit(h) { return mallocTiny(h, size: size, zero: zero) }
         p = size > maxSmallSize
             ? mallocLarge(h, size: size, alignPages: 1, zero: zero, noscan: noscan)
             : mallocSmall(h, h.spanClass(for: size, cABI: cABI, noscan: noscan), size: size, zero: zero)
     }
     if p == nil { gm_sys_set_errno(ENOMEM) }
+    return p
+}
+
+/// mallocgc's fast path with heap profiling's countdown (Profile.swift), for mallocSlow while
+/// sampling is on: this thread's P without waiting, a recent free or the span's next free
+/// object; nil (nothing counted) on any miss, for the general path.
+@inline(__always)
+private func mallocSmallProfiled(_ h: UnsafeMutablePointer<MHeap>, _ spc: SpanClass, size: Int, zero: Bool,
+                                 rate: Int) -> UnsafeMutableRawPointer? {
+    guard let slot = h.tryAcquirePreferredP(needsMCache: true) else { return nil }
+    let cache = slot.heldMCache
+    var v = cache.popRecent(spc.index)
+    var needzero = zero
+    if v == 0 {
+        let s = MCache.allocSlot(cache, spc).pointee
+        v = s.nextFreeFast()
+        needzero = zero && s.pointee.needzero
+    }
+    if v == 0 {
+        h.releaseP(slot)
+        return nil
+    }
+    slot.countMalloc(spc.index)
+    let bytes = Int(h.pointee.sizeClasses.classToSize[spc.sizeClass])
+    if cache.profileCountdown(bytes, rate: rate), let s = h.spanOf(v) {
+        profileRecord(addr: v, size: bytes, span: s)
+    }
+    h.releaseP(slot)
+    let p = UnsafeMutableRawPointer(bitPattern: v).unsafelyUnwrapped
+    if needzero { gm_sys_memset(p, 0, size) }
     return p
 }
 

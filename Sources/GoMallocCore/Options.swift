@@ -27,6 +27,7 @@ package enum Option: Int {
     case profile
     case profileRate
     case profileSeed
+    case profileUnwind
 
     package struct Row {
         package let name: StaticString
@@ -81,6 +82,10 @@ package enum Option: Int {
             Row(name: "GOMALLOC_PROFILE_SEED", defaultValue: 0, min: 0, max: Int(UInt32.max),
                 defaultDoc: "0", rangeDoc: "0–4294967295",
                 doc: "Seed of the sampling thresholds' random generators (the n-th P to sample gets one derived from it and n), so that a program allocating on one thread repeats its samples from run to run; 0 seeds them from the clock and the process id.")
+        case .profileUnwind:
+            Row(name: "GOMALLOC_PROFILE_UNWIND", defaultValue: 0, min: 0, max: 1,
+                defaultDoc: "0", rangeDoc: "0 or 1",
+                doc: "How heap profiling walks a sampled allocation's stack. 0: frame pointers, with every stack page proven readable first; cheap and safe, but the walk stops at the first function built without them (Debian's libraries and most distribution binaries), so such programs show little more than the function that called `malloc`. 1: glibc's `backtrace()` (libgcc's unwinder over the binaries' `.eh_frame` tables), which sees through such code; it is loaded when the heap starts (the only time it allocates), costs a few microseconds per sample, and takes the dynamic loader's `dl_iterate_phdr` lock inside `malloc` (DESIGN.md, \"Heap profiling\").")
         case .rseq:
             Row(name: "GOMALLOC_RSEQ", defaultValue: 1, min: 0, max: 1,
                 defaultDoc: "1", rangeDoc: "0 or 1",

@@ -15,7 +15,11 @@
 //   malloc fast path reads, at a table of zeros, so every small request maps to span class 0,
 //   whose recent ring is always empty and whose mcache span is always the empty dummy: the
 //   fast path misses and the slow path (mallocSmall, mallocLarge), which uses the real table
-//   (MHeap.classTable), counts. With profiling off the fast path is the same instructions.
+//   (MHeap.classTable), counts. Noscan requests (every C request) are sent there earlier,
+//   before the fast path takes a P: MHeap.tinyLimitValue, the tiny allocator's bound that
+//   the fast path compares every noscan size with, is raised past maxSmallSize, and the
+//   slow path applies the real bound, kept here (packingLimit). With profiling off the fast
+//   path is the same instructions.
 //   The dump (writeProfile; at exit, on SIGUSR2, or gomalloc_profile_dump), version 1:
 //     gomalloc-profile 1 rate <R> pid <pid>
 //     sample <allocs> <alloc bytes> <frees> <free bytes> <object bytes> 0x<pc> ...
@@ -97,6 +101,32 @@ private let profileRateWord = Atomic<Int>(0)
 /// own dump only when the path has `%p`).
 private let profilePID = Atomic<Int>(0)
 private let profileExitRegistered = Atomic<Bool>(false)
+/// Whether samples walk the stack with the unwinder (GOMALLOC_PROFILE_UNWIND=1, primed).
+/// Atomic: relaxed.
+private let profileUnwinderWord = Atomic<Bool>(false)
+
+/// With GOMALLOC_PROFILE_UNWIND=1, load and try the unwinder (it allocates the first time),
+/// then let samples use it. Only where allocating is allowed: no allocator lock held.
+func profilePrimeUnwinder() {
+    if profileUnwinderWord.load(ordering: .relaxed) || Option.profileUnwind.read() == 0 { return }
+    if gm_sys_backtrace_prime() != 0 { profileUnwinderWord.store(true, ordering: .relaxed) }
+}
+
+/// The tiny allocator's bound while sampling is on (MHeap.tinyLimitValue then sends every
+/// noscan request to the slow path). Atomic: relaxed.
+private let profileTinyLimitWord = Atomic<UInt>(0)
+
+/// The bound below which mallocSlow packs noscan requests (Tiny.swift): MHeap.tinyLimit, or
+/// while sampling is on the one it replaced.
+@inline(__always)
+func packingLimit(_ h: UnsafeMutablePointer<MHeap>) -> UInt {
+    profileRate() != 0 ? profileTinyLimitWord.load(ordering: .relaxed) : h.tinyLimit
+}
+
+/// Change the tiny allocator's bound (setTinyPacking) where it is kept now.
+func setPackingLimit(_ h: UnsafeMutablePointer<MHeap>, _ limit: UInt) {
+    if profileRate() != 0 { profileTinyLimitWord.store(limit, ordering: .relaxed) } else { h.pointee.tinyLimitValue = limit }
+}
 
 /// The sampling rate now (0: off). Slow paths only.
 @inline(__always)
@@ -135,14 +165,20 @@ func profileRateFromOptions() -> Int {
 /// the heap must exist.
 @discardableResult
 func profileSetRate(_ h: UnsafeMutablePointer<MHeap>, _ rate: Int) -> Bool {
+    // The order keeps packingLimit right throughout: the real bound is in place before the
+    // rate says where to find it, and back in MHeap before the rate says it is there.
     if rate <= 0 {
-        profileRateWord.store(0, ordering: .relaxed)
+        if profileRate() == 0 { return true }
         h.pointee.fastClassTable = h.pointee.classTable
+        h.pointee.tinyLimitValue = profileTinyLimitWord.load(ordering: .relaxed)
+        profileRateWord.store(0, ordering: .relaxed)
         return true
     }
     guard let st = profileStateCreate() else { return false }
+    if profileRate() == 0 { profileTinyLimitWord.store(h.tinyLimit, ordering: .relaxed) }
     profileRateWord.store(rate, ordering: .relaxed)
     // From now on the fast path misses (see Role); racing fast paths read either table.
+    h.pointee.tinyLimitValue = UInt(maxSmallSize &+ 1)
     h.pointee.fastClassTable = (st + profileTrapOffset).assumingMemoryBound(to: UInt8.self)
     return true
 }
@@ -236,7 +272,13 @@ func profileRecord(addr: UInt, size: Int, span s: UnsafeMutablePointer<MSpan>) {
     guard let st = profileState() else { return }
     var pcs: InlineArray<32, UInt> = InlineArray(repeating: 0)  // profileMaxDepth
     let depth = withUnsafeMutableBytes(of: &pcs) { raw in
-        Int(gm_sys_backtrace_fp(raw.baseAddress!.assumingMemoryBound(to: UInt.self), Int32(profileMaxDepth)))
+        let p = raw.baseAddress!.assumingMemoryBound(to: UInt.self)
+        // GOMALLOC_PROFILE_UNWIND=1, once primed: the .eh_frame unwinder; else frame pointers.
+        if profileUnwinderWord.load(ordering: .relaxed) {
+            let n = Int(gm_sys_backtrace_unwind(p, Int32(profileMaxDepth)))
+            if n > 0 { return n }
+        }
+        return Int(gm_sys_backtrace_fp(p, Int32(profileMaxDepth)))
     }
     var hash = mix64(UInt64(size))
     for i in 0..<depth { hash = mix64(hash ^ UInt64(pcs[i])) }
@@ -399,6 +441,8 @@ package func profileCurrentRate() -> Int { profileRate() }
 /// state cannot be mapped or the heap cannot be set up.
 package func setProfileRate(_ rate: Int) -> Bool {
     guard let h = heap() else { return false }
+    // (The unwinder is the drop-in's: here the core shares its module with the program's
+    // Swift code, which frame pointers walk anyway.)
     return profileSetRate(h, rate)
 }
 
@@ -453,6 +497,7 @@ func writeProfile(path: UnsafePointer<CChar>) -> Bool {
 /// With GOMALLOC_PROFILE set and sampling on, write the dump at exit and on SIGUSR2 (unless
 /// the program handles SIGUSR2 itself). Called where registerHeapMapAtExit is.
 func registerProfileAtExit() {
+    if profileState() != nil { profilePrimeUnwinder() }
     guard Option.profile.string() != nil, profileState() != nil else { return }
     if profileExitRegistered.exchange(true, ordering: .acquiringAndReleasing) { return }
     profilePID.store(Int(gm_sys_getpid()), ordering: .relaxed)

@@ -6,7 +6,8 @@
 // thread) and across fork (parent and child each write their own profile of their own
 // heap); heap.pb.gz must decode with protoc (libprotobuf) against pprof's schema
 // (Tests/Protos/profile.proto) with Go's four sample types; the flame graphs must be
-// well-formed XML.
+// well-formed XML. Built without frame pointers, the unwinder (--unwind) must still name the
+// sites and their caller.
 import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
@@ -104,6 +105,24 @@ final class ProfileTests: XCTestCase {
             XCTAssertTrue(parser.parse(), "\(name): \(parser.parserError.map { "\($0)" } ?? "")")
             XCTAssertTrue(String(decoding: data, as: UTF8.self).contains("site_kept_small"), name)
         }
+    }
+
+    /// Built without frame pointers, the program's stacks come only from the unwinder
+    /// (GOMALLOC_PROFILE_UNWIND=1, `--unwind`): the sites and their caller, main, by name.
+    func testUnwinderSeesCodeWithoutFramePointers() throws {
+        let library = try DropIn.requireLibrary("heap profiling")
+        let gomalloc = try DropIn.gomallocExecutable()
+        let exe = try DropIn.compile("profile.c", extraFlags: ["-fomit-frame-pointer"], tag: "nofp")
+        let dir = DropIn.workDir.appendingPathComponent("profile-unwind-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try DropIn.run(gomalloc, ["profile", "--library", library, "--unwind", "--rate", "\(Self.rate)", "--seed", "1",
+                                          "--out", dir.path, "--", exe, "single"], timeout: 120)
+        XCTAssertTrue(r.exitedNormally && r.status == 0, r.summary)
+        let alloc = try bytesBySite(dir.appendingPathComponent("alloc.folded"))
+        assertNear(alloc["site_freed"], 102_400_000, "site_freed allocated (unwinder)")
+        assertNear(alloc["site_kept_small"], 20_480_000, "site_kept_small allocated (unwinder)")
+        let folded = try String(contentsOf: dir.appendingPathComponent("alloc.folded"), encoding: .utf8)
+        XCTAssertTrue(folded.contains("main;site_freed "), folded)
     }
 
     func testEightThreadsWithFreesByAnotherThread() throws {

@@ -34,8 +34,9 @@ struct ProfileCommand: ParsableCommand {
             bytes), inuse.svg and alloc.svg (flame graphs) into --out, and prints the 20 sites \
             holding the most memory at exit and the 20 that allocated the most. A server can \
             be sent SIGUSR2 to write its profile without exiting (see GOMALLOC_PROFILE). \
-            Frames are only as good as the program's frame pointers: build C and C++ with \
-            -fno-omit-frame-pointer. Exit status: the command's; 125 if no profile came back.
+            Frames come from frame pointers (build C and C++ with -fno-omit-frame-pointer), or \
+            with --unwind from the binaries' unwind tables, which also see through code built \
+            without them. Exit status: the command's; 125 if no profile came back.
 
             Example: gomalloc profile --out prof -- python3 -c 'x = [str(i) for i in range(10**6)]'
             """)
@@ -46,6 +47,8 @@ struct ProfileCommand: ParsableCommand {
     var out: String = "gomalloc-profile"
     @ArgumentParser.Option(help: ArgumentHelp("Seed of the sampling (GOMALLOC_PROFILE_SEED).", valueName: "n"))
     var seed: Int?
+    @Flag(help: "Walk stacks with the .eh_frame unwinder instead of frame pointers (GOMALLOC_PROFILE_UNWIND=1): for programs built without frame pointers.")
+    var unwind = false
     @ArgumentParser.Option(help: ArgumentHelp("Sites printed per table.", valueName: "n"))
     var top: Int = 20
     @ArgumentParser.Option(help: ArgumentHelp("Read this dump (a GOMALLOC_PROFILE file, gomalloc_profile_dump's) instead of running a command; its binaries must still be where the dump's memory map says.", valueName: "file"))
@@ -95,6 +98,7 @@ struct ProfileCommand: ParsableCommand {
         env["GOMALLOC_PROFILE"] = dir.appendingPathComponent("profile.%p").path
         env["GOMALLOC_PROFILE_RATE"] = String(rate)
         if let seed { env["GOMALLOC_PROFILE_SEED"] = String(seed) }
+        if unwind { env["GOMALLOC_PROFILE_UNWIND"] = "1" }
         p.environment = env
         let started = Date()
         do { try p.run() } catch { throw fail("cannot run \(commandLine[0]): \(error)") }
