@@ -62,7 +62,7 @@ final class ProfileTests: XCTestCase {
         let folded = try String(contentsOf: dir.appendingPathComponent("alloc.folded"), encoding: .utf8)
         XCTAssertTrue(folded.contains("main;site_freed "), folded)
         // The report's two tables, in order.
-        let inuseTable = try XCTUnwrap(stdout.range(of: "top 20 sites by bytes in use at exit"), stdout)
+        let inuseTable = try XCTUnwrap(stdout.range(of: "top 20 sites by bytes in use when the profile was written"), stdout)
         let allocTable = try XCTUnwrap(stdout.range(of: "top 20 sites by bytes allocated"), stdout)
         XCTAssertLessThan(inuseTable.lowerBound, allocTable.lowerBound)
         let allocPart = stdout[allocTable.upperBound...]

@@ -144,7 +144,7 @@ enum ProfileOutput {
         s += "\n"
         for inuse in [true, false] {
             let total = profile.entries.reduce(0.0) { $0 + (inuse ? $1.inuseBytes : $1.allocBytes) }
-            s += "\ntop \(top) sites by \(inuse ? "bytes in use at exit" : "bytes allocated") (total \(FlameGraph.formatBytes(total))):\n"
+            s += "\ntop \(top) sites by \(inuse ? "bytes in use when the profile was written" : "bytes allocated") (total \(FlameGraph.formatBytes(total))):\n"
             s += "       bytes      %      objects  site\n"
             for t in profile.topSites(inuse: inuse, count: top) {
                 let b = FlameGraph.formatBytes(t.bytes)
