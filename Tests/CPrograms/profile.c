@@ -15,7 +15,11 @@
 //                     (GOMALLOC_PROFILE with %p). Prints "child <pid>".
 //   dump <path>       single, then gomalloc_profile_dump(path) while everything is live,
 //                     then frees site_kept_small's blocks (the exit profile shows them freed)
+//   signal <path>     single, then raise(SIGUSR2): the library writes its GOMALLOC_PROFILE
+//                     file, which must be <path>; renamed to <path>.usr2, then site_kept_small's
+//                     blocks are freed (the exit profile, a new <path>, shows them freed)
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +85,16 @@ int main(int argc, char **argv) {
             if (gomalloc_profile_dump(argv[2]) != 0) { fprintf(stderr, "gomalloc_profile_dump failed\n"); return 4; }
             for (int i = 0; i < 20000; i++) free(kept_small[i]);
         }
+    } else if (strcmp(mode, "signal") == 0) {
+        if (argc < 3) return 3;
+        site_kept_small();
+        site_kept_large();
+        site_freed();
+        raise(SIGUSR2);  // the handler writes the profile before raise returns
+        char moved[4096];
+        snprintf(moved, sizeof moved, "%s.usr2", argv[2]);
+        if (rename(argv[2], moved) != 0) { fprintf(stderr, "no profile after SIGUSR2\n"); return 4; }
+        for (int i = 0; i < 20000; i++) free(kept_small[i]);
     } else if (strcmp(mode, "threads") == 0) {
         pthread_t th[8];
         for (long t = 0; t < 8; t++) pthread_create(&th[t], NULL, thread_main, (void *)t);

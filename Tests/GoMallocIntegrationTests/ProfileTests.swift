@@ -169,6 +169,30 @@ final class ProfileTests: XCTestCase {
         XCTAssertNil(kid.alloc["site_freed"], "site_freed ran in the parent after the fork")
     }
 
+    /// SIGUSR2 makes the library write its GOMALLOC_PROFILE file at once (for servers); the
+    /// exit profile, written afresh, shows the blocks freed after it.
+    func testSIGUSR2WritesTheProfile() throws {
+        let library = try DropIn.requireLibrary("heap profiling")
+        let gomalloc = try DropIn.gomallocExecutable()
+        let exe = try DropIn.compile("profile.c", extraFlags: ["-fno-omit-frame-pointer"], tag: "fp")
+        let dir = DropIn.workDir.appendingPathComponent("profile-usr2-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("profile")
+        let r = try DropIn.run(exe, ["signal", path.path], environment: [
+            "LD_PRELOAD": library, "GOMALLOC_PROFILE": path.path, "GOMALLOC_PROFILE_RATE": "\(Self.rate)",
+        ], timeout: 120)
+        XCTAssertTrue(r.exitedNormally && r.status == 0, r.summary)
+        for (file, live) in [(URL(fileURLWithPath: path.path + ".usr2"), true), (path, false)] {
+            let out = dir.appendingPathComponent("out-\(file.lastPathComponent)")
+            let a = try DropIn.run(gomalloc, ["profile", "--from", file.path, "--out", out.path])
+            XCTAssertEqual(a.status, 0, a.summary)
+            let inuse = try bytesBySite(out.appendingPathComponent("inuse.folded"))
+            if live { assertNear(inuse["site_kept_small"], 20_480_000, "on SIGUSR2: site_kept_small") }
+            else { XCTAssertNil(inuse["site_kept_small"], "freed after the signal: \(inuse)") }
+        }
+    }
+
     /// gomalloc_profile_dump from C writes the profile of the moment; the exit profile shows
     /// the blocks freed after it.
     func testProfileDumpFromC() throws {

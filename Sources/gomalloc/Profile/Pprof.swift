@@ -116,7 +116,7 @@ enum Pprof {
                 fw.uint(1, fid)
                 fw.int(2, str(f.function))
                 fw.int(3, str(f.function))
-                fw.int(4, str(f.file ?? f.binary))
+                if let file = f.file { fw.int(4, str(file)) }  // source file: only with line tables
                 functions.append(fw.bytes)
             }
             let id = UInt64(locations.count + 1)
