@@ -68,6 +68,11 @@ final class ProfileTests: XCTestCase {
         let allocPart = stdout[allocTable.upperBound...]
         XCTAssertLessThan(try XCTUnwrap(allocPart.range(of: "site_freed")).lowerBound,
                           try XCTUnwrap(allocPart.range(of: "site_kept_small")).lowerBound, stdout)
+        // Sites carry the line of their call to malloc, from the DWARF line table (-g).
+        let source = try String(contentsOf: DropIn.programsDir.appendingPathComponent("profile.c"), encoding: .utf8)
+        let mallocLine = try XCTUnwrap(source.split(separator: "\n", omittingEmptySubsequences: false)
+            .firstIndex { $0.contains("kept_small[i] = malloc(1000)") }) + 1
+        XCTAssertTrue(stdout.contains("site_kept_small (profile.c:\(mallocLine))"), stdout)
 
         // pprof's format, decoded by libprotobuf.
         let protoc = try DropIn.tool("protoc", package: "protobuf-compiler")
@@ -97,6 +102,8 @@ final class ProfileTests: XCTestCase {
         XCTAssertTrue(strings.contains("site_kept_small") && strings.contains("site_freed") && strings.contains("main"), "\(strings)")
         XCTAssertTrue(text.contains("period: \(Self.rate)"), String(text.suffix(500)))
         XCTAssertTrue(text.contains("sample {") && text.contains("location {") && text.contains("function {"))
+        XCTAssertTrue(strings.contains { $0.hasSuffix("Tests/CPrograms/profile.c") }, "source file in the functions: \(strings)")
+        XCTAssertTrue(text.contains("line: \(mallocLine)"), "the malloc call's line in a location")
 
         // The flame graphs parse as XML and name the sites.
         for name in ["inuse.svg", "alloc.svg"] {

@@ -1,6 +1,6 @@
-// ELFSymbols.swift — function symbols of an ELF64 file (.symtab, else .dynsym) and its
-// PT_LOAD segments, enough to name the function holding an address. DWARF line tables are not
-// read (frames carry function names, no file:line; DESIGN.md, "Heap profiling").
+// ELFSymbols.swift — function symbols of an ELF64 file (.symtab, else .dynsym), its PT_LOAD
+// segments, enough to name the function holding an address, and its DWARF line table
+// (.debug_line, DWARFLines) when it has one, for the source file and line.
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -16,6 +16,8 @@ struct ELFSymbols {
     /// Function symbols sorted by address: (start, size, name).
     private(set) var functions: [(start: UInt, size: UInt, name: String)] = []
     private(set) var segments: [Segment] = []
+    /// The line table (nil without .debug_line, or when it is compressed).
+    private(set) var lines: DWARFLines?
 
     /// nil when the file cannot be read or is not a little-endian ELF64 file.
     init?(path: String) {
@@ -41,13 +43,32 @@ struct ELFSymbols {
             }
         }
         // Sections: type, offset, size, link, entsize.
-        struct Section { var type: UInt; var offset: Int; var size: Int; var link: Int; var entsize: Int }
+        struct Section { var name: Int; var type: UInt; var flags: UInt; var offset: Int; var size: Int; var link: Int; var entsize: Int }
         var sections: [Section] = []
         for i in 0..<shnum {
             let o = shoff + i * shentsize
             guard o + 64 <= bytes.count else { break }
-            sections.append(Section(type: u32(o + 4), offset: Int(u64(o + 24)), size: Int(u64(o + 32)),
-                                    link: Int(u32(o + 40)), entsize: Int(u64(o + 56))))
+            sections.append(Section(name: Int(u32(o)), type: u32(o + 4), flags: u64(o + 8), offset: Int(u64(o + 24)),
+                                    size: Int(u64(o + 32)), link: Int(u32(o + 40)), entsize: Int(u64(o + 56))))
+        }
+        // Sections by name (through the section-name string table, e_shstrndx).
+        let shstrndx = Int(u16(0x3E))
+        func named(_ want: String) -> ArraySlice<UInt8>? {
+            guard shstrndx < sections.count else { return nil }
+            let names = sections[shstrndx]
+            for s in sections where s.type != 8 && s.flags & 0x800 == 0 {  // not NOBITS, not SHF_COMPRESSED
+                var e = names.offset + s.name
+                let start = e
+                while e < bytes.count && bytes[e] != 0 { e += 1 }
+                guard e < bytes.count, String(decoding: bytes[start..<e], as: UTF8.self) == want,
+                      s.offset + s.size <= bytes.count else { continue }
+                return bytes[s.offset..<(s.offset + s.size)]
+            }
+            return nil
+        }
+        if let debugLine = named(".debug_line") {
+            let l = DWARFLines(debugLine: debugLine, lineStr: named(".debug_line_str") ?? [], str: named(".debug_str") ?? [])
+            lines = l.isEmpty ? nil : l
         }
         func read(_ tableType: UInt) -> [(UInt, UInt, String)] {
             var out: [(UInt, UInt, String)] = []

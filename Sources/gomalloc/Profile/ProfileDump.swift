@@ -104,7 +104,7 @@ struct SymbolizedProfile {
         /// The binary's path (basename shown).
         var binary: String
         var pc: UInt
-        /// Source file and line when DWARF is available; nil here (not read, see DESIGN.md).
+        /// Source file and line of the call, from the binary's DWARF line table (nil without one).
         var file: String? = nil
         var line: Int = 0
     }
@@ -150,8 +150,13 @@ struct SymbolizedProfile {
         }
     }
 
-    /// The allocation site of an entry: its innermost frame outside the allocator.
-    static func site(_ e: Entry) -> String { e.frames.first?.function ?? "[unknown]" }
+    /// The allocation site of an entry: its innermost frame outside the allocator, with the
+    /// file and line of its call to the allocator when the binary has a line table.
+    static func site(_ e: Entry) -> String {
+        guard let f = e.frames.first else { return "[unknown]" }
+        guard let file = f.file, f.line > 0 else { return f.function }
+        return "\(f.function) (\((file as NSString).lastPathComponent):\(f.line))"
+    }
 
     /// Estimated bytes per site, largest first (ties by name).
     func topSites(inuse: Bool, count: Int = 20) -> [(site: String, bytes: Double, objects: Double)] {
@@ -201,7 +206,9 @@ final class SymbolCache {
         let fileOffset = pc &- 1 &- m.start &+ m.offset
         let base = (m.path as NSString).lastPathComponent
         if let elf = symbols(m.path), let vaddr = elf.vaddr(ofFileOffset: fileOffset), let name = elf.function(at: vaddr) {
-            return .init(function: name, binary: m.path, pc: pc)
+            var f = SymbolizedProfile.Frame(function: name, binary: m.path, pc: pc)
+            if let l = elf.lines?.lookup(vaddr) { f.file = l.file; f.line = l.line }
+            return f
         }
         return .init(function: "\(base)+0x\(String(fileOffset, radix: 16))", binary: m.path, pc: pc)
     }
