@@ -156,7 +156,12 @@ private enum BucketField {
 /// The rate the environment asks for: GOMALLOC_PROFILE_RATE when set, else the default when
 /// GOMALLOC_PROFILE names a file, else 0.
 func profileRateFromOptions() -> Int {
-    if Option.profileRate.string() != nil { return Option.profileRate.read() }
+    // A value that is not all digits counts as unset (Options.swift's rule: the default).
+    if let v = Option.profileRate.string(), v[0] != 0 {
+        var i = 0
+        while v[i] >= 0x30 && v[i] <= 0x39 { i &+= 1 }
+        if v[i] == 0 { return Option.profileRate.read() }
+    }
     return Option.profile.string() != nil ? profileDefaultRate : 0
 }
 

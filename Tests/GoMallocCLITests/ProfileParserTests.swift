@@ -1,6 +1,7 @@
 // ProfileParserTests: the CLI's heap-profile pieces on handwritten input: the GOMALLOC_PROFILE
 // dump parser (format in Sources/GoMallocCore/Profile.swift) and its refusals, pprof's
-// scaling, the allocator's frames trimmed, folded stacks and top sites, the protobuf and
+// scaling, the allocator's frames trimmed, folded stacks and top sites, this binary's own ELF
+// symbols and DWARF lines reached through its memory map, the protobuf and
 // gzip writers (CRC-32 check value, stored blocks), and the flame graph (well-formed XML,
 // widths proportional to bytes). Real programs: ProfileTests in GoMallocIntegrationTests.
 import Foundation
@@ -9,6 +10,8 @@ import FoundationXML
 #endif
 import XCTest
 @testable import gomalloc
+/// A C-callable function of this file, for the symbol and line lookups.
+private let probe: @convention(c) () -> Int32 = { 42 }
 
 final class ProfileParserTests: XCTestCase {
     // Two buckets whose first frame is in the allocator's mapping; the rest are outside any
@@ -84,6 +87,31 @@ final class ProfileParserTests: XCTestCase {
         let p = SymbolizedProfile(try ProfileDump(parsing: Self.dump))
         let bytes = Pprof.encode(p)
         XCTAssertEqual(Array(bytes.prefix(2)), [0x0A, 0x04], "field 1 (sample_type), 4 bytes")
+    }
+
+    /// This test binary's own symbol table and line table, reached as the CLI reaches a
+    /// profile's binaries (through the memory map), name a function of this file and its line
+    /// (debug builds carry DWARF).
+    func testSymbolsAndLinesOfThisBinary() throws {
+        let address = unsafeBitCast(probe, to: UInt.self)
+        let maps = try String(contentsOfFile: "/proc/self/maps", encoding: .utf8)
+        let dump = try ProfileDump(parsing: "gomalloc-profile 1 rate 1 pid 1\nmaps\n" + maps + "end\n")
+        let mapping = try XCTUnwrap(dump.mapping(of: address))
+        // As a return address just past the function's first byte (lookups use pc - 1).
+        let frame = SymbolCache().frame(pc: address + 1, mapping: mapping)
+        XCTAssertTrue(frame.function.contains("ProfileParserTests") || frame.function.contains("probe"), frame.function)
+        // The line table: an address inside this test function maps into this file, between
+        // the function's first line and the next test's. (Not the probe: a @convention(c)
+        // thunk's rows carry line 0, "no source".)
+        let elf = try XCTUnwrap(SymbolCache().symbols(mapping.path))
+        let me = try XCTUnwrap(elf.functions.first { $0.name.hasSuffix("testSymbolsAndLinesOfThisBinaryyyKF") })
+        let lines = try XCTUnwrap(elf.lines, "no .debug_line in \(mapping.path)")
+        let l = try XCTUnwrap(lines.lookup(me.start + 16), "no line at \(me.name)")
+        XCTAssertTrue(l.file.hasSuffix("ProfileParserTests.swift"), l.file)
+        let source = try String(contentsOfFile: #filePath, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+        let first = try XCTUnwrap(source.firstIndex { $0.contains("func testSymbolsAndLinesOfThisBinary") }) + 1
+        let next = try XCTUnwrap(source.firstIndex { $0.contains("func testFlameGraphIsWellFormedAndProportional") }) + 1
+        XCTAssertTrue((first..<next).contains(l.line), "line \(l.line) outside \(first)..<\(next)")
     }
 
     func testFlameGraphIsWellFormedAndProportional() throws {
