@@ -404,6 +404,39 @@ func profileLarge(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MS
     h.releaseP(slot)
 }
 
+// MARK: - Checks (Invariants.swift; the world stopped)
+
+/// Profile I2, recounted: every object in the table is a live object of an in-use span, and
+/// the table holds as many as the spans' profiledObjects say (`spansSay`); I4 per bucket.
+func checkProfileObjects(_ h: UnsafeMutablePointer<MHeap>, spansSay: Int) -> InvariantViolation? {
+    guard let st = profileState() else {
+        return spansSay == 0 ? nil : InvariantViolation(message: "Profile.I2: spans count sampled objects without a profile", address: UInt(spansSay))
+    }
+    let objects = (st + profileObjectsOffset).assumingMemoryBound(to: UInt.self)
+    var n = 0
+    for o in 0..<profileObjectCapacity {
+        let addr = objects[o &* 2]
+        if addr == 0 { continue }
+        n &+= 1
+        guard let s = h.spanOf(addr), s != h.pointee.tombstone,
+              s.pointee.state.load(ordering: .relaxed) == SpanState.inUse.rawValue, s.pointee.profiledObjects != 0,
+              s.spanClass.sizeClass == 0 ? addr == s.pointee.startAddr : s.isLive(s.objIndex(addr)),
+              Int(objects[o &* 2 &+ 1]) < header(st).pointee.bucketCount.load(ordering: .relaxed) else {
+            return InvariantViolation(message: "Profile.I2: a remembered sampled object is not a live object of a flagged span", address: addr)
+        }
+    }
+    if n != spansSay || n != header(st).pointee.objects {
+        return InvariantViolation(message: "Profile.I2: sampled objects in the table differ from the spans' counts", address: UInt(n))
+    }
+    for b in 0..<profileBucketCount() {
+        let v = profileBucket(b)
+        if v.frees > v.allocs || v.freeBytes > v.allocBytes {
+            return InvariantViolation(message: "Profile.I4: a bucket freed more than it allocated", address: UInt(b))
+        }
+    }
+    return nil
+}
+
 // MARK: - Reading (holds nothing: I3)
 
 /// Buckets recorded so far.
