@@ -4,7 +4,8 @@
 //   when GOMALLOC_PROFILE asks for a profile), each P counts the bytes it allocates down from
 //   a threshold drawn from an exponential distribution of mean R (MCache.nextSample, Go's
 //   mcache.nextSample); the allocation that crosses it is sampled: its call stack (frame
-//   pointers, gm_sys_backtrace_fp) and size are counted in a bucket (Go's mprof bucket: one
+//   pointers, gm_sys_backtrace_fp; with GOMALLOC_PROFILE_UNWIND=1 the .eh_frame unwinder,
+//   gm_sys_backtrace_unwind, primed when the heap starts) and size are counted in a bucket (Go's mprof bucket: one
 //   per stack and size), and the object is remembered in a table keyed by its address, its
 //   span marked (profiledObjects, and fastFreeLimit 0 so that every free of the span takes
 //   the slow path, which looks the object up); its free is counted in the same bucket. The
@@ -14,7 +15,8 @@
 //   profiling is off: turning profiling on points MHeap.fastClassTable, the table only the
 //   malloc fast path reads, at a table of zeros, so every small request maps to span class 0,
 //   whose recent ring is always empty and whose mcache span is always the empty dummy: the
-//   fast path misses and the slow path (mallocSmall, mallocLarge), which uses the real table
+//   fast path misses and the slow path (mallocSlow's copy of the fast path with the
+//   countdown, mallocSmallProfiled; mallocSmall, mallocLarge), which uses the real table
 //   (MHeap.classTable), counts. Noscan requests (every C request) are sent there earlier,
 //   before the fast path takes a P: MHeap.tinyLimitValue, the tiny allocator's bound that
 //   the fast path compares every noscan size with, is raised past maxSmallSize, and the
@@ -57,8 +59,8 @@ let profileMaxDepth = 32
 let profileBucketCapacity = 1 << 15
 /// Slots of the bucket index (open addressing, twice the buckets).
 let profileIndexCapacity = 1 << 16
-/// Live sampled objects remembered: 262144 (a 128 GiB heap at the default rate), 16 bytes
-/// each, sparse.
+/// Slots for live sampled objects: 262144 of 16 bytes, sparse, at most half used (131072
+/// objects: about 64 GiB in use at the default rate).
 let profileObjectCapacity = 1 << 18
 /// Words of a bucket: hash, size, depth, allocs, alloc bytes, frees, free bytes, spare, pcs.
 let profileBucketWords = 8 + profileMaxDepth

@@ -4,7 +4,8 @@
 //   temporary directory (and GOMALLOC_PROFILE_RATE from --rate); the library samples
 //   allocations as Go does and writes its samples and memory map at exit (Profile.swift in
 //   the core). Parse the dump of the command's own process (ProfileDump), symbolize its
-//   stacks from the binaries' ELF symbol tables (ELFSymbols), and write into --out:
+//   stacks from the binaries' ELF symbol tables and DWARF line tables (ELFSymbols,
+//   DWARFLines), and write into --out:
 //     heap.pb.gz     pprof's format (pprof, go tool pprof), Go's four heap sample types
 //     inuse.folded   folded stacks of the estimated bytes still in use at exit
 //     alloc.folded   folded stacks of the estimated bytes allocated
@@ -29,7 +30,8 @@ struct ProfileCommand: ParsableCommand {
             samples one allocation per --rate bytes on average (an exponential distribution, \
             as Go's MemProfileRate), recording its call stack from frame pointers, and counts \
             the frees of the objects it sampled; at exit it writes the samples and its memory \
-            map. gomalloc then names the frames from the binaries' symbol tables and writes \
+            map. gomalloc then names the frames from the binaries' symbol tables (with file \
+            and line where they have DWARF line tables) and writes \
             heap.pb.gz (pprof), inuse.folded and alloc.folded (folded stacks of estimated \
             bytes), inuse.svg and alloc.svg (flame graphs) into --out, and prints the 20 sites \
             holding the most memory at exit and the 20 that allocated the most. A server can \
