@@ -20,6 +20,8 @@
 #define GOMALLOC_BENCH_COMMON_H
 
 #define _GNU_SOURCE 1
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +29,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 // ---- failure ---------------------------------------------------------------------------
 
@@ -215,6 +218,40 @@ static inline long maxrss_kib(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss;
+}
+
+// ---- phase markers (workloads whose RSS `gomalloc bench` samples) -------------------
+
+/// Resident set size in KiB from /proc/self/statm, with open and read only (no heap call).
+static inline long rss_now_kib(void) {
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    const char *p = buf;
+    while (*p && *p != ' ') p++;  // skip the total size
+    long pages = strtol(p, NULL, 10);
+    return pages * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/// Prints a phase boundary `phase=NAME mono_s=S rss_kib=N` (the harness parses it: RSSSampler)
+/// and returns the RSS.
+static inline long marker(const char *phase) {
+    double t = now_seconds();
+    long rss = rss_now_kib();
+    printf("phase=%s mono_s=%.6f rss_kib=%ld\n", phase, t, rss);
+    fflush(stdout);
+    return rss;
+}
+
+/// Sleeps `ms` milliseconds without a heap call.
+static inline void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        if (errno != EINTR) die("nanosleep failed");
 }
 
 /// Mixes a value into a running checksum (order-sensitive).

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -286,6 +287,28 @@ void gm_sys_futex_wake(uint32_t *addr, int count) {
     syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
 }
 
+void gm_sys_futex_wait_for(uint32_t *addr, uint32_t expected, uint64_t nanos) {
+    struct timespec ts = {(time_t)(nanos / 1000000000u), (long)(nanos % 1000000000u)};
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, &ts, NULL, 0);
+}
+
+int gm_sys_thread_start(void *(*fn)(void *)) {
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0) return EAGAIN;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);  // the new thread inherits the mask
+    pthread_t thread;
+    int r = pthread_create(&thread, &attr, fn, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    return r;
+}
+
+void gm_sys_thread_set_name(const char *name) { prctl(PR_SET_NAME, name, 0, 0, 0); }
+
 // MARK: - CPU count
 
 // Read a small file into buf (NUL-terminated) with open/read: no stdio, no allocation.
@@ -404,4 +427,8 @@ int gm_sys_rseq_block(void) {
 
 void gm_sys_rseq_unblock(void) {
     __atomic_fetch_sub(&gm_rseq_gate, (int64_t)1 << 24, __ATOMIC_RELEASE);
+}
+
+void gm_sys_rseq_reset_gate(int ncpu, int blocks) {
+    __atomic_store_n(&gm_rseq_gate, ((int64_t)blocks << 24) - (int64_t)ncpu, __ATOMIC_SEQ_CST);
 }

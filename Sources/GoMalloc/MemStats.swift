@@ -36,6 +36,14 @@ public struct MemStats: Sendable, Equatable {
     /// Bytes the scavenger has returned to the OS so far (cumulative: the work it has done;
     /// `heapReleased` is what is released now).
     public var scavengerReleasedBytes: UInt64
+    /// The part of `scavengerReleasedBytes` the background scavenger thread released.
+    public var scavengerBackgroundReleasedBytes: UInt64
+    /// Whether the background scavenger thread runs (the drop-in library starts it once the
+    /// heap has mapped 64 MiB; the Swift library's heap does its scavenging inline).
+    public var scavengerThreadRunning: Bool
+    /// GOMALLOC_MEMORY_LIMIT in bytes (0: none), and the times the resident heap went past it.
+    public var memoryLimit: UInt64
+    public var memoryLimitHits: UInt64
     /// Cumulative count of objects allocated.
     public var mallocs: UInt64
     /// Cumulative count of objects freed.
@@ -80,6 +88,10 @@ public struct MemStats: Sendable, Equatable {
         stackFrees = m.stackFrees
         metadataSys = m.metadataSys
         scavengerReleasedBytes = m.scavengedBytes
+        scavengerBackgroundReleasedBytes = m.backgroundScavengedBytes
+        scavengerThreadRunning = m.scavengerThread != 0
+        memoryLimit = m.memoryLimit
+        memoryLimitHits = m.memoryLimitHits
         mallocs = m.mallocs
         frees = m.frees
         heapAllocScan = m.heapAllocScan

@@ -75,10 +75,6 @@ private func alignedAlloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPoin
     return mallocAligned(size, alignment: alignment, zero: false, noscan: true)
 }
 
-/// Alignments are size_t: 2^63 is a valid one (that no allocator can honour), not a negative
-/// Int. Above this (mallocAligned's limit) a valid alignment gets ENOMEM, as from glibc.
-private let maxAlignment: UInt = 1 << 40
-
 @inline(__always)
 private func isPowerOfTwo(_ x: UInt) -> Bool { x != 0 && x & (x &- 1) == 0 }
 
@@ -86,7 +82,7 @@ private func isPowerOfTwo(_ x: UInt) -> Bool { x != 0 && x & (x &- 1) == 0 }
 public func gmPosixMemalign(_ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ alignment: Int, _ size: Int) -> Int32 {
     let a = UInt(bitPattern: alignment)
     if !isPowerOfTwo(a) || a % UInt(MemoryLayout<UnsafeRawPointer>.size) != 0 { return EINVAL }
-    if a > maxAlignment { return ENOMEM }
+    if a > UInt(maxAlignment) { return ENOMEM }
     // POSIX: the error is the return value; errno is left alone.
     let saved = gm_sys_errno()
     guard let p = alignedAlloc(Int(a), size) else {
@@ -113,7 +109,7 @@ public func gmMemalign(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer
         gm_sys_set_errno(EINVAL)
         return nil
     }
-    if a0 > maxAlignment { return failENOMEM() }
+    if a0 > UInt(maxAlignment) { return failENOMEM() }
     var a = Swift.max(Int(a0), 1)
     if !isPowerOfTwo(UInt(a)) { a = 1 << (Int.bitWidth - (a - 1).leadingZeroBitCount) }
     return alignedAlloc(a, size) ?? failENOMEM()

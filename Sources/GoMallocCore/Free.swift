@@ -137,6 +137,7 @@ func freeSlow(_ addr: UInt, function: StaticString) {
             h.releaseP(slot)
             reportBadPointer(function: function, problem: "double free", address: addr)
         }
+        if h.pointee.debugMode { poisonFreed(addr, size: s.elemSize) }
         s.freeBits[w] = s.freeBits[w] | bit
         let c = s.spanClass.index
         // The span is cached by this P, which therefore has an mcache.
@@ -179,6 +180,7 @@ func freeRemote(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpa
     // sees the object allocated.
     let allocated = i < s.publishedFreeIndex || s.allocBits[w] & bit != 0
     if !allocated || s.freeBits[w] & bit != 0 { return .doubleFree }
+    if h.pointee.debugMode && !s.isTiny { poisonFreed(s.pointee.startAddr &+ UInt(i &* s.elemSize), size: s.elemSize) }
     // Sequentially consistent: the freer's half of the handshake (its location load follows).
     let old = s.remoteWord(w).pointee.bitwiseOr(bit, ordering: .sequentiallyConsistent).oldValue
     if old & bit != 0 { return .doubleFree }
@@ -197,6 +199,7 @@ func freeLarge(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSpan
         h.releaseP(slot)
         reportBadPointer(function: function, problem: "double free", address: addr)
     }
+    if h.pointee.debugMode { unguardLarge(s) }
     h.freeSpan(s)
     h.releaseP(slot)
 }

@@ -403,7 +403,7 @@ private func checkStackLists(_ h: UnsafeMutablePointer<MHeap>, _ r: inout StackR
     for o in 0..<numStackOrders {
         let pool = h.stackPool(o)
         var n = 0
-        var s = pool.pointee.spans.first
+        var s = pool.spans.pointee.first
         while let span = s {
             if !span.isStack || span.stackSize != fixedStack << o || span.freeBits[0] == 0 {
                 return InvariantViolation(message: "Stack.I3: a span on stackpool of the wrong order or with no free stack", address: span.pointee.startAddr)
@@ -411,7 +411,7 @@ private func checkStackLists(_ h: UnsafeMutablePointer<MHeap>, _ r: inout StackR
             n &+= 1
             s = span.pointee.next
         }
-        if n != r.poolSpans[o] || n != pool.pointee.spans.count {
+        if n != r.poolSpans[o] || n != pool.spans.pointee.count {
             return InvariantViolation(message: "Stack.I3: stackpool lists differ from the spans with free stacks", address: UInt(n))
         }
         if pool.pointee.freeBytes.load(ordering: .relaxed) != r.poolFreeBytes[o] {
@@ -421,7 +421,7 @@ private func checkStackLists(_ h: UnsafeMutablePointer<MHeap>, _ r: inout StackR
     let large = h.stackLarge
     var largeBytes = 0
     for i in 0..<stackLargeLists {
-        var s = large.pointee.free[i].first
+        var s = large.freeList(i).pointee.first
         while let span = s {
             if !span.isStack || span.pointee.npages != 1 << i || span.nelems != 1
                 || span.stackLiveWord.pointee.load(ordering: .relaxed) != 0 {

@@ -64,8 +64,10 @@ struct MHeap: ~Copyable {
     /// The flat size-to-class tables everyone else reads (spanClass(for:)). Immutable.
     var classTable: UnsafeMutablePointer<UInt8>
     var sizeClasses: SizeClassTable
-    /// Noscan requests of fewer bytes than this are packed by the tiny allocator:
-    /// maxTinySize + 1 with GOMALLOC_TINY=1, else 0 (one unsigned compare in malloc).
+    /// Noscan requests of fewer bytes than this take the slow path, where the tiny allocator
+    /// packs them: maxTinySize + 1 with GOMALLOC_TINY=1, else 0 (one unsigned compare in
+    /// malloc). With GOMALLOC_DEBUG=1, maxSmallSize + 1: every noscan request is checked
+    /// there (Debug.swift) and none is packed.
     /// Plain: set before the heap is published, and changed after only by tests
     /// (setTinyPacking) while no other thread is in the allocator; an atomic load here cost
     /// the malloc+free pair an instruction (151 -> 150, callgrind). Packed objects stay valid
@@ -78,6 +80,13 @@ struct MHeap: ~Copyable {
     /// Scavenger: keep at most this percentage of in-use pages (plus one chunk) free and
     /// unreleased; beyond that, free pages are returned to the OS.
     var retainPercent: Int
+    /// GOMALLOC_SCAVENGE (Scavenger.swift). Set before the heap is published; tests change it
+    /// while no other thread is in the allocator.
+    var scavengeMode: ScavengeMode
+    /// GOMALLOC_MEMORY_LIMIT in pages (0: none). Set like scavengeMode.
+    var memoryLimitPages: Int
+    /// GOMALLOC_DEBUG: the hardened mode (Debug.swift). Set before the heap is published.
+    var debugMode: Bool
 
     /// The heap lock (mutable only through its atomic word).
     let lock: RuntimeLock
@@ -98,6 +107,9 @@ struct MHeap: ~Copyable {
         classTable = UnsafeMutablePointer(bitPattern: 8)!
         sizeClasses = SizeClassTable()
         retainPercent = 100
+        scavengeMode = .on
+        memoryLimitPages = 0
+        debugMode = false
         stackState = UnsafeMutableRawPointer(bitPattern: 8)!
         stackGuardBytes = 0
         tinyLimitValue = 0
@@ -144,6 +156,12 @@ struct HeapLocked: ~Copyable {
     /// Free runs the inline scavenger reserved and is releasing without the lock
     /// (Scavenger.I3): allocated in the page allocator, in no span, not in HeapInuse.
     var scavengeBatch: ScavengeBatch
+    /// The memory limit (Scavenger.swift): whether the resident heap is past it now, and how
+    /// many times it went past (MemoryLimitHits).
+    var overMemoryLimit: Bool
+    var memoryLimitHits: UInt64
+    /// Pages the background thread released (part of pages.scavengedTotal).
+    var backgroundScavengedTotal: Int
 
     init(releasesMemory: Bool) {
         pages = PageAlloc(releasesMemory: releasesMemory)
@@ -162,6 +180,9 @@ struct HeapLocked: ~Copyable {
         lastScavenge = 0
         stackPages = 0
         scavengeBatch = ScavengeBatch()
+        overMemoryLimit = false
+        memoryLimitHits = 0
+        backgroundScavengedTotal = 0
     }
 }
 
@@ -194,9 +215,12 @@ extension UnsafeMutablePointer where Pointee == MHeap {
 
     /// Set up the metadata that must exist before the first allocation. Returns false if
     /// the OS refuses memory. Go's mallocinit + mheap.init.
-    func initialize(nprocs n: Int, cpuProcs: Int, retainPercent: Int) -> Bool {
+    func initialize(nprocs n: Int, cpuProcs: Int, retainPercent: Int, scavengeMode: ScavengeMode = .on,
+                    memoryLimitBytes: Int = 0) -> Bool {
         pointee.sizeClasses.build()
         pointee.retainPercent = retainPercent
+        pointee.scavengeMode = scavengeMode
+        pointee.memoryLimitPages = memoryLimitBytes == 0 ? 0 : Swift.max(memoryLimitBytes / pageSize, 1)
         pointee.nprocs = n
         pointee.cpuProcs = cpuProcs
         guard let map = sysAllocSparse(size: arenaMapEntries * MemoryLayout<UInt>.stride),
@@ -209,9 +233,13 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         else { return false }
         pointee.stackState = st
         for o in 0..<numStackOrders {
-            (st + o * stackPoolStride).bindMemory(to: StackPoolItem.self, capacity: 1).initialize(to: StackPoolItem())
+            let item = (st + o * stackPoolStride).bindMemory(to: StackPoolItem.self, capacity: 1)
+            item.initialize(to: StackPoolItem())
+            item.spans.initialize(to: SpanList())
         }
-        (st + stackLargeOffset).bindMemory(to: StackLarge.self, capacity: 1).initialize(to: StackLarge())
+        let large = (st + stackLargeOffset).bindMemory(to: StackLarge.self, capacity: 1)
+        large.initialize(to: StackLarge())
+        for i in 0..<stackLargeLists { large.freeList(i).initialize(to: SpanList()) }
         pointee.classTable = ft.bindMemory(to: UInt8.self, capacity: fastClassTableBytes)
         pointee.fastClassTable = pointee.classTable
         pointee.sizeClasses.writeFastTable(pointee.classTable)
@@ -291,8 +319,11 @@ extension UnsafeMutablePointer where Pointee == MHeap {
             return allocSpanCached(npages: npages, spanClass: spanClass, p: p)
         }
         pointee.lock.lock()
-        defer { pointee.lock.unlock() }
-        return allocSpanLocked(npages: npages, spanClass: spanClass, alignPages: alignPages, kind: kind)
+        let s = allocSpanLocked(npages: npages, spanClass: spanClass, alignPages: alignPages, kind: kind)
+        let release = pointee.memoryLimitPages != 0 && checkMemoryLimit()
+        pointee.lock.unlock()
+        if release { finishScavenge() }
+        return s
     }
 
     /// Go's mheap.allocManual: a stack span of `npages` pages cut into stacks of `stackSize`
@@ -300,10 +331,12 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     /// refuses memory. Takes the heap lock (callers may hold a stackpool lock).
     func allocStackSpan(npages: Int, stackSize: Int) -> UnsafeMutablePointer<MSpan>? {
         pointee.lock.lock()
-        defer { pointee.lock.unlock() }
-        guard let s = allocSpanLocked(npages: npages, spanClass: SpanClass(raw: 0), alignPages: 1,
-                                      kind: SpanKind.stack, stackSize: stackSize) else { return nil }
-        locked.pointee.stackPages &+= npages
+        let s = allocSpanLocked(npages: npages, spanClass: SpanClass(raw: 0), alignPages: 1,
+                                kind: SpanKind.stack, stackSize: stackSize)
+        if s != nil { locked.pointee.stackPages &+= npages }
+        let release = pointee.memoryLimitPages != 0 && checkMemoryLimit()
+        pointee.lock.unlock()
+        if release { finishScavenge() }
         return s
     }
 
@@ -360,14 +393,20 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         s.pointee.npages = npages
         s.spanClass = spanClass
         s.kind = kind
-        s.pointee.needzero = needzero
+        // The hardened mode poisons a new small span whole, so every free slot reads as poison
+        // (Debug.swift I2); its memory is then not zero.
+        let poison = pointee.debugMode && c != 0 && kind == SpanKind.ordinary
+        if poison { poisonFreed(base, size: npages &* pageSize) }
+        s.pointee.needzero = needzero || poison
         s.pointee.next = nil
         s.pointee.prev = nil
         s.freeIndex = 0
         s.allocCount = 0
         s.pointee.location.store(SpanLocation.none, ordering: .relaxed)
         s.pointee.nelemsWord = UInt16(nelems)
-        s.pointee.fastFreeLimit = kind == SpanKind.ordinary ? UInt16(nelems) : 0
+        // 0 sends every free of the span to the slow path: tiny blocks, and every span in the
+        // hardened mode (Debug.swift).
+        s.pointee.fastFreeLimit = kind == SpanKind.ordinary && !pointee.debugMode ? UInt16(nelems) : 0
         s.pointee.profiledObjects = 0
         s.pointee.bitmapWordsWord = UInt8(words)
         if c != 0 {
@@ -422,6 +461,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         let release = scavengeIfNeeded()
         pointee.lock.unlock()
         if release { finishScavenge() }
+        wakeScavengerIfParked()
     }
 
     // MARK: - Large spans resized in place (realloc's mechanisms; its policy is in Realloc.swift)
@@ -490,6 +530,9 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         guard locked.pointee.pages.grow(base: v, size: ask) else { return false }
         locked.pointee.arenas.currentBase = v &+ ask
         locked.pointee.heapSys &+= Int(ask)
+        if locked.pointee.heapSys >= backgroundScavengeThreshold && pointee.scavengeMode == .on {
+            wantScavengerThread()
+        }
         return true
     }
 

@@ -31,6 +31,11 @@ let ENOMEM: Int32 = 12
 let EINVAL: Int32 = 22
 /// glibc refuses requests above PTRDIFF_MAX; we cannot map more than our address bits anyway.
 let maxRequest = 1 << heapAddrBits
+/// The largest alignment honoured (1 GiB); a valid alignment above it gets ENOMEM, as glibc
+/// and jemalloc give once the over-allocation it needs cannot be mapped. (Honouring 1 TiB
+/// would commit a terabyte of address space to the heap for one object.) Alignments are
+/// size_t in C: 2^63 is a valid one, not a negative Int.
+let maxAlignment = 1 << 30
 
 /// Allocate `size` bytes of a size class (C alignment rules when `cABI`), zeroed if `zero`,
 /// from the noscan span classes when `noscan` (which also lets 1...maxTinySize bytes be
@@ -82,13 +87,18 @@ func mallocSlow(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMuta
     }
     var p: UnsafeMutableRawPointer? = nil
     if size >= 0 && size <= maxRequest, let h = heap() {
-        // The real bound (while heap profiling is on, tinyLimit sends every noscan request here).
-        if noscan && UInt(bitPattern: size) < packingLimit(h) { return mallocTiny(h, size: size, zero: zero) }
+        // The real bound (while heap profiling is on, tinyLimit sends every noscan request
+        // here, Profile.swift); with GOMALLOC_DEBUG=1 every noscan request is below it.
+        if noscan && UInt(bitPattern: size) < packingLimit(h) {
+            return h.pointee.debugMode ? mallocDebug(h, size: size, cABI: cABI, zero: zero) : mallocTiny(h, size: size, zero: zero)
+        }
         p = size > maxSmallSize
             ? mallocLarge(h, size: size, alignPages: 1, zero: zero, noscan: noscan)
             : mallocSmall(h, h.spanClass(for: size, cABI: cABI, noscan: noscan), size: size, zero: zero)
     }
     if p == nil { gm_sys_set_errno(ENOMEM) }
+    // The heap may have grown past the background scavenger's threshold (no P held here).
+    startScavengerIfWanted()
     return p
 }
 
@@ -166,9 +176,10 @@ func mallocLarge(_ h: UnsafeMutablePointer<MHeap>, size: Int, alignPages: Int, z
     // Overflow-safe page count.
     if size > maxRequest { return nil }
     let npages = (size &+ pageMask) >> pageShift
-    guard let s = h.allocSpan(npages: npages, spanClass: SpanClass(sizeClass: 0, noscan: noscan), alignPages: alignPages) else {
-        return nil
-    }
+    guard let s = h.pointee.debugMode
+        ? mallocLargeGuarded(h, npages: npages, alignPages: alignPages, zero: zero, noscan: noscan)
+        : h.allocSpan(npages: npages, spanClass: SpanClass(sizeClass: 0, noscan: noscan), alignPages: alignPages)
+    else { return nil }
     let ptr = UnsafeMutableRawPointer(bitPattern: s.pointee.startAddr).unsafelyUnwrapped
     if zero && s.pointee.needzero { gm_sys_memset(ptr, 0, size) }
     let rate = profileRate()
@@ -187,10 +198,11 @@ func mallocAligned(_ size: Int, alignment: Int, zero: Bool, noscan: Bool) -> Uns
             p = c != 0
                 ? mallocSmall(h, SpanClass(sizeClass: c, noscan: noscan), size: size, zero: zero)
                 : mallocLarge(h, size: Swift.max(size, maxSmallSize &+ 1), alignPages: 1, zero: zero, noscan: noscan)
-        } else if alignment <= (1 << 40) {
+        } else if alignment <= maxAlignment {
             p = mallocLarge(h, size: Swift.max(size, maxSmallSize &+ 1), alignPages: alignment >> pageShift, zero: zero, noscan: noscan)
         }
     }
     if p == nil { gm_sys_set_errno(ENOMEM) }
+    startScavengerIfWanted()
     return p
 }

@@ -85,8 +85,11 @@ private func createHeap() -> UnsafeMutablePointer<MHeap>? {
     // than ours (4 KiB on x86-64; AArch64 kernels with 16 or 64 KiB pages get none).
     let osPage = Int(gm_sys_os_page_size())
     h.pointee.stackGuardBytes = Option.stackGuard.read() != 0 && osPage <= pageSize ? osPage : 0
-    h.pointee.tinyLimitValue = Option.tiny.read() != 0 ? UInt(maxTinySize + 1) : 0
-    guard h.initialize(nprocs: cpuProcs + procs, cpuProcs: cpuProcs, retainPercent: Option.retainPercent.read())
+    h.pointee.debugMode = Option.debug.read() != 0
+    h.pointee.tinyLimitValue = h.pointee.debugMode ? UInt(maxSmallSize + 1)
+        : Option.tiny.read() != 0 ? UInt(maxTinySize + 1) : 0
+    guard h.initialize(nprocs: cpuProcs + procs, cpuProcs: cpuProcs, retainPercent: Option.retainPercent.read(),
+                       scavengeMode: Option.scavengeMode(), memoryLimitBytes: Option.memoryLimit.readBytes())
     else { return nil }
     // The rseq section admits CPU ids below cpuProcs from now on (before the heap is published).
     if cpuProcs != 0 { gm_sys_rseq_set_cpus(Int32(cpuProcs)) }

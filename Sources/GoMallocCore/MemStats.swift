@@ -2,7 +2,7 @@
 //
 // Role: a snapshot of the heap (HeapAlloc, HeapSys, HeapIdle, HeapInuse, HeapReleased,
 //   Mallocs, Frees, per-class counts, StackInuse and its parts, Ps and mcaches, the
-//   scavenger's released bytes) for the Swift API, malloc_stats, mallinfo2, malloc_info and
+//   scavenger's released bytes, its thread, the memory limit and its hits) for the Swift API, malloc_stats, mallinfo2, malloc_info and
 //   GOMALLOC_STATS; its text form (one figure per line, then a per-class table), its JSON
 //   form (gomalloc_stats_json, GOMALLOC_STATS=json) and glibc's malloc_info XML, each
 //   formatted without allocating.
@@ -73,6 +73,14 @@ package struct MemStatsSnapshot {
     /// Bytes the scavenger has returned to the OS so far (cumulative; pages freed already
     /// released, such as a large realloc's moved pages, are not counted).
     package var scavengedBytes: UInt64 = 0
+    /// The part of scavengedBytes the background thread released (BackgroundScavenger.swift).
+    package var backgroundScavengedBytes: UInt64 = 0
+    /// Whether the background scavenger thread runs (0 or 1).
+    package var scavengerThread: UInt64 = 0
+    /// GOMALLOC_MEMORY_LIMIT in bytes (0: none), and how many times the resident heap went
+    /// past it.
+    package var memoryLimit: UInt64 = 0
+    package var memoryLimitHits: UInt64 = 0
 
     package init() {}
 }
@@ -87,6 +95,8 @@ package func readMemStats() -> MemStatsSnapshot {
     let inUse = UInt64(h.pagesInUse &* pageSize)
     m.heapReleased = UInt64(h.locked.pointee.pages.scavengedPages &* pageSize)
     m.scavengedBytes = UInt64(h.locked.pointee.pages.scavengedTotal &* pageSize)
+    m.backgroundScavengedBytes = UInt64(h.locked.pointee.backgroundScavengedTotal &* pageSize)
+    m.memoryLimitHits = h.locked.pointee.memoryLimitHits
     m.largeMallocs = h.locked.pointee.largeAllocCount
     m.largeFrees = h.locked.pointee.largeFreeCount
     m.largeAllocBytes = h.locked.pointee.largeAllocBytes &- h.locked.pointee.largeFreeBytes
@@ -106,6 +116,8 @@ package func readMemStats() -> MemStatsSnapshot {
     m.stackFrees = st.frees
     m.nprocs = h.pointee.nprocs
     m.cpuProcs = h.pointee.cpuProcs
+    m.memoryLimit = UInt64(h.pointee.memoryLimitPages &* pageSize)
+    m.scavengerThread = scavengerThreadRunning ? 1 : 0
     m.heapSys = heapSys
     m.heapInuse = inUse
     m.heapIdle = m.heapSys &- m.heapInuse
@@ -223,6 +235,10 @@ package func printMemStats(fd: Int32) {
     statLine(fd, "StackFrees", m.stackFrees)
     byteLine(fd, "MetadataSys", m.metadataSys)
     byteLine(fd, "ScavengerReleased", m.scavengedBytes)
+    byteLine(fd, "ScavengerBackgroundReleased", m.backgroundScavengedBytes)
+    statLine(fd, "ScavengerThread", m.scavengerThread)
+    byteLine(fd, "MemoryLimit", m.memoryLimit)
+    statLine(fd, "MemoryLimitHits", m.memoryLimitHits)
     statLine(fd, "Mallocs", m.mallocs)
     statLine(fd, "Frees", m.frees)
     statLine(fd, "TinyAllocs", m.tinyAllocs)
@@ -303,6 +319,10 @@ package func formatMemStatsJSON(_ m: MemStatsSnapshot, into buffer: UnsafeMutabl
     jsonField(&t, "StackFrees", m.stackFrees)
     jsonField(&t, "MetadataSys", m.metadataSys)
     jsonField(&t, "ScavengerReleasedBytes", m.scavengedBytes)
+    jsonField(&t, "ScavengerBackgroundReleasedBytes", m.backgroundScavengedBytes)
+    jsonField(&t, "ScavengerThread", m.scavengerThread)
+    jsonField(&t, "MemoryLimit", m.memoryLimit)
+    jsonField(&t, "MemoryLimitHits", m.memoryLimitHits)
     jsonField(&t, "Mallocs", m.mallocs)
     jsonField(&t, "Frees", m.frees)
     jsonField(&t, "TinyAllocs", m.tinyAllocs)

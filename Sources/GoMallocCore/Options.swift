@@ -12,8 +12,10 @@
 //   I2. No other file calls getenv.
 // Concurrency: read once before the heap is published; immutable afterwards.
 // Failure: a value that is not all decimal digits (empty, signed, trailing garbage) falls
-//   back to the default (GOMALLOC_STATS=json is a word read by `isSet(to:)`; GOMALLOC_HEAPMAP is
-//   a path read by `string()`); a number out of range, however long, is clamped to the bounds.
+//   back to the default (GOMALLOC_STATS=json and GOMALLOC_SCAVENGE's words are read by
+//   `isSet(to:)`, a word not known is the default; GOMALLOC_HEAPMAP is a path read by
+//   `string()`; GOMALLOC_MEMORY_LIMIT is a byte count read by `readBytes()`, malformed: no
+//   limit); a number out of range, however long, is clamped to the bounds.
 import CGoMallocSys
 
 package enum Option: Int {
@@ -24,6 +26,9 @@ package enum Option: Int {
     case tiny
     case stackGuard
     case heapMap
+    case scavenge
+    case memoryLimit
+    case debug
     case profile
     case profileRate
     case profileSeed
@@ -53,7 +58,7 @@ package enum Option: Int {
         case .stats:
             Row(name: "GOMALLOC_STATS", defaultValue: 0, min: 0, max: Int(Int32.max),
                 defaultDoc: "0", rangeDoc: "0, 1, a pid or json",
-                doc: "1 (or the process's own pid: that process only — `gomalloc run --stats` uses this, so the programs it starts stay quiet): print MemStats (`HeapAlloc` and its `HeapAllocScan` / `HeapAllocNoscan` parts, `HeapSys`, `HeapIdle`, `HeapInuse`, `HeapReleased`, `Mallocs`, `Frees`, `TinyAllocs`, `TinyFrees`, `TinyBlocks`, `StackInuse`, `StackSys` and their parts (`StackAlloc`, `StackCached`, `StackPoolFree`, `StackLargeFree`), `StackAllocs`, `StackFrees`, `MetadataSys`, `ScavengerReleased`, `Ps`, `CPUPs` (Ps bound to CPUs), `mcaches`, then a table of per-class counts with their noscan part) to stderr at exit, one figure per line (byte figures followed by their size in KiB/MiB/GiB), without allocating. `json`: the same figures as one line of JSON (the form `gomalloc_stats_json` returns).")
+                doc: "1 (or the process's own pid: that process only — `gomalloc run --stats` uses this, so the programs it starts stay quiet): print MemStats (`HeapAlloc` and its `HeapAllocScan` / `HeapAllocNoscan` parts, `HeapSys`, `HeapIdle`, `HeapInuse`, `HeapReleased`, `Mallocs`, `Frees`, `TinyAllocs`, `TinyFrees`, `TinyBlocks`, `StackInuse`, `StackSys` and their parts (`StackAlloc`, `StackCached`, `StackPoolFree`, `StackLargeFree`), `StackAllocs`, `StackFrees`, `MetadataSys`, `ScavengerReleased` (and its `ScavengerBackgroundReleased` part), `ScavengerThread`, `MemoryLimit`, `MemoryLimitHits`, `Ps`, `CPUPs` (Ps bound to CPUs), `mcaches`, then a table of per-class counts with their noscan part) to stderr at exit, one figure per line (byte figures followed by their size in KiB/MiB/GiB), without allocating. `json`: the same figures as one line of JSON (the form `gomalloc_stats_json` returns).")
         case .retainPercent:
             Row(name: "GOMALLOC_RETAIN_PERCENT", defaultValue: 100, min: 0, max: 1000,
                 defaultDoc: "100", rangeDoc: "0–1000",
@@ -70,6 +75,18 @@ package enum Option: Int {
             Row(name: "GOMALLOC_HEAPMAP", defaultValue: 0, min: 0, max: 0,
                 defaultDoc: "unset", rangeDoc: "a file path",
                 doc: "At exit, stop the world and write a heap dump to this file (created or truncated; `%p` in the path is replaced by the process id): every arena page by page, run-length encoded as small-span (with its size class), large-span, stack, free, released or uncommitted runs, with totals. Written without allocating; nothing is written if the file cannot be created. Only the process that loaded the library writes it (forked children do not; programs it execs write their own, so use `%p` when the command starts others). `gomalloc heapmap` sets it and draws the dump.")
+        case .scavenge:
+            Row(name: "GOMALLOC_SCAVENGE", defaultValue: 1, min: 0, max: 2,
+                defaultDoc: "on", rangeDoc: "off, on or eager",
+                doc: "How free memory goes back to the OS (Scavenger.swift). `on`: free pages past the retain goal (`GOMALLOC_RETAIN_PERCENT`) are released on the free path, paced; once the heap has mapped 64 MiB a background thread of ours (`gomalloc-scav`, started on a later allocation, again lazily in a forked child) does that pacing instead and, after a second without any heap call, flushes the caches and releases every free page. `eager`: every free page is released as soon as it is free (leanest, slowest; no thread). `off`: only `malloc_trim` and the memory limit release memory (no thread).")
+        case .memoryLimit:
+            Row(name: "GOMALLOC_MEMORY_LIMIT", defaultValue: 0, min: 0, max: Int.max,
+                defaultDoc: "0 (none)", rangeDoc: "bytes, with K, M or G",
+                doc: "A soft limit on resident heap memory (in-use and free resident pages, stacks and metadata), like Go's `GOMEMLIMIT`: as the heap nears 95% of it the retain goal shrinks to what fits, and once past it every free page is released at once, without pacing. Allocation past the limit still succeeds; `MemoryLimitHits` counts the times the resident heap went past it. 0: no limit.")
+        case .debug:
+            Row(name: "GOMALLOC_DEBUG", defaultValue: 0, min: 0, max: 1,
+                defaultDoc: "0", rangeDoc: "0 or 1",
+                doc: "1: the hardened mode (Debug.swift). Freed small objects are filled with `0xDF` and checked when malloc hands them out again: a write after free is reported (`gomalloc: malloc(): write after free 0x… (byte N)`) and the process aborts; every large block ends in an inaccessible guard page, so an overrun past its usable size faults at once. Every malloc and free takes the slow path (several times slower; packing by `GOMALLOC_TINY` is off). Swift requests with `containsPointers: true` are poisoned when freed but not checked. 0: off.")
         case .profile:
             Row(name: "GOMALLOC_PROFILE", defaultValue: 0, min: 0, max: 0,
                 defaultDoc: "unset", rangeDoc: "a file path",
@@ -111,7 +128,45 @@ package enum Option: Int {
     }
 }
 
+/// GOMALLOC_SCAVENGE's values.
+package enum ScavengeMode: UInt8 {
+    case off = 0, on = 1, eager = 2
+}
+
 extension Option {
+    /// GOMALLOC_SCAVENGE: `off` or `eager`; anything else (unset, a typo) is `on`.
+    package static func scavengeMode() -> ScavengeMode {
+        Option.scavenge.isSet(to: "off") ? .off : Option.scavenge.isSet(to: "eager") ? .eager : .on
+    }
+
+    /// A byte count with an optional K, M or G suffix (powers of 1024, either case; a
+    /// trailing B or iB is accepted: 512M, 2GiB, 100000); 0 when unset or malformed;
+    /// saturating at the row's max. GOMALLOC_MEMORY_LIMIT.
+    package func readBytes() -> Int {
+        guard let v = string() else { return row.defaultValue }
+        var value = 0
+        var i = 0
+        while v[i] >= 0x30 && v[i] <= 0x39 {
+            let (m, o1) = value.multipliedReportingOverflow(by: 10)
+            let (a, o2) = m.addingReportingOverflow(Int(v[i] - 0x30))
+            value = o1 || o2 ? Int.max : a
+            i += 1
+        }
+        if i == 0 { return row.defaultValue }
+        var shift = 0
+        switch v[i] | 0x20 {  // lower case
+        case 0x6b: shift = 10; i += 1  // k
+        case 0x6d: shift = 20; i += 1  // m
+        case 0x67: shift = 30; i += 1  // g
+        default: break
+        }
+        if shift != 0 && (v[i] | 0x20) == 0x69 && (v[i + 1] | 0x20) == 0x62 { i += 2 }  // iB
+        else if (v[i] | 0x20) == 0x62 { i += 1 }  // B
+        if v[i] != 0 { return row.defaultValue }
+        if shift != 0 { value = value > (Int.max >> shift) ? Int.max : value << shift }
+        return Swift.min(value, row.max)
+    }
+
     /// The variable's raw value (a string option such as GOMALLOC_HEAPMAP's path); nil when
     /// unset. Read on every call; the pointer is the environment's own.
     package func string() -> UnsafePointer<CChar>? {

@@ -153,7 +153,9 @@ extension UnsafeMutablePointer where Pointee == MHeap {
                 raw = pc.popSpanBlock(which)
                 if raw == nil { locked.pointee.pages.free(base: base, npages: npages) }
             }
+            let release = pointee.memoryLimitPages != 0 && checkMemoryLimit()
             pointee.lock.unlock()
+            if release { finishScavenge() }
             if base == 0 || raw == nil { return nil }
         }
         let s = raw.unsafelyUnwrapped.assumingMemoryBound(to: MSpan.self)

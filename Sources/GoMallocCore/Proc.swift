@@ -310,7 +310,11 @@ private func forkChild() {
     if let h = theHeap() {
         for i in 0..<h.pointee.nprocs { h.flushPageCacheLocked(h.proc(i)) }
         h.abandonScavengeBatchInChild()
+        // A thread that was between blockCPUProcs and unblockCPUProcs (a trim, the
+        // scavenger's idle flush) left its block on the gate; only ours (stopTheWorld's) exists here.
+        if h.pointee.cpuProcs != 0 { gm_sys_rseq_reset_gate(Int32(h.pointee.cpuProcs), 1) }
     }
+    scavengerThreadForkChild()
     forkRelease()
     if let h = theHeap(), h.pointee.cpuProcs != 0 && gm_sys_rseq_setup() == 0 { h.bindPsByCASOnly() }
 }

@@ -387,7 +387,9 @@ func profileFree(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSp
         hd.pointee.objects &-= 1
         if s.pointee.profiledObjects > 0 {
             s.pointee.profiledObjects &-= 1
-            if s.pointee.profiledObjects == 0 && s.spanClass.sizeClass != 0 && s.kind == SpanKind.ordinary {
+            // (In the hardened mode every span keeps 0: Debug.swift checks every free.)
+            if s.pointee.profiledObjects == 0 && s.spanClass.sizeClass != 0 && s.kind == SpanKind.ordinary
+                && !h.pointee.debugMode {
                 s.pointee.fastFreeLimit = s.pointee.nelemsWord
             }
         }

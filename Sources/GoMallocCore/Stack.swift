@@ -81,30 +81,48 @@ struct StackCacheList {
 /// stackpool[order] (Go's stackpoolItem), padded to its own cache lines.
 struct StackPoolItem: ~Copyable {
     let lock: RuntimeLock
-    /// Spans of this order with at least one free stack (I3). Guarded by lock.
-    var spans: SpanList
-    /// Bytes of the free stacks in those spans. Written under lock; statistics read it
+    /// Bytes of the free stacks in its spans. Written under lock; statistics read it
     /// (relaxed).
     let freeBytes: Atomic<Int>
+    // The spans of this order with at least one free stack (I3), guarded by lock, follow at
+    // spansOffset in the same padded slot (`spans`): a change to them is never an access
+    // to this struct, whose lock other threads are taking meanwhile (as MCentral's lists).
+    static let spansOffset = 64
 
     init() {
         lock = RuntimeLock(rank: .stackpool)
-        spans = SpanList()
         freeBytes = Atomic(0)
+    }
+}
+
+extension UnsafeMutablePointer where Pointee == StackPoolItem {
+    /// The pool's spans with a free stack. Caller holds the lock.
+    @inline(__always)
+    var spans: UnsafeMutablePointer<SpanList> {
+        (UnsafeMutableRawPointer(self) + StackPoolItem.spansOffset).assumingMemoryBound(to: SpanList.self)
     }
 }
 
 /// Go's stackLarge: free large stack spans by log2 of their page count.
 struct StackLarge: ~Copyable {
     let lock: RuntimeLock
-    var free: InlineArray<18, SpanList>
     /// Bytes of the stacks on the lists. Written under lock; statistics read it (relaxed).
     let bytes: Atomic<Int>
+    // The stackLargeLists lists, guarded by lock, follow at listsOffset (`freeList(_:)`),
+    // apart from the lock for the same reason as StackPoolItem's spans.
+    static let listsOffset = 64
 
     init() {
         lock = RuntimeLock(rank: .stackLarge)
-        free = InlineArray(repeating: SpanList())
         bytes = Atomic(0)
+    }
+}
+
+extension UnsafeMutablePointer where Pointee == StackLarge {
+    /// The free large stack spans of 2^i pages. Caller holds the lock.
+    @inline(__always)
+    func freeList(_ i: Int) -> UnsafeMutablePointer<SpanList> {
+        (UnsafeMutableRawPointer(self) + StackLarge.listsOffset).assumingMemoryBound(to: SpanList.self) + i
     }
 }
 
@@ -121,7 +139,7 @@ extension Atomic where Value == Int {
 /// Where the stack allocator's shared state sits in its metadata block (MHeap.stackState).
 let stackPoolStride = 128
 let stackLargeOffset = numStackOrders * stackPoolStride
-let stackStateBytes = stackLargeOffset + ((MemoryLayout<StackLarge>.stride + 127) & ~127)
+let stackStateBytes = stackLargeOffset + ((StackLarge.listsOffset + stackLargeLists * MemoryLayout<SpanList>.stride + 127) & ~127)
 
 /// The stack allocator's per-P counters (Proc.swift): stacks handed out and taken back
 /// through this P, their bytes, and the bytes in this P's stack cache now.
@@ -247,7 +265,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         let npages = n >> pageShift
         let large = stackLarge
         large.pointee.lock.lock()
-        let reused = large.pointee.free[npages.trailingZeroBitCount].popFront()
+        let reused = large.freeList(npages.trailingZeroBitCount).pointee.popFront()
         if reused != nil { large.pointee.bytes.addWithOneWriter(0 &- n) }
         large.pointee.lock.unlock()
         if let s = reused { return s.pointee.startAddr }
@@ -265,11 +283,11 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     fileprivate func stackPoolAllocLocked(_ order: Int) -> UInt {
         let pool = stackPool(order)
         let size = fixedStack << order
-        var span = pool.pointee.spans.first
+        var span = pool.spans.pointee.first
         if span == nil {
             guard let s = allocStackSpan(npages: stackCacheSize >> pageShift, stackSize: size) else { return 0 }
             s.freeBits[0] = (UInt64(1) << UInt64(s.nelems)) &- 1
-            pool.pointee.spans.pushBack(s)
+            pool.spans.pointee.pushBack(s)
             pool.pointee.freeBytes.addWithOneWriter(stackCacheSize)
             span = s
         }
@@ -277,7 +295,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         let bits = s.freeBits[0]
         let k = bits.trailingZeroBitCount
         s.freeBits[0] = bits & (bits &- 1)
-        if bits & (bits &- 1) == 0 { pool.pointee.spans.remove(s) }
+        if bits & (bits &- 1) == 0 { pool.spans.pointee.remove(s) }
         pool.pointee.freeBytes.addWithOneWriter(0 &- size)
         return s.pointee.startAddr &+ UInt(k &* size)
     }
@@ -289,9 +307,9 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         let size = fixedStack << order
         let bits = s.freeBits[0]
         let now = bits | UInt64(1) << UInt64((x &- s.pointee.startAddr) >> UInt(size.trailingZeroBitCount))
-        if bits == 0 { pool.pointee.spans.pushBack(s) }
+        if bits == 0 { pool.spans.pointee.pushBack(s) }
         if now == (UInt64(1) << UInt64(s.nelems)) &- 1 {
-            pool.pointee.spans.remove(s)
+            pool.spans.pointee.remove(s)
             pool.pointee.freeBytes.addWithOneWriter(size &- stackCacheSize)
             s.freeBits[0] = 0
             freeSpan(s)
@@ -348,7 +366,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         while true {
             large.pointee.lock.lock()
             var s: UnsafeMutablePointer<MSpan>? = nil
-            for i in 0..<stackLargeLists where s == nil { s = large.pointee.free[i].popFront() }
+            for i in 0..<stackLargeLists where s == nil { s = large.freeList(i).pointee.popFront() }
             if let s { large.pointee.bytes.addWithOneWriter(0 &- s.stackSize) }
             large.pointee.lock.unlock()
             guard let s else { return }
@@ -363,7 +381,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         if g != 0 && !sysUnguard(s.pointee.startAddr, size: g) {
             let large = stackLarge
             large.pointee.lock.lock()
-            large.pointee.free[s.pointee.npages.trailingZeroBitCount].pushFront(s)
+            large.freeList(s.pointee.npages.trailingZeroBitCount).pointee.pushFront(s)
             large.pointee.bytes.addWithOneWriter(s.stackSize)
             large.pointee.lock.unlock()
             return false
@@ -408,7 +426,7 @@ func stackFree(_ lo: UInt, size: Int) {
         large.pointee.lock.lock()
         let kept = large.pointee.bytes.load(ordering: .relaxed)
         if kept &+ n <= stackLargeRetainBytes {
-            large.pointee.free[s.pointee.npages.trailingZeroBitCount].pushFront(s)
+            large.freeList(s.pointee.npages.trailingZeroBitCount).pointee.pushFront(s)
             large.pointee.bytes.store(kept &+ n, ordering: .relaxed)
             large.pointee.lock.unlock()
         } else {

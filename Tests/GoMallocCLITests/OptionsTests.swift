@@ -146,6 +146,41 @@ final class OptionsTests: XCTestCase {
         XCTAssertEqual(path(""), "")
     }
 
+    /// GOMALLOC_MEMORY_LIMIT: a byte count with an optional K, M or G suffix (powers of
+    /// 1024, either case, B or iB after it); malformed is 0 (no limit); huge saturates.
+    func testMemoryLimitBytes() {
+        func bytes(_ value: String?) -> Int {
+            var result = -1
+            with(.memoryLimit, value) { result = Option.memoryLimit.readBytes() }
+            return result
+        }
+        XCTAssertEqual(bytes(nil), 0)
+        XCTAssertEqual(bytes("100000"), 100_000)
+        XCTAssertEqual(bytes("64k"), 64 << 10)
+        XCTAssertEqual(bytes("512M"), 512 << 20)
+        XCTAssertEqual(bytes("2GiB"), 2 << 30)
+        XCTAssertEqual(bytes("3g"), 3 << 30)
+        XCTAssertEqual(bytes("100B"), 100)
+        for bad in ["", "M", "12x", "-5", "1 G", "5MBs", "1T"] { XCTAssertEqual(bytes(bad), 0, bad) }
+        XCTAssertEqual(bytes(String(repeating: "9", count: 40)), Int.max)
+        XCTAssertEqual(bytes("99999999999999G"), Int.max, "the suffix saturates too")
+    }
+
+    /// GOMALLOC_SCAVENGE: off, eager, anything else on.
+    func testScavengeModeWords() {
+        func mode(_ value: String?) -> ScavengeMode {
+            var result = ScavengeMode.on
+            with(.scavenge, value) { result = Option.scavengeMode() }
+            return result
+        }
+        XCTAssertEqual(mode(nil), .on)
+        XCTAssertEqual(mode("on"), .on)
+        XCTAssertEqual(mode("off"), .off)
+        XCTAssertEqual(mode("eager"), .eager)
+        XCTAssertEqual(mode("Off"), .on, "words are exact")
+        XCTAssertEqual(mode("offf"), .on)
+    }
+
     func testDefaultWhenUnsetOrMalformed() {
         for option in Option.allCases {
             let d = option.row.defaultValue

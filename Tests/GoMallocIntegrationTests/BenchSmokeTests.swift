@@ -1,5 +1,6 @@
 // BenchSmokeTests: runs the real `gomalloc bench --smoke` (one repetition, tiny sizes) and
-// checks that it prints its table and writes results.json and chart.svg. It measures
+// checks that it prints its table and writes results.json, chart.svg and rss-over-time.svg
+// (server-churn's RSS sampled every 100 ms, one line per allocator). It measures
 // nothing; it proves the suite works end to end: workloads compile and pass their own
 // memory checks under every allocator that is installed, the JSON has one entry per
 // workload x allocator that ran, and GoMalloc's drop-in library is among them whenever it
@@ -101,5 +102,20 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertTrue(svg.hasPrefix("<?xml"), "chart.svg is an XML document")
         XCTAssertTrue(svg.contains("<svg") && svg.contains("</svg>"), "chart.svg is an SVG")
         for a in ran { XCTAssertTrue(svg.contains(">\(a)"), "the chart's legend names \(a)") }
+
+        // server-churn's RSS over time: samples in every run, the end-of-idle RSS, the chart.
+        for r in results where r["workload"] as? String == "server-churn" && r["ok"] as? Bool == true {
+            let runs = (r["runs"] as? [[String: Any]]) ?? []
+            for run in runs {
+                XCTAssertFalse((run["rssSeries"] as? [Any] ?? []).isEmpty, "server-churn under \(r["allocator"] ?? "?") has RSS samples")
+                let phases = (run["phases"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+                XCTAssertEqual(phases, ["grow", "churn", "shrink", "idle", "idle-end", "exit"])
+            }
+            XCTAssertGreaterThan(r["medianIdleEndRSSKiB"] as? Double ?? 0, 0)
+        }
+        XCTAssertTrue(stdout.contains("server-churn idle end"), "the table has the end-of-idle row\(context)")
+        let rss = try String(contentsOf: out.appendingPathComponent("rss-over-time.svg"), encoding: .utf8)
+        XCTAssertTrue(rss.hasPrefix("<?xml") && rss.contains("</svg>"), "rss-over-time.svg is an SVG document")
+        XCTAssertEqual(rss.components(separatedBy: "<polyline").count - 1, ran.count, "one line per allocator")
     }
 }

@@ -31,6 +31,10 @@ final class DropInTests: XCTestCase {
         "realloc_move.c": "testLargeReallocThatCannotGrowMovesItsPages",
         "stats_forms.c": "testMallocInfoAndStatsJSONFromC",
         "heapmap.c": "HeapMapTests.testDumpOfAKnownProgram, testOnlyTheRegisteringProcessWrites",
+        "memory_return.c": "MemoryReturnTests (every test)",
+        "hostile.c": "HostileInputTests.testEveryEntryPointAgainstTheReadmeTable",
+        "debug_mode.c": "DebugModeTests (every test)",
+        "soak.c": "SoakTests.testSoakTwentySeconds",
         "profile.c": "ProfileTests (every test)",
     ]
 

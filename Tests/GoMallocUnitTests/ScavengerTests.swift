@@ -157,4 +157,144 @@ final class ScavengerTests: XCTestCase {
         _ = trimToNothingResident()
         assertHeapInvariants()
     }
+
+    /// Released pages come back zeroed: a block filled, freed and released by the idle
+    /// ticker reads as zero when the heap hands its pages out again (no memset: the span
+    /// knows its pages were scavenged), and no page is both allocated and scavenged
+    /// (checkInvariants, PageAlloc I2).
+    func testReleasedPagesComeBackZeroed() throws {
+        let h = try XCTUnwrap(theHeap())
+        _ = trimToNothingResident()
+        let n = 300
+        let p = try allocatePages(n)
+        memset(p, 0xAB, n * page)
+        GoAllocator.deallocate(p)
+        var ticker = ScavengerTicker()
+        _ = ticker.tick(h, now: ScavengerProbe.now)
+        XCTAssertEqual(ticker.tick(h, now: ScavengerProbe.now + scavengerIdleNanos), 0)
+        assertHeapInvariants()
+        let q = try allocatePages(n)
+        XCTAssertEqual(q, p, "set-up: the same pages again (highest free run first)")
+        let bytes = q.assumingMemoryBound(to: UInt8.self)
+        var nonzero = 0
+        for i in 0..<(n * page) where bytes[i] != 0 { nonzero += 1 }
+        XCTAssertEqual(nonzero, 0, "released pages read as zero")
+        assertHeapInvariants()
+        GoAllocator.deallocate(q)
+        _ = trimToNothingResident()
+    }
+
+    // MARK: - The background thread's policy (BackgroundScavenger.swift), on the test clock
+
+    /// Free `n` pages past the goal while pacing holds the free path back, so that only the
+    /// ticker releases them; returns the pages held (free them afterwards) and the goal.
+    private func leaveExcess(_ n: Int) throws -> (hold: UnsafeMutableRawPointer, goal: Int) {
+        _ = trimToNothingResident()
+        let hold = try allocatePages(4096)
+        let target = goal(inUsePages(GoAllocator.statistics()))
+        let p = try allocatePages(n)
+        ScavengerProbe.markJustReleased()
+        GoAllocator.deallocate(p)
+        XCTAssertEqual(residentFreePages(GoAllocator.statistics()), n, "set-up: the free path released some")
+        return (hold, target)
+    }
+
+    /// While the program makes heap calls the thread releases the excess over the goal, at
+    /// most its budget a tick, and keeps the goal.
+    func testTickerReleasesTheExcessWithinItsBudgetWhileBusy() throws {
+        let h = try XCTUnwrap(theHeap())
+        let (hold, target) = try leaveExcess(goal(4096 + 64) + scavengerBusyBudgetPages + 1000)
+        var ticker = ScavengerTicker()
+        let before = residentFreePages(GoAllocator.statistics())
+        XCTAssertEqual(ticker.tick(h, now: ScavengerProbe.now), scavengerTickNanos)
+        let once = residentFreePages(GoAllocator.statistics())
+        XCTAssertEqual(before - once, scavengerBusyBudgetPages, "one tick releases its budget")
+        // A heap call between ticks (a large block: no page cache changes the goal): still busy.
+        GoAllocator.deallocate(try allocatePages(5))
+        XCTAssertEqual(ticker.tick(h, now: ScavengerProbe.now + scavengerTickNanos), scavengerTickNanos)
+        XCTAssertEqual(residentFreePages(GoAllocator.statistics()), target, "the next tick releases down to the goal")
+        assertHeapInvariants()
+        GoAllocator.deallocate(hold)
+        _ = trimToNothingResident()
+    }
+
+    /// A second without a malloc or free: the caches are flushed and every free page goes
+    /// back (HeapIdle == HeapReleased), and the ticker asks to park. A heap call makes it
+    /// busy again.
+    func testTickerReleasesEverythingOnceIdleAndThenParks() throws {
+        let h = try XCTUnwrap(theHeap())
+        let (hold, target) = try leaveExcess(2048)
+        var ticker = ScavengerTicker()
+        let t0 = ScavengerProbe.now
+        XCTAssertEqual(ticker.tick(h, now: t0), scavengerTickNanos)
+        XCTAssertEqual(residentFreePages(GoAllocator.statistics()), min(2048, target), "busy: the goal is kept")
+        XCTAssertEqual(ticker.tick(h, now: t0 + scavengerIdleNanos - 1), scavengerTickNanos, "not idle yet")
+        XCTAssertEqual(ticker.tick(h, now: t0 + scavengerIdleNanos), 0, "idle and released: park")
+        let idle = GoAllocator.statistics()
+        XCTAssertEqual(idle.heapIdle, idle.heapReleased, "every free page released")
+        XCTAssertGreaterThan(idle.scavengerBackgroundReleasedBytes, 0)
+        let p = try allocatePages(16)
+        XCTAssertEqual(ticker.tick(h, now: t0 + scavengerIdleNanos + 1), scavengerTickNanos, "busy again")
+        GoAllocator.deallocate(p)
+        assertHeapInvariants()
+        GoAllocator.deallocate(hold)
+        _ = trimToNothingResident()
+    }
+
+    /// Once the thread runs, the free path leaves the paced release to it and releases only
+    /// urgent excess.
+    func testFreePathLeavesPacingToTheRunningThread() throws {
+        let saved = scavengerThreadState.load(ordering: .relaxed)
+        scavengerThreadState.store(ScavengerThreadState.running.rawValue, ordering: .relaxed)
+        defer { scavengerThreadState.store(saved, ordering: .relaxed) }
+        try freePacedExcess(justReleased: false) { before, after, n, _ in
+            XCTAssertEqual(after.heapReleased, before.heapReleased, "the free path paced a release the thread owns")
+            XCTAssertEqual(residentFreePages(after), residentFreePages(before) + n)
+        }
+        let start = trimToNothingResident()
+        let n = 2 * goal(inUsePages(start)) + 8 * chunk + 1024
+        let p = try allocatePages(n)
+        GoAllocator.deallocate(p)
+        XCTAssertEqual(residentFreePages(GoAllocator.statistics()), goal(inUsePages(start)), "urgent excess is released inline")
+        _ = trimToNothingResident()
+    }
+
+    // MARK: - The memory limit
+
+    /// With a limit, the goal shrinks to what fits under 95% of it, an allocation that takes
+    /// the resident heap past it counts one hit (one per crossing), allocation still
+    /// succeeds, and frees release what does not fit at once, without pacing.
+    func testMemoryLimitCountsCrossingsAndReleasesWhatDoesNotFit() throws {
+        let h = try XCTUnwrap(theHeap())
+        _ = trimToNothingResident()
+        h.pointee.lock.lock()
+        let resident = h.residentPages
+        h.pointee.lock.unlock()
+        let limit = resident + 4096
+        h.pointee.memoryLimitPages = limit
+        defer { h.pointee.memoryLimitPages = 0 }
+        let hits0 = GoAllocator.statistics().memoryLimitHits
+        let a = try allocatePages(3000)          // under the limit
+        XCTAssertEqual(GoAllocator.statistics().memoryLimitHits, hits0)
+        let b = try allocatePages(3000)          // past it: soft, so it succeeds
+        let c = try allocatePages(100)           // still past: the same crossing
+        XCTAssertEqual(GoAllocator.statistics().memoryLimitHits, hits0 + 1, "one crossing, one hit")
+        ScavengerProbe.markJustReleased()        // pacing would hold a normal release back
+        GoAllocator.deallocate(b)
+        let s = GoAllocator.statistics()
+        h.pointee.lock.lock()
+        let residentNow = h.residentPages
+        let goalNow = h.retainGoalPages
+        h.pointee.lock.unlock()
+        XCTAssertLessThanOrEqual(residentNow, limit - limit / 20, "released at once down to 95% of the limit")
+        XCTAssertEqual(residentFreePages(s), goalNow, "the free pages kept are the shrunken goal")
+        GoAllocator.deallocate(c)
+        GoAllocator.deallocate(a)
+        // Back under the limit: a new crossing counts again.
+        let d = try allocatePages(limit)
+        XCTAssertEqual(GoAllocator.statistics().memoryLimitHits, hits0 + 2)
+        GoAllocator.deallocate(d)
+        _ = trimToNothingResident()
+        assertHeapInvariants()
+    }
 }

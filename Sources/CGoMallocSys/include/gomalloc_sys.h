@@ -108,6 +108,18 @@ int gm_sys_sigusr2(void (*handler)(int));
 
 void gm_sys_futex_wait(uint32_t *addr, uint32_t expected);
 void gm_sys_futex_wake(uint32_t *addr, int count);
+/// Sleep while *addr == expected, at most `nanos` nanoseconds (or until woken).
+void gm_sys_futex_wait_for(uint32_t *addr, uint32_t expected, uint64_t nanos);
+
+// MARK: - The background scavenger's thread
+
+/// Start a detached thread running fn(NULL) with every signal blocked (process-directed
+/// signals go to the program's own threads) and a 256 KiB stack. 0 on success, else an
+/// errno value. pthread_create may call malloc (glibc allocates the thread's DTV): call it
+/// holding no allocator lock and no P.
+int gm_sys_thread_start(void *(*fn)(void *));
+/// Name the calling thread (at most 15 bytes; `top -H` and /proc/PID/task/TID/comm show it).
+void gm_sys_thread_set_name(const char *name);
 
 // MARK: - Thread-locals and the current CPU
 
@@ -182,6 +194,9 @@ int gm_sys_ncpu_configured(void);
 /// Raise / lower the blockers count; raising returns once no critical section can commit
 /// (1), or 0 if membarrier failed even after registering again (then nothing is safe).
 int gm_sys_rseq_block(void);
+/// In a forked child: the gate as `ncpu` CPUs with exactly `blocks` blocks held (other
+/// threads' blocks, such as a trim in progress, do not exist in the child).
+void gm_sys_rseq_reset_gate(int ncpu, int blocks);
 void gm_sys_rseq_unblock(void);
 
 /// Take the P of this CPU: the address end + (cpu - ncpu) * 2^GM_PSLOT_SHIFT, where `end` is

@@ -22,12 +22,15 @@
 //      missing and perf works), from two loop lengths so start-up cost cancels.
 //   5. Prints a table of medians normalised to mimalloc (to glibc when mimalloc did not
 //      run) with a geometric-mean row, writes `results.json` and `chart.svg` under --out.
+//      For server-churn it also samples the workload's RSS every 100 ms (RSSSampler),
+//      prints the RSS at the end of its idle phase and draws `rss-over-time.svg`.
 //
 // The results.json schema is documented in ReportJSON.swift (and Benchmarks/README.md).
 //
 // Files (Sources/gomalloc/Bench/): BenchCommand (arguments, this file), WorkloadCatalog,
-// Allocators, WorkloadBuild (compile cache), Processes (spawning and timing), BenchRunner,
-// FastPath (instruction counts), ReportJSON, TableRenderer, ChartRenderer; the GoMalloc
+// Allocators, WorkloadBuild (compile cache), Processes (spawning and timing), RSSSampler
+// (RSS over time), BenchRunner, FastPath (instruction counts), ReportJSON, TableRenderer,
+// ChartRenderer, RSSChartRenderer; the GoMalloc
 // library is found by DropInLibrary (Sources/gomalloc), which `gomalloc run` uses too.
 
 import ArgumentParser
@@ -41,8 +44,9 @@ struct BenchCommand: ParsableCommand {
             Runs allocation workloads (Benchmarks/workloads) under each allocator via \
             LD_PRELOAD, interleaving the allocators within each repetition, and prints \
             median wall time and peak RSS as ratios to mimalloc (to glibc when mimalloc is \
-            absent), plus the instruction count of a malloc+free pair. Writes results.json \
-            and chart.svg under --out. Peers: apt-get install -y libjemalloc2 \
+            absent), plus the instruction count of a malloc+free pair. Writes results.json, \
+            chart.svg and rss-over-time.svg (server-churn's RSS sampled every 100 ms) under \
+            --out. Peers: apt-get install -y libjemalloc2 \
             libtcmalloc-minimal4 libmimalloc2.0 valgrind sqlite3 libsqlite3-dev
             """
     )
@@ -61,7 +65,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Threads for the multi-threaded workloads (default: CPUs available, at least 2).")
     var threads: Int?
 
-    @Option(help: "Directory for results.json and chart.svg.")
+    @Option(help: "Directory for results.json, chart.svg and rss-over-time.svg.")
     var out: String = "bench-out"
 
     @Option(help: "Repetitions per workload and allocator (default 5; --quick 3; --smoke 1).")

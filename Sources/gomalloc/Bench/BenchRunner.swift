@@ -1,6 +1,7 @@
 // BenchRunner.swift: one `gomalloc bench` run: discover the allocators, build the workloads,
-// run every workload under every allocator (rotating their order within each repetition),
-// aggregate medians and ratios, then print the table and write results.json and chart.svg.
+// run every workload under every allocator (rotating their order within each repetition;
+// sampling the RSS over time of the workloads that have an RSS chart), aggregate medians
+// and ratios, then print the table and write results.json, chart.svg and the RSS charts.
 
 import Foundation
 
@@ -126,10 +127,14 @@ struct BenchRunner {
                     let outPath = scratch.appendingPathComponent("run.out").path
                     let errPath = scratch.appendingPathComponent("run.err").path
                     do {
-                        let o = try measuredRun(
+                        var o = try measuredRun(
                             shim: shim, exe: exe, arguments: args, preload: a.library, environment: environment(for: a),
                             resultPath: scratch.appendingPathComponent("run.result").path, stdoutPath: outPath,
-                            stderrPath: errPath, timeout: c.timeout)
+                            stderrPath: errPath, timeout: c.timeout, sampler: w.rssChart != nil ? RSSSampler() : nil)
+                        if let origin = o.rssOrigin {
+                            o.phases = parsePhaseMarkers(
+                                (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "", origin: origin)
+                        }
                         let stderrText = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
                         if !o.ok {
                             errors[key] = describeFailure(o, stderrPath: errPath)
@@ -141,7 +146,11 @@ struct BenchRunner {
                         if let e = errors[key] {
                             say("\(progress) FAILED: \(e)")
                         } else {
-                            say("\(progress) \(String(format: "%8.3f s %9.1f MiB", o.wallSeconds, Double(o.maxRSSKiB) / 1024))")
+                            var line = "\(progress) \(String(format: "%8.3f s %9.1f MiB", o.wallSeconds, Double(o.maxRSSKiB) / 1024))"
+                            if let idleEnd = o.phases?.last(where: { $0.name == "idle-end" }) {
+                                line += String(format: ", %.1f MiB at the end of the idle phase", Double(idleEnd.rssKiB) / 1024)
+                            }
+                            say(line)
                         }
                     } catch {
                         errors[key] = "\(error)"
@@ -175,12 +184,18 @@ struct BenchRunner {
                     workload: w.name, allocator: a.name, ok: errors[key] == nil && !rs.isEmpty,
                     error: errors[key],
                     runs: rs.map {
-                        RunJSON(wallSeconds: $0.wallSeconds, maxRSSKiB: $0.maxRSSKiB, userSeconds: $0.userSeconds, systemSeconds: $0.systemSeconds)
+                        RunJSON(
+                            wallSeconds: $0.wallSeconds, maxRSSKiB: $0.maxRSSKiB, userSeconds: $0.userSeconds,
+                            systemSeconds: $0.systemSeconds, rssSeries: $0.rssSeries, phases: $0.phases)
                     })
                 if r.ok {
                     let t = median(rs.map(\.wallSeconds)), m = median(rs.map { Double($0.maxRSSKiB) })
                     r.medianWallSeconds = t
                     r.medianMaxRSSKiB = m
+                    let idleEnds = rs.compactMap { $0.phases?.last { $0.name == "idle-end" }.map { Double($0.rssKiB) } }
+                    if !idleEnds.isEmpty { r.medianIdleEndRSSKiB = median(idleEnds) }
+                    let trimmed = rs.compactMap { $0.phases?.last { $0.name == "trimmed" }.map { Double($0.rssKiB) } }
+                    if !trimmed.isEmpty { r.medianTrimmedRSSKiB = median(trimmed) }
                     if let base, base.0 > 0, base.1 > 0 {
                         r.timeRatio = t / base.0
                         r.rssRatio = m / base.1
@@ -193,10 +208,13 @@ struct BenchRunner {
             }
         }
         var geomeans: [GeomeanJSON] = []
+        // Workloads with an idle phase (RSS sampled) spend most of their wall time asleep,
+        // the same for every allocator: their time would pull the time mean towards 1.
+        let idling = Set(runnable.filter { $0.rssChart != nil }.map(\.name))
         for a in active {
             let mine = results.filter { $0.allocator == a.name && $0.timeRatio != nil }
             geomeans.append(GeomeanJSON(
-                allocator: a.name, timeRatio: geometricMean(mine.compactMap(\.timeRatio)),
+                allocator: a.name, timeRatio: geometricMean(mine.filter { !idling.contains($0.workload) }.compactMap(\.timeRatio)),
                 rssRatio: geometricMean(mine.compactMap(\.rssRatio)), workloads: mine.count))
         }
 
@@ -226,7 +244,14 @@ struct BenchRunner {
         try encoder.encode(report).write(to: jsonURL, options: .atomic)
         let svgURL = c.outDir.appendingPathComponent("chart.svg")
         try Data(renderChart(report).utf8).write(to: svgURL, options: .atomic)
-        print("wrote \(jsonURL.path) and \(svgURL.path)")
+        var written = [jsonURL.path, svgURL.path]
+        for w in runnable {
+            guard let file = w.rssChart, let svg = renderRSSChart(report, workload: w.name) else { continue }
+            let url = c.outDir.appendingPathComponent(file)
+            try Data(svg.utf8).write(to: url, options: .atomic)
+            written.append(url.path)
+        }
+        print("wrote \(written.dropLast().joined(separator: ", ")) and \(written.last!)")
         if failures > 0 { print("\(failures) workload/allocator combination(s) FAILED; see the errors above and in results.json") }
         return failures
     }

@@ -1,14 +1,15 @@
 // ChartRenderer.swift: chart.svg of `gomalloc bench` as plain SVG text: grouped bars of the
 // time and RSS ratios per workload (and their geometric mean), and instructions per pair.
+// Its colours, escaping and tick steps are shared with RSSChartRenderer.
 
 import Foundation
 
-private func xmlEscape(_ s: String) -> String {
+func xmlEscape(_ s: String) -> String {
     s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
         .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
 }
 
-private let chartColors: [String: String] = [
+let chartColors: [String: String] = [
     "glibc": "#7f7f7f", "jemalloc": "#1f77b4", "tcmalloc": "#2ca02c", "mimalloc": "#ff7f0e", "gomalloc": "#d62728",
 ]
 
@@ -120,7 +121,7 @@ private func formatAxis(_ v: Double) -> String {
 }
 
 /// The smallest of 1, 2, 2.5, 5 times a power of ten at or above v: an axis tick step.
-private func niceStep(_ v: Double) -> Double {
+func niceStep(_ v: Double) -> Double {
     let p = pow(10, floor(log10(v)))
     for m in [1.0, 2, 2.5, 5, 10] where m * p >= v * 0.999_999 { return m * p }
     return 10 * p

@@ -1,6 +1,7 @@
 // Processes.swift: spawning and timing child processes for `gomalloc bench`: posix_spawn, a
 // watchdog for timeouts, wait4 for the child's own peak RSS and CPU time, the run-measured
-// shim, and describing a failed run.
+// shim (optionally with the workload's RSS sampled over time, RSSSampler), and describing a
+// failed run.
 
 import Dispatch
 import Foundation
@@ -19,6 +20,12 @@ struct RunOutcome {
     var maxRSSKiB: Int
     var userSeconds: Double
     var systemSeconds: Double
+    /// The workload's RSS every 100 ms (measuredRun with an RSSSampler), and the sampler's
+    /// time origin (CLOCK_MONOTONIC seconds) for placing the workload's phase markers.
+    var rssSeries: [RSSSampleJSON]? = nil
+    var rssOrigin: Double? = nil
+    /// The workload's phase markers on that time axis (filled in by BenchRunner from stdout).
+    var phases: [PhaseJSON]? = nil
     var ok: Bool { exitCode == 0 && !timedOut }
 }
 
@@ -63,9 +70,10 @@ final class Watchdog: @unchecked Sendable {
 
 /// Spawns `path` directly (no shell) with stdin from /dev/null and stdout/stderr to files,
 /// waits for it and returns its own wall time, peak RSS and CPU time (from wait4).
+/// `started` is called with the child's pid as soon as it has been spawned.
 func spawnAndWait(
     _ path: String, _ arguments: [String], environment: [String: String],
-    stdoutPath: String, stderrPath: String, timeout: Double
+    stdoutPath: String, stderrPath: String, timeout: Double, started: ((pid_t) -> Void)? = nil
 ) throws -> RunOutcome {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
@@ -95,6 +103,7 @@ func spawnAndWait(
     let start = monotonicSeconds()
     let rc = posix_spawn(&pid, path, &actions, &attr, argv, envp)
     if rc != 0 { throw SpawnError(description: "cannot start \(path): \(String(cString: strerror(rc)))") }
+    started?(pid)
     let watchdog = Watchdog(pid: pid, seconds: timeout)
     var info = siginfo_t()
     while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 {
@@ -143,17 +152,24 @@ func captureOutput(_ path: String, _ arguments: [String], timeout: Double = 60) 
 
 /// Runs one workload through the run-measured shim (see Benchmarks/workloads/run-measured.c
 /// for why the shim is needed: ru_maxrss would otherwise include this process's RSS) and
-/// returns the workload process's own wall time, peak RSS and CPU time.
+/// returns the workload process's own wall time, peak RSS and CPU time; with a sampler, also
+/// its RSS over time.
 func measuredRun(
     shim: String, exe: String, arguments: [String], preload: String?, environment: [String: String],
-    resultPath: String, stdoutPath: String, stderrPath: String, timeout: Double
+    resultPath: String, stdoutPath: String, stderrPath: String, timeout: Double, sampler: RSSSampler? = nil
 ) throws -> RunOutcome {
     var env = environment
     env["LD_PRELOAD"] = nil  // the shim itself runs on the system allocator
     try? FileManager.default.removeItem(atPath: resultPath)
-    let shimOutcome = try spawnAndWait(
-        shim, [resultPath, preload ?? "-", "--", exe] + arguments, environment: env,
-        stdoutPath: stdoutPath, stderrPath: stderrPath, timeout: timeout)
+    var series: [RSSSampleJSON]?
+    let shimOutcome: RunOutcome
+    do {
+        defer { if let sampler { series = sampler.stop() } }
+        shimOutcome = try spawnAndWait(
+            shim, [resultPath, preload ?? "-", "--", exe] + arguments, environment: env,
+            stdoutPath: stdoutPath, stderrPath: stderrPath, timeout: timeout,
+            started: sampler.map { s in { pid in s.start(shimPid: pid) } })
+    }
     let fields = ((try? String(contentsOfFile: resultPath, encoding: .utf8)) ?? "").split(separator: " ")
         .map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
     guard fields.count >= 6, let wall = Double(fields[0]), let rss = Int(fields[1]), let user = Double(fields[2]),
@@ -165,7 +181,8 @@ func measuredRun(
     }
     return RunOutcome(
         exitCode: sig == 0 ? code : nil, signal: sig == 0 ? nil : sig, timedOut: shimOutcome.timedOut,
-        wallSeconds: wall, maxRSSKiB: rss, userSeconds: user, systemSeconds: sys)
+        wallSeconds: wall, maxRSSKiB: rss, userSeconds: user, systemSeconds: sys,
+        rssSeries: series, rssOrigin: sampler?.origin)
 }
 
 func findInPath(_ name: String) -> String? {

@@ -27,8 +27,11 @@
 //     { "workload": "cross-thread-free", "allocator": "jemalloc", "ok": true,
 //       "error": "exit status 3: CORRUPTION ...", // only when ok is false
 //       "runs": [ { "wallSeconds": 0.123, "maxRSSKiB": 4321,
-//                   "userSeconds": 0.2, "systemSeconds": 0.01 } ],
+//                   "userSeconds": 0.2, "systemSeconds": 0.01,
+//                   "rssSeries": [ { "timeMs": 100, "rssKiB": 5120 } ],  // sampled workloads
+//                   "phases": [ { "name": "idle", "timeMs": 2300, "rssKiB": 9000 } ] } ],
 //       "medianWallSeconds": 0.123, "medianMaxRSSKiB": 4321,     // absent when ok is false
+//       "medianIdleEndRSSKiB": 9000,              // phase "idle-end"'s RSS, median of runs
 //       "timeRatio": 1.05, "rssRatio": 0.98 }     // vs baseline; absent if either failed
 //   ],
 //   "geomean": [ { "allocator": "jemalloc", "timeRatio": 1.02, "rssRatio": 1.10,
@@ -79,11 +82,28 @@ struct WorkloadJSON: Codable {
     var skipped: String?
 }
 
+/// One sample of a workload's RSS: milliseconds since the run started, resident KiB.
+struct RSSSampleJSON: Codable, Equatable {
+    var timeMs: Int
+    var rssKiB: Int
+}
+
+/// A phase boundary the workload printed (`phase=NAME ...`), on the samples' time axis,
+/// with the RSS the workload read itself at that moment.
+struct PhaseJSON: Codable, Equatable {
+    var name: String
+    var timeMs: Int
+    var rssKiB: Int
+}
+
 struct RunJSON: Codable {
     var wallSeconds: Double
     var maxRSSKiB: Int
     var userSeconds: Double
     var systemSeconds: Double
+    /// RSS every 100 ms (workloads with an RSS chart only).
+    var rssSeries: [RSSSampleJSON]? = nil
+    var phases: [PhaseJSON]? = nil
 }
 
 struct ResultJSON: Codable {
@@ -96,6 +116,10 @@ struct ResultJSON: Codable {
     var medianMaxRSSKiB: Double?
     var timeRatio: Double?
     var rssRatio: Double?
+    /// Median over the runs of the RSS at the "idle-end" phase marker (server-churn,
+    /// idle-return), and at "trimmed" (idle-return: after malloc_trim(0)).
+    var medianIdleEndRSSKiB: Double? = nil
+    var medianTrimmedRSSKiB: Double? = nil
 }
 
 struct GeomeanJSON: Codable {

@@ -1,5 +1,6 @@
 // TableRenderer.swift: the text table `gomalloc bench` prints: ratios to the baseline per
-// workload and allocator, a geometric-mean row, instructions per pair, what was skipped.
+// workload and allocator, a geometric-mean row, the RSS at the end of an idle phase (the
+// workloads whose RSS is sampled over time), instructions per pair, what was skipped.
 
 import Foundation
 
@@ -81,6 +82,23 @@ func renderTable(_ report: ReportJSON) -> String {
             line += "\(formatRatio(g?.timeRatio).leftPad(5)) \(formatRatio(g?.rssRatio).leftPad(5))".rightPad(col)
         }
         s += line + "\n"
+    }
+    for w in ranWorkloads where report.results.contains(where: { $0.workload == w && $0.medianIdleEndRSSKiB != nil }) {
+        let trims = report.results.contains { $0.workload == w && $0.medianTrimmedRSSKiB != nil }
+        s += "\n" + "".rightPad(nameWidth)
+            + "RSS at the end of \(w)'s idle phase, no trim call\(trims ? ", and after malloc_trim(0)" : "") (median of \(report.repetitions); sampled every 100 ms)\n"
+        let rows: [(String, KeyPath<ResultJSON, Double?>)] = [("idle end", \.medianIdleEndRSSKiB)] + (trims ? [("trimmed", \.medianTrimmedRSSKiB)] : [])
+        for (label, field) in rows {
+            var line = "\(w) \(label)".rightPad(nameWidth)
+            for a in allocs {
+                guard let r = find(w, a) else {
+                    line += "-".rightPad(col)
+                    continue
+                }
+                line += (r.ok ? r[keyPath: field].map { formatBytes(kib: $0) } ?? "-" : "FAIL").rightPad(col)
+            }
+            s += line + "\n"
+        }
     }
     if !report.fastPath.results.isEmpty {
         if ranWorkloads.isEmpty {

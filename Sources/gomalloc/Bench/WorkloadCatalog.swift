@@ -1,5 +1,6 @@
 // WorkloadCatalog.swift: the workloads of `gomalloc bench` (name, the benchmark each models,
-// source file, threads) and their sizes in full, quick and smoke mode.
+// source file, threads, whether its RSS is sampled over time) and their sizes in full,
+// quick and smoke mode.
 
 struct WorkloadSpec {
     enum Kind { case c(linkFlags: [String], skipHint: String?), python }
@@ -10,6 +11,9 @@ struct WorkloadSpec {
     var kind: Kind
     var threads: Int
     var arguments: [String]  // key=value arguments, threads= included
+    /// Sample the workload's RSS every 100 ms while it runs (results.json's rssSeries) and
+    /// draw it in this file of the output directory (RSSChartRenderer); nil: not sampled.
+    var rssChart: String? = nil
 }
 
 /// The workloads with their sizes for each mode. Sizes were picked so that a quick run takes
@@ -56,6 +60,20 @@ func workloadCatalog(mode: BenchMode, threads: Int) -> [WorkloadSpec] {
             source: "working-set-churn.c", kind: .c(linkFlags: [], skipHint: nil), threads: threads,
             arguments: [t] + pick(
                 ["live=2000", "steps=40000"], ["live=20000", "steps=300000"], ["live=40000", "steps=1200000"])),
+        WorkloadSpec(
+            name: "server-churn", models: "a server's RSS over time",
+            description: "threads serve requests (short-lived 16 B-64 KiB objects, some 256 KiB-1 MiB buffers) and grow a cache to a peak, churn it, evict all but 7% and sit idle without heap calls; RSS sampled every 100 ms",
+            source: "server-churn.c", kind: .c(linkFlags: [], skipHint: nil), threads: threads,
+            arguments: [t, "keep=70"] + pick(
+                ["peak=4", "churn=500", "idle=300"], ["peak=96", "churn=30000", "idle=2000"],
+                ["peak=384", "churn=100000", "idle=6000"]),
+            rssChart: "rss-over-time.svg"),
+        WorkloadSpec(
+            name: "idle-return", models: "a server going quiet after a burst",
+            description: "one thread allocates a heap of 4 KiB blocks, frees all but one in 256 (scattered survivors), sits idle without heap calls, then calls malloc_trim(0); RSS at each phase",
+            source: "idle-return.c", kind: .c(linkFlags: [], skipHint: nil), threads: 1,
+            arguments: ["keep=256"] + pick(["mib=16", "idle=300"], ["mib=256", "idle=2000"], ["mib=1024", "idle=6000"]),
+            rssChart: "idle-return.svg"),
         WorkloadSpec(
             name: "small-pairs-fixed", models: "glibc bench-malloc-simple",
             description: "one thread: batches of 1-1600 blocks of 16, 32, 64, 128, 256 B allocated, then freed in order",
