@@ -38,7 +38,10 @@ struct ProfileCommand: ParsableCommand {
             be sent SIGUSR2 to write its profile without exiting (see GOMALLOC_PROFILE). \
             Frames come from frame pointers (build C and C++ with -fno-omit-frame-pointer), or \
             with --unwind from the binaries' unwind tables, which also see through code built \
-            without them. Exit status: the command's; 125 if no profile came back.
+            without them. Only the command's own process is reported: programs it starts \
+            write profiles of their own, which are left out (run the program itself rather \
+            than a shell around it, or set GOMALLOC_PROFILE with %p and read each file with \
+            --from). Exit status: the command's; 125 if no profile came back.
 
             Example: gomalloc profile --out prof -- python3 -c 'x = [str(i) for i in range(10**6)]'
             """)
