@@ -96,7 +96,8 @@ let package = Package(
             dependencies: ["GoMalloc", "GoMallocCoreHosted"]
         ),
         // The CLI's pure parts (bench's table and chart, the options help, stacks-demo's
-        // report), option parsing and stacks-demo's context switch; runs in seconds:
+        // report, the heap profile's parser, symbolizer and writers), option parsing and
+        // stacks-demo's context switch; runs in seconds:
         //   swift test --filter GoMallocCLITests
         .testTarget(name: "GoMallocCLITests", dependencies: ["gomalloc", "GoMallocCoreHosted", "CStacksDemo"]),
     ]

@@ -3,6 +3,8 @@
 #include "gomalloc_sys.h"
 
 #include <errno.h>
+#include <execinfo.h>
+#include <link.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -13,6 +15,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -128,6 +131,153 @@ int gm_sys_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(voi
 }
 
 int gm_sys_atexit(void (*fn)(void)) { return atexit(fn); }
+
+// MARK: - Heap profiling
+
+/// Whether the 8 bytes at `addr` can be read: process_vm_readv reports EFAULT instead of
+/// faulting.
+static int gm_readable(uintptr_t addr) {
+    uintptr_t word;
+    struct iovec local = {&word, sizeof word}, remote = {(void *)addr, sizeof word};
+    return syscall(SYS_process_vm_readv, (long)getpid(), &local, 1L, &remote, 1L, 0L) == (long)sizeof word;
+}
+
+__attribute__((noinline)) int gm_sys_backtrace_fp(uintptr_t *pcs, int max) {
+    uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+    uintptr_t page = (uintptr_t)&fp & ~(uintptr_t)4095;  // this frame's page: readable
+    uintptr_t lastPage = page;
+    int n = 0;
+    while (n < max) {
+        if (fp == 0 || (fp & 15) != 0) break;
+        uintptr_t p = fp & ~(uintptr_t)4095;
+        if (p != lastPage) {
+            if (!gm_readable(fp)) break;
+            lastPage = p;
+        }
+        uintptr_t next = ((uintptr_t *)fp)[0];
+        uintptr_t pc = ((uintptr_t *)fp)[1];
+        if (pc == 0) break;
+        pcs[n++] = pc;
+        if (next <= fp || next - fp > ((uintptr_t)1 << 20)) break;
+        fp = next;
+    }
+    return n;
+}
+
+// The unwinder cannot walk the core's own frames: Swift emits no .eh_frame entries for
+// them (its functions are nounwind; their CFI goes to .debug_frame only). So the walk is in
+// two parts: frame pointers out of this module's code (the core keeps them), to the first
+// frame F whose return address lies outside it; then glibc's backtrace() called through
+// gm_unwind_from, whose CFI states that its caller's frame is F's caller: CFA = F + 16, the
+// return address at F + 8, the caller's rbp at F. libgcc's unwinder thus resumes in the
+// program's code, at the call to malloc, and goes on with the program's own unwind tables.
+static int gm_unwinder_primed = 0;
+/// This module's executable segment, [lo, hi) (found when priming).
+static uintptr_t gm_text_lo, gm_text_hi;
+
+#if defined(__x86_64__)
+__attribute__((visibility("hidden"))) int gm_unwind_from(uintptr_t *pcs, int max, uintptr_t frame);
+__asm__(
+    ".text\n"
+    ".p2align 4\n"
+    ".hidden gm_unwind_from\n"
+    ".globl gm_unwind_from\n"
+    ".type gm_unwind_from,@function\n"
+    "gm_unwind_from:\n"
+    ".cfi_startproc\n"
+    "pushq %rbx\n"
+    "movq %rdx, %rbx\n"
+    ".cfi_def_cfa %rbx, 16\n"   /* the caller's frame is F's caller's */
+    ".cfi_offset %rbp, -16\n"   /* its rbp is saved at F */
+    "call backtrace@PLT\n"      /* rdi = pcs, esi = max; rsp is 16-byte aligned here */
+    "popq %rbx\n"
+    "ret\n"
+    ".cfi_endproc\n"
+    ".size gm_unwind_from, .-gm_unwind_from\n");
+#endif
+
+static int gm_find_text(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    uintptr_t me = (uintptr_t)data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        if (me >= lo && me < hi) { gm_text_lo = lo; gm_text_hi = hi; return 1; }
+    }
+    return 0;
+}
+
+int gm_sys_backtrace_prime(void) {
+    void *pcs[4];
+    int n = backtrace(pcs, 4);
+    dl_iterate_phdr(gm_find_text, (void *)(uintptr_t)&gm_sys_backtrace_prime);
+    int ok = n > 0 && gm_text_hi != 0;
+    __atomic_store_n(&gm_unwinder_primed, ok, __ATOMIC_RELEASE);
+    return ok;
+}
+
+__attribute__((noinline)) int gm_sys_backtrace_unwind(uintptr_t *pcs, int max) {
+    if (!__atomic_load_n(&gm_unwinder_primed, __ATOMIC_ACQUIRE)) return 0;
+#if defined(__x86_64__)
+    uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+    uintptr_t lastPage = (uintptr_t)&fp & ~(uintptr_t)4095;
+    int n = 0;
+    // Our own frames, by frame pointer, as gm_sys_backtrace_fp walks them.
+    for (;;) {
+        if (n >= max || fp == 0 || (fp & 15) != 0) return n;
+        uintptr_t p = fp & ~(uintptr_t)4095;
+        if (p != lastPage) {
+            if (!gm_readable(fp)) return n;
+            lastPage = p;
+        }
+        uintptr_t pc = ((uintptr_t *)fp)[1];
+        if (pc == 0) return n;
+        if (pc < gm_text_lo || pc >= gm_text_hi) break;  // fp is F
+        pcs[n++] = pc;
+        uintptr_t next = ((uintptr_t *)fp)[0];
+        if (next <= fp || next - fp > ((uintptr_t)1 << 20)) return n;
+        fp = next;
+    }
+    uintptr_t more[64];
+    int room = max - n + 1 < 64 ? max - n + 1 : 64;  // + the entry inside gm_unwind_from
+    int m = gm_unwind_from(more, room, fp);
+    for (int i = 0; i < m && n < max; i++) {
+        if (more[i] >= gm_text_lo && more[i] < gm_text_hi) continue;
+        pcs[n++] = more[i];
+    }
+    return n;
+#else
+    return backtrace((void **)pcs, max);
+#endif
+}
+
+int gm_sys_copy_file(const char *path, int fd) {
+    int in;
+    do { in = open(path, O_RDONLY | O_CLOEXEC); } while (in < 0 && errno == EINTR);
+    if (in < 0) return -1;
+    char buf[4096];
+    for (;;) {
+        ssize_t r = read(in, buf, sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        gm_sys_write(fd, buf, (size_t)r);
+    }
+    close(in);
+    return 0;
+}
+
+int gm_sys_sigusr2(void (*handler)(int)) {
+    struct sigaction old;
+    if (sigaction(SIGUSR2, NULL, &old) != 0) return -1;
+    if (old.sa_handler != SIG_DFL || (old.sa_flags & SA_SIGINFO)) return -1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGUSR2, &sa, NULL);
+}
 
 void gm_sys_futex_wait(uint32_t *addr, uint32_t expected) {
     syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);

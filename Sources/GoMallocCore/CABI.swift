@@ -161,6 +161,7 @@ public func gmLibraryLoad() {
     installForkHandlers()
     registerStatsAtExit()
     registerHeapMapAtExit()
+    registerProfileAtExit()
 }
 
 @c(gm_stats_print)

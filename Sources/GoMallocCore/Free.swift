@@ -118,6 +118,8 @@ func findObject(_ addr: UInt, function: StaticString)
 func freeSlow(_ addr: UInt, function: StaticString) {
     if addr == 0 { return }
     let (h, s, i) = findObject(addr, function: function)
+    // A span holding sampled objects sends every free here (Profile.swift I2).
+    if s.pointee.profiledObjects != 0 { profileFree(h, s, addr: addr) }
     if s.spanClass.sizeClass == 0 {
         freeLarge(h, s, addr: addr, function: function)
         return

@@ -48,9 +48,19 @@ func registerHeapMapAtExit() {
 }
 
 private func writeHeapMapAtExit() {
-    let pid = Int(gm_sys_getpid())
-    if heapMapPID.load(ordering: .relaxed) != pid { return }
+    if heapMapPID.load(ordering: .relaxed) != Int(gm_sys_getpid()) { return }
     guard let path = Option.heapMap.string() else { return }
+    let fd = createDumpFile(path)
+    if fd < 0 { return }
+    writeHeapMap(fd: fd)
+    gm_sys_close(fd)
+}
+
+/// Create (or truncate) the dump file `path`, `%p` in it replaced by the process id, the
+/// name expanded in a stack buffer (I1); -1 if it is too long or cannot be created. Also
+/// the heap profile's (Profile.swift).
+func createDumpFile(_ path: UnsafePointer<CChar>) -> Int32 {
+    let pid = Int(gm_sys_getpid())
     var name: InlineArray<1024, UInt8> = InlineArray(repeating: 0)
     var n = 0
     var i = 0
@@ -62,26 +72,24 @@ private func writeHeapMapAtExit() {
             repeat { digits[d] = UInt8(x % 10) &+ 0x30; d += 1; x /= 10 } while x != 0
             while d > 0 {
                 d -= 1
-                if n >= 1023 { return }
+                if n >= 1023 { return -1 }
                 name[n] = digits[d]; n += 1
             }
             i &+= 2
             continue
         }
-        if n >= 1023 { return }
+        if n >= 1023 { return -1 }
         name[n] = UInt8(bitPattern: path[i]); n += 1
         i &+= 1
     }
-    let fd = withUnsafeBytes(of: &name) { raw in
+    return withUnsafeBytes(of: &name) { raw in
         gm_sys_create_file(raw.baseAddress!.assumingMemoryBound(to: CChar.self))
     }
-    if fd < 0 { return }
-    writeHeapMap(fd: fd)
-    gm_sys_close(fd)
 }
 
 /// Text formatted into a 4 KiB stack buffer and written to `fd` whenever it fills (I1).
-private struct DumpWriter: ~Copyable {
+/// Also the heap profile's writer (Profile.swift).
+struct DumpWriter: ~Copyable {
     private var buffer: InlineArray<4096, UInt8> = InlineArray(repeating: 0)
     private var count = 0
     private let fd: Int32

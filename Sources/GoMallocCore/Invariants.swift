@@ -33,6 +33,7 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
     var liveTinyObjects = 0
     var openTinyBlocks = 0
     var stacks = StackRecount()
+    var profiled = 0
     // Walk every registered arena's page table.
     for ai in h.registeredArenaIndices {
         guard let table = h.pointee.arenaMap[ai] else { continue }
@@ -60,6 +61,12 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
             }
             // First page: check the span once.
             if let v = checkSpan(h, s) { return v }
+            if s.pointee.profiledObjects != 0 {
+                if s.pointee.fastFreeLimit != 0 {
+                    return InvariantViolation(message: "Profile.I2: a span with sampled objects lets frees take the fast path", address: addr)
+                }
+                profiled &+= Int(s.pointee.profiledObjects)
+            }
             spanPages &+= s.pointee.npages
             if s.spanClass.sizeClass == 0 {
                 liveLargeBytes &+= UInt64(s.pointee.npages &* pageSize)
@@ -74,6 +81,7 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
         }
     }
     if let v = checkPageCaches(h) { return v }
+    if let v = checkProfileObjects(h, spansSay: profiled) { return v }
     if let v = checkStackLists(h, &stacks) { return v }
     if stacks.pages != h.locked.pointee.stackPages {
         return InvariantViolation(message: "Stack.I4: stackPages differs from the stack spans' pages", address: UInt(stacks.pages))

@@ -27,6 +27,8 @@ enum LockRank: UInt32 {
     case stackLarge = 2
     case mcentral = 3
     case mheap = 4
+    /// The heap profile's tables (Profile.swift): taken holding a P and nothing else.
+    case profile = 5
 }
 
 /// A futex mutex. Zero-initialised memory is an unlocked lock of rank proc, so locks can live
@@ -141,6 +143,7 @@ private func lockRankCheck(_ r: LockRank) {
         case .stackLarge: throwFatal("lock order: the stackLarge lock taken while holding it, an mcentral or the heap lock")
         case .mcentral: throwFatal("lock order: an mcentral lock taken while holding an mcentral or the heap lock")
         case .mheap: throwFatal("lock order: the heap lock taken while holding it")
+        case .profile: throwFatal("lock order: the profile lock taken while holding it")
         }
     }
     gm_tls_held_ranks = held | (UInt(1) << UInt(r.rawValue))

@@ -61,6 +61,11 @@ struct MCache {
     var stackCache: InlineArray<4, StackCacheList>
     /// The P that owns this cache. Immutable.
     let p: UnsafeMutablePointer<PSlot>
+    /// Heap profiling (Profile.swift): bytes this P may still allocate before the next
+    /// sample (Go's mcache.nextSample; 0 = not drawn yet), and its random generator's state
+    /// (0 = not seeded yet). Owner: P.
+    var nextSample: Int
+    var sampleRandom: UInt64
 
     /// Spans kept per class after they run out (see Role).
     static let maxRetired = 64
@@ -99,6 +104,8 @@ struct MCache {
         tinyOffset = 0
         stackCache = InlineArray(repeating: StackCacheList())
         self.p = p
+        nextSample = 0
+        sampleRandom = 0
     }
 
     /// The slot of alloc for span class `spc`, without a bounds check (`alloc` is at offset 0,

@@ -57,9 +57,12 @@ struct MHeap: ~Copyable {
     var cpuProcsEnd: UInt
     /// numCentrals mcentrals, centralStride bytes apart (central(at:)).
     var centrals: UnsafeMutableRawPointer
-    /// The flat size-to-class tables of the malloc paths (SizeClasses.swift:
-    /// sizeClass(for:cABI:)), read without bounds checks.
+    /// The flat size-to-class tables of the malloc fast path (SizeClasses.swift:
+    /// fastSpanClass(for:)), read without bounds checks: classTable, or while heap profiling
+    /// is on a table of zeros (Profile.swift). Racy read: a pointer store, either table valid.
     var fastClassTable: UnsafeMutablePointer<UInt8>
+    /// The flat size-to-class tables everyone else reads (spanClass(for:)). Immutable.
+    var classTable: UnsafeMutablePointer<UInt8>
     var sizeClasses: SizeClassTable
     /// Noscan requests of fewer bytes than this take the slow path, where the tiny allocator
     /// packs them: maxTinySize + 1 with GOMALLOC_TINY=1, else 0 (one unsigned compare in
@@ -101,6 +104,7 @@ struct MHeap: ~Copyable {
         cpuProcsEnd = 0
         centrals = UnsafeMutableRawPointer(bitPattern: 8)!
         fastClassTable = UnsafeMutablePointer(bitPattern: 8)!
+        classTable = UnsafeMutablePointer(bitPattern: 8)!
         sizeClasses = SizeClassTable()
         retainPercent = 100
         scavengeMode = .on
@@ -236,8 +240,9 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         let large = (st + stackLargeOffset).bindMemory(to: StackLarge.self, capacity: 1)
         large.initialize(to: StackLarge())
         for i in 0..<stackLargeLists { large.freeList(i).initialize(to: SpanList()) }
-        pointee.fastClassTable = ft.bindMemory(to: UInt8.self, capacity: fastClassTableBytes)
-        pointee.sizeClasses.writeFastTable(pointee.fastClassTable)
+        pointee.classTable = ft.bindMemory(to: UInt8.self, capacity: fastClassTableBytes)
+        pointee.fastClassTable = pointee.classTable
+        pointee.sizeClasses.writeFastTable(pointee.classTable)
         pointee.arenaMap = map.bindMemory(to: ArenaPageTable?.self, capacity: arenaMapEntries)
         pointee.procs = pc
         pointee.cpuProcsEnd = UInt(bitPattern: pc + cpuProcs * pSlotStride)
@@ -402,6 +407,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         // 0 sends every free of the span to the slow path: tiny blocks, and every span in the
         // hardened mode (Debug.swift).
         s.pointee.fastFreeLimit = kind == SpanKind.ordinary && !pointee.debugMode ? UInt16(nelems) : 0
+        s.pointee.profiledObjects = 0
         s.pointee.bitmapWordsWord = UInt8(words)
         if c != 0 {
             s.pointee.elemSizeWord = pointee.sizeClasses.classToSize[c]

@@ -116,8 +116,13 @@ struct MSpan: ~Copyable {
     var allocCache: UInt64
     /// True when some object may hold old data (calloc must clear it). Owner.
     var needzero: Bool
+    /// Sampled objects of this span in the heap profile's object table (Profile.swift I2);
+    /// nonzero sends every free of the span to the slow path. Guarded by: the profile lock
+    /// (racy read by free's slow path: only a span holding the object being freed can read
+    /// nonzero for it, and it was written before that object was handed out).
+    var profiledObjects: UInt32
     /// Fills line 0, so that line 1 starts at offset 64.
-    private var padding: (UInt64, UInt64, UInt64)
+    private var padding: (UInt64, UInt64, UInt32)
 
     // MARK: - Line 1: everything any free reads (at most 40 bytes), then the bitmaps
 
@@ -178,7 +183,7 @@ struct MSpan: ~Copyable {
         allocCache = 0; freeIndexWord = Atomic(0); startAddr = 0; location = Atomic(SpanLocation.none)
         allocCountWord = Atomic(0); nelemsWord = 0; fastFreeLimit = 0; elemSizeWord = 0; divMul = 0
         bitmapWordsWord = 0; spanClassWord = Atomic(0); needzero = false; ownedSpanClassByte = 0; kindWord = Atomic(0)
-        npages = 0; next = nil; prev = nil; padding = (0, 0, 0)
+        npages = 0; next = nil; prev = nil; profiledObjects = 0; padding = (0, 0, 0)
         state = Atomic(SpanState.free.rawValue)
     }
 

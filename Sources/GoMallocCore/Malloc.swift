@@ -47,7 +47,9 @@ func mallocgc(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutabl
         // 0...maxTinySize bytes, packed (malloc(0) gets a 1-byte object) with GOMALLOC_TINY=1
         // (tinyLimit is 0 otherwise). The slow path takes them (a tail call keeps this path a leaf).
         if noscan && UInt(bitPattern: size) < h.tinyLimit { return mallocSlow(size, cABI: cABI, zero: zero, noscan: noscan) }
-        let spc = h.spanClass(for: size, cABI: cABI, noscan: noscan)
+        // The table only this path reads: with heap profiling on, all zeros (span class 0,
+        // never cached), so that every request misses here and the slow path counts it.
+        let spc = h.fastSpanClass(for: size, cABI: cABI, noscan: noscan)
         if let slot = h.tryAcquirePreferredP(needsMCache: true) {
             let cache = slot.heldMCache
             // The object this P freed last, else the span's next free one.
@@ -75,9 +77,19 @@ func mallocgc(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutabl
 
 @inline(never)
 func mallocSlow(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutableRawPointer? {
+    // Heap profiling on (Profile.swift): the fast path sent every small request here; serve
+    // it as the fast path would, with the countdown, before starting over.
+    let rate = profileRate()
+    if rate != 0 && UInt(bitPattern: size) <= UInt(maxSmallSize), let h = theHeap(),
+       !(noscan && UInt(bitPattern: size) < packingLimit(h)),
+       let p = mallocSmallProfiled(h, h.spanClass(for: size, cABI: cABI, noscan: noscan), size: size, zero: zero, rate: rate) {
+        return p
+    }
     var p: UnsafeMutableRawPointer? = nil
     if size >= 0 && size <= maxRequest, let h = heap() {
-        if noscan && UInt(bitPattern: size) < h.tinyLimit {
+        // The real bound (while heap profiling is on, tinyLimit sends every noscan request
+        // here, Profile.swift); with GOMALLOC_DEBUG=1 every noscan request is below it.
+        if noscan && UInt(bitPattern: size) < packingLimit(h) {
             return h.pointee.debugMode ? mallocDebug(h, size: size, cABI: cABI, zero: zero) : mallocTiny(h, size: size, zero: zero)
         }
         p = size > maxSmallSize
@@ -87,6 +99,36 @@ func mallocSlow(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMuta
     if p == nil { gm_sys_set_errno(ENOMEM) }
     // The heap may have grown past the background scavenger's threshold (no P held here).
     startScavengerIfWanted()
+    return p
+}
+
+/// mallocgc's fast path with heap profiling's countdown (Profile.swift), for mallocSlow while
+/// sampling is on: this thread's P without waiting, a recent free or the span's next free
+/// object; nil (nothing counted) on any miss, for the general path.
+@inline(__always)
+private func mallocSmallProfiled(_ h: UnsafeMutablePointer<MHeap>, _ spc: SpanClass, size: Int, zero: Bool,
+                                 rate: Int) -> UnsafeMutableRawPointer? {
+    guard let slot = h.tryAcquirePreferredP(needsMCache: true) else { return nil }
+    let cache = slot.heldMCache
+    var v = cache.popRecent(spc.index)
+    var needzero = zero
+    if v == 0 {
+        let s = MCache.allocSlot(cache, spc).pointee
+        v = s.nextFreeFast()
+        needzero = zero && s.pointee.needzero
+    }
+    if v == 0 {
+        h.releaseP(slot)
+        return nil
+    }
+    slot.countMalloc(spc.index)
+    let bytes = Int(h.pointee.sizeClasses.classToSize[spc.sizeClass])
+    if cache.profileCountdown(bytes, rate: rate), let s = h.spanOf(v) {
+        profileRecord(addr: v, size: bytes, span: s)
+    }
+    h.releaseP(slot)
+    let p = UnsafeMutableRawPointer(bitPattern: v).unsafelyUnwrapped
+    if needzero { gm_sys_memset(p, 0, size) }
     return p
 }
 
@@ -109,7 +151,17 @@ func mallocSmall(_ h: UnsafeMutablePointer<MHeap>, _ spc: SpanClass, size: Int, 
         v = cache.nextFree(spc, heap: h)
         needzero = MCache.allocSlot(cache, spc).pointee.pointee.needzero
     }
-    if v != 0 { slot.countMalloc(spc.index) }
+    if v != 0 {
+        slot.countMalloc(spc.index)
+        // Heap profiling (Profile.swift): this P's countdown, and the sample, holding the P.
+        let rate = profileRate()
+        if rate != 0 {
+            let bytes = Int(h.pointee.sizeClasses.classToSize[spc.sizeClass])
+            if cache.profileCountdown(bytes, rate: rate), let s = h.spanOf(v) {
+                profileRecord(addr: v, size: bytes, span: s)
+            }
+        }
+    }
     h.releaseP(slot)
     // A refill may have swept a span and found a bad free: report it before handing out.
     reportDeferred()
@@ -130,6 +182,8 @@ func mallocLarge(_ h: UnsafeMutablePointer<MHeap>, size: Int, alignPages: Int, z
     else { return nil }
     let ptr = UnsafeMutableRawPointer(bitPattern: s.pointee.startAddr).unsafelyUnwrapped
     if zero && s.pointee.needzero { gm_sys_memset(ptr, 0, size) }
+    let rate = profileRate()
+    if rate != 0 { profileLarge(h, s, rate: rate) }
     return ptr
 }
 

@@ -60,7 +60,7 @@ func heapInitSlow() -> UnsafeMutablePointer<MHeap>? {
     if let h { heapRootWord.store(UInt(bitPattern: h), ordering: .releasing) }
     unlockHeapInit()
     // After publication and the unlock: atexit may call malloc.
-    if h != nil { registerStatsAtExit(); registerHeapMapAtExit() }
+    if h != nil { registerStatsAtExit(); registerHeapMapAtExit(); registerProfileAtExit() }
     return h
 }
 
@@ -93,5 +93,8 @@ private func createHeap() -> UnsafeMutablePointer<MHeap>? {
     else { return nil }
     // The rseq section admits CPU ids below cpuProcs from now on (before the heap is published).
     if cpuProcs != 0 { gm_sys_rseq_set_cpus(Int32(cpuProcs)) }
+    // GOMALLOC_PROFILE / GOMALLOC_PROFILE_RATE: sampling from the first allocation on.
+    let rate = profileRateFromOptions()
+    if rate != 0 { profileSetRate(h, rate) }
     return h
 }

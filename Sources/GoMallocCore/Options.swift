@@ -29,6 +29,10 @@ package enum Option: Int {
     case scavenge
     case memoryLimit
     case debug
+    case profile
+    case profileRate
+    case profileSeed
+    case profileUnwind
 
     package struct Row {
         package let name: StaticString
@@ -83,6 +87,22 @@ package enum Option: Int {
             Row(name: "GOMALLOC_DEBUG", defaultValue: 0, min: 0, max: 1,
                 defaultDoc: "0", rangeDoc: "0 or 1",
                 doc: "1: the hardened mode (Debug.swift). Freed small objects are filled with `0xDF` and checked when malloc hands them out again: a write after free is reported (`gomalloc: malloc(): write after free 0x… (byte N)`) and the process aborts; every large block ends in an inaccessible guard page, so an overrun past its usable size faults at once. Every malloc and free takes the slow path (several times slower; packing by `GOMALLOC_TINY` is off). Swift requests with `containsPointers: true` are poisoned when freed but not checked. 0: off.")
+        case .profile:
+            Row(name: "GOMALLOC_PROFILE", defaultValue: 0, min: 0, max: 0,
+                defaultDoc: "unset", rangeDoc: "a file path",
+                doc: "Turn heap profiling on (at `GOMALLOC_PROFILE_RATE`) and write the profile to this file (created or truncated; `%p` in the path is replaced by the process id) at exit and whenever the process gets `SIGUSR2` (unless the program handles that signal itself): one line per call stack and size with the sampled allocations and frees, then the process's memory map. Written without allocating. Forked children write theirs only when the path has `%p`. `gomalloc profile` sets it and turns the file into pprof, folded stacks and a flame graph.")
+        case .profileRate:
+            Row(name: "GOMALLOC_PROFILE_RATE", defaultValue: 524_288, min: 0, max: 1 << 40,
+                defaultDoc: "524288 with GOMALLOC_PROFILE set, else 0", rangeDoc: "0 or bytes",
+                doc: "Heap profiling's mean sampling interval in bytes, as Go's `MemProfileRate`: each P counts the bytes it allocates down from a random threshold drawn from an exponential distribution with this mean, and the allocation that crosses it records its call stack (frame pointers) and size; 1 samples every allocation, 0 turns sampling off. Set on its own it turns sampling on without a file (`gomalloc_profile_dump`, `GoAllocator.heapProfile()`). While sampling is on every allocation takes the slow path (DESIGN.md, \"Heap profiling\").")
+        case .profileSeed:
+            Row(name: "GOMALLOC_PROFILE_SEED", defaultValue: 0, min: 0, max: Int(UInt32.max),
+                defaultDoc: "0", rangeDoc: "0–4294967295",
+                doc: "Seed of the sampling thresholds' random generators (the n-th P to sample gets one derived from it and n), so that a program allocating on one thread repeats its samples from run to run; 0 seeds them from the clock and the process id.")
+        case .profileUnwind:
+            Row(name: "GOMALLOC_PROFILE_UNWIND", defaultValue: 0, min: 0, max: 1,
+                defaultDoc: "0", rangeDoc: "0 or 1",
+                doc: "How heap profiling walks a sampled allocation's stack. 0: frame pointers, with every stack page proven readable first; cheap and safe, but the walk stops at the first function built without them (Debian's libraries and most distribution binaries), so such programs show little more than the function that called `malloc`. 1: glibc's `backtrace()` (libgcc's unwinder over the binaries' `.eh_frame` tables), which sees through such code; it is loaded when the heap starts (the only time it allocates), costs a few microseconds per sample, and takes the dynamic loader's `dl_iterate_phdr` lock inside `malloc` (DESIGN.md, \"Heap profiling\").")
         case .rseq:
             Row(name: "GOMALLOC_RSEQ", defaultValue: 1, min: 0, max: 1,
                 defaultDoc: "1", rangeDoc: "0 or 1",

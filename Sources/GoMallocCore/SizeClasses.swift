@@ -145,6 +145,14 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     @inline(__always)
     func spanClass(for size: Int, cABI: Bool, noscan: Bool) -> SpanClass {
         let table = (cABI ? 2 : 0) &+ (noscan ? 1 : 0)
+        return SpanClass(raw: pointee.classTable[table &* fastClassTableEntries &+ ((size &+ 7) &>> 3)])
+    }
+
+    /// The same lookup in the table the malloc fast path reads (MHeap.fastClassTable): the
+    /// real one, or while heap profiling is on a table of zeros (Profile.swift).
+    @inline(__always)
+    func fastSpanClass(for size: Int, cABI: Bool, noscan: Bool) -> SpanClass {
+        let table = (cABI ? 2 : 0) &+ (noscan ? 1 : 0)
         return SpanClass(raw: pointee.fastClassTable[table &* fastClassTableEntries &+ ((size &+ 7) &>> 3)])
     }
 

@@ -50,6 +50,7 @@ int gm_mallopt(int param, int value);
 void gm_mallinfo_fill(size_t out[10]);
 void gm_stats_print(int fd);
 size_t gm_stats_json(char *buf, size_t len);
+int gm_profile_dump(const char *path);
 long gm_malloc_info_format(int options, char *buf, size_t len);
 void *gm_stack_alloc(size_t size);
 void gm_stack_free(void *lo, size_t size);
@@ -180,6 +181,7 @@ GM_EXPORT void *__libc_pvalloc(size_t size) { return gm_pvalloc(size); }
 GM_EXPORT void gomalloc_stats_print(int fd) { gm_stats_print(fd); }
 
 GM_EXPORT size_t gomalloc_stats_json(char *buf, size_t len) { return gm_stats_json(buf, len); }
+GM_EXPORT int gomalloc_profile_dump(const char *path) { return gm_profile_dump(path); }
 
 GM_EXPORT const char *gomalloc_version(void) { return GOMALLOC_VERSION_STRING; }
 

@@ -8,6 +8,6 @@ struct GoMallocCommand: ParsableCommand {
         commandName: "gomalloc",
         abstract: "Go's memory allocator as a malloc for Linux: run programs under it, inspect it, benchmark it.",
         discussion: OptionsHelp.text,
-        subcommands: [RunCommand.self, SizeClassesCommand.self, HeapCommand.self, HeapMapCommand.self, BenchCommand.self, StacksDemoCommand.self, InstallCommand.self]
+        subcommands: [RunCommand.self, SizeClassesCommand.self, HeapCommand.self, HeapMapCommand.self, ProfileCommand.self, BenchCommand.self, StacksDemoCommand.self, InstallCommand.self]
     )
 }

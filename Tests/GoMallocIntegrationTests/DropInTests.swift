@@ -35,6 +35,7 @@ final class DropInTests: XCTestCase {
         "hostile.c": "HostileInputTests.testEveryEntryPointAgainstTheReadmeTable",
         "debug_mode.c": "DebugModeTests (every test)",
         "soak.c": "SoakTests.testSoakTwentySeconds",
+        "profile.c": "ProfileTests (every test)",
     ]
 
     /// Compile and run a program under the allocator; it must exit 0, print `OK <name>` last

@@ -80,6 +80,30 @@ int gm_sys_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(voi
 /// Register a function to run at process exit (GOMALLOC_STATS). 0 on success.
 int gm_sys_atexit(void (*fn)(void));
 
+// MARK: - Heap profiling (Profile.swift)
+
+/// Walk the frame-pointer chain from the caller of this function: store up to `max` return
+/// addresses in `pcs` (the innermost first) and return how many. Never allocates, takes no
+/// lock and cannot fault: each frame must lie 16-byte aligned above the previous one and
+/// within 1 MiB of it, and each stack page it reads is first proven readable with
+/// process_vm_readv(2) on this process (one call per page; EFAULT ends the walk). The walk
+/// stops at a zero return address, a broken chain, or `max`.
+int gm_sys_backtrace_fp(uintptr_t *pcs, int max);
+/// The same through glibc's backtrace(), i.e. libgcc's unwinder over the binaries' .eh_frame
+/// tables: sees through code without frame pointers. Its first call loads libgcc_s (dlopen:
+/// it allocates), so gm_sys_backtrace_prime must run once outside the allocator first; until
+/// it has, this returns 0. After that glibc and libgcc (12) unwind without allocating, taking
+/// the loader's dl_iterate_phdr lock (see DESIGN.md, "Heap profiling", for what can go wrong).
+int gm_sys_backtrace_unwind(uintptr_t *pcs, int max);
+/// Call backtrace() once (loads libgcc_s). Outside any allocator lock; may allocate. 1 if
+/// the unwinder works (a non-empty trace), else 0.
+int gm_sys_backtrace_prime(void);
+/// Copy the file at `path` (e.g. /proc/self/maps) to `fd` through a stack buffer; 0 or -1.
+int gm_sys_copy_file(const char *path, int fd);
+/// Install `handler` for SIGUSR2 (SA_RESTART), unless the program has one already; 0 if
+/// installed.
+int gm_sys_sigusr2(void (*handler)(int));
+
 // MARK: - Futex (the slow half of our mutex)
 
 void gm_sys_futex_wait(uint32_t *addr, uint32_t expected);

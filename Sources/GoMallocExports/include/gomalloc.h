@@ -61,6 +61,13 @@ size_t gomalloc_stats_json(char *buf, size_t len);
 /// library it runs with is the one it was compiled against.
 const char *gomalloc_version(void);
 
+/// Write the heap profile now to `path` (`%p` in it: the process id; created or truncated):
+/// the sampled allocation sites with their allocated and still-in-use counts, then the
+/// memory map, in the format `gomalloc profile` reads (Sources/GoMallocCore/Profile.swift).
+/// Sampling must be on (GOMALLOC_PROFILE or GOMALLOC_PROFILE_RATE). Does not allocate.
+/// 0 on success; -1 if sampling was never on or the file cannot be created.
+int gomalloc_profile_dump(const char *path);
+
 // MARK: Stacks
 //
 // Stacks for coroutines, fibers and green threads, from the same heap as malloc's blocks, as
