@@ -29,6 +29,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // pprof's profile.proto for `gomalloc profile` (the CLI only; the core stays libc-only).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
     ],
     targets: [
         // libc, syscalls, thread-locals and the CPU id: the only C the core sees.
@@ -62,12 +64,15 @@ let package = Package(
         // `gomalloc stacks-demo`'s coroutines: a context switch of our own (x86-64, AArch64;
         // ucontext elsewhere), the round-robin scheduler and the three stack sources.
         .target(name: "CStacksDemo"),
+        // zlib for the CLI's gzip output (`gomalloc profile`'s heap.pb.gz).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .executableTarget(
             name: "gomalloc",
             dependencies: [
                 "GoMalloc", "GoMallocCoreHosted",  // the core for its options table (--help)
-                "CStacksDemo",
+                "CStacksDemo", "CZlib",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
 
@@ -99,6 +104,9 @@ let package = Package(
         // report, the heap profile's parser, symbolizer and writers), option parsing and
         // stacks-demo's context switch; runs in seconds:
         //   swift test --filter GoMallocCLITests
-        .testTarget(name: "GoMallocCLITests", dependencies: ["gomalloc", "GoMallocCoreHosted", "CStacksDemo"]),
+        .testTarget(name: "GoMallocCLITests", dependencies: [
+            "gomalloc", "GoMallocCoreHosted", "CStacksDemo", "CZlib",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ]),
     ]
 )

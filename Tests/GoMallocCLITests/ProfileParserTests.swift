@@ -1,13 +1,15 @@
 // ProfileParserTests: the CLI's heap-profile pieces on handwritten input: the GOMALLOC_PROFILE
 // dump parser (format in Sources/GoMallocCore/Profile.swift) and its refusals, pprof's
 // scaling, the allocator's frames trimmed, folded stacks and top sites, this binary's own ELF
-// symbols and DWARF lines reached through its memory map, the protobuf and
-// gzip writers (CRC-32 check value, stored blocks), and the flame graph (well-formed XML,
+// symbols and DWARF lines reached through its memory map, the pprof message (decoded back
+// with swift-protobuf) and its gzip stream (inflated back with zlib), and the flame graph (well-formed XML,
 // widths proportional to bytes). Real programs: ProfileTests in GoMallocIntegrationTests.
 import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
+import CZlib
+import SwiftProtobuf
 import XCTest
 @testable import gomalloc
 /// A C-callable function of this file, for the symbol and line lookups.
@@ -71,22 +73,41 @@ final class ProfileParserTests: XCTestCase {
         XCTAssertEqual(p.topSites(inuse: true).map(\.site), ["0x5000"], "sites with nothing in use are left out")
     }
 
-    func testProtobufAndGzipWriters() throws {
-        var w = ProtoWriter()
-        w.int(1, 150)
-        XCTAssertEqual(w.bytes, [0x08, 0x96, 0x01], "protobuf's documented example")
-        w = ProtoWriter()
-        w.packed(4, [3, 270])
-        XCTAssertEqual(w.bytes, [0x22, 0x03, 0x03, 0x8E, 0x02])
-        XCTAssertEqual(Gzip.crc32(Array("123456789".utf8)), 0xCBF4_3926, "CRC-32's check value")
-        let big = (0..<200_000).map { UInt8($0 % 251) }
-        let gz = Gzip.stored(big)
-        XCTAssertEqual(Array(gz.prefix(3)), [0x1F, 0x8B, 8])
-        XCTAssertEqual(gz.count, 10 + big.count + 5 * 4 + 8, "four stored blocks of at most 65535 bytes")
-        // The profile encodes its sample types first.
+    /// The Profile message decodes back (swift-protobuf) with Go's four sample types, the
+    /// period, every sample's values and locations; the gzip stream inflates back (zlib).
+    func testPprofMessageAndGzipStream() throws {
         let p = SymbolizedProfile(try ProfileDump(parsing: Self.dump))
-        let bytes = Pprof.encode(p)
-        XCTAssertEqual(Array(bytes.prefix(2)), [0x0A, 0x04], "field 1 (sample_type), 4 bytes")
+        let bytes = Pprof.encode(p, timeNanos: 42)
+        let decoded = try Perftools_Profiles_Profile(serializedBytes: bytes)
+        let names = decoded.sampleType.map { "\(decoded.stringTable[Int($0.type)])/\(decoded.stringTable[Int($0.unit)])" }
+        XCTAssertEqual(names, ["alloc_objects/count", "alloc_space/bytes", "inuse_objects/count", "inuse_space/bytes"])
+        XCTAssertEqual(decoded.stringTable.first, "", "string 0 is empty, as pprof requires")
+        XCTAssertEqual(decoded.stringTable[Int(decoded.defaultSampleType)], "inuse_space")
+        XCTAssertEqual(decoded.period, Int64(p.rate))
+        XCTAssertEqual(decoded.timeNanos, 42)
+        XCTAssertEqual(decoded.sample.count, p.entries.count)
+        for (s, e) in zip(decoded.sample, p.entries) {
+            XCTAssertEqual(s.value, [e.allocObjects, e.allocBytes, e.inuseObjects, e.inuseBytes].map { Int64(max(0, $0.rounded())) })
+            XCTAssertEqual(s.locationID.count, e.frames.count)
+            for id in s.locationID { XCTAssertTrue(decoded.location.contains { $0.id == id }, "location \(id)") }
+        }
+        // gzip: the magic, and zlib inflates it back to the message.
+        let gz = Gzip.compress(bytes)
+        XCTAssertEqual(Array(gz.prefix(3)), [0x1F, 0x8B, 8])
+        var stream = z_stream()
+        XCTAssertEqual(inflateInit2_(&stream, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)), Z_OK)
+        var input = gz
+        var out = [UInt8](repeating: 0, count: bytes.count + 64)
+        let n: Int = input.withUnsafeMutableBufferPointer { i in
+            out.withUnsafeMutableBufferPointer { o in
+                stream.next_in = i.baseAddress; stream.avail_in = uInt(i.count)
+                stream.next_out = o.baseAddress; stream.avail_out = uInt(o.count)
+                let r = inflate(&stream, Z_FINISH)
+                return r == Z_STREAM_END ? o.count - Int(stream.avail_out) : -Int(r)
+            }
+        }
+        inflateEnd(&stream)
+        XCTAssertEqual(Array(out.prefix(max(n, 0))), bytes)
     }
 
     /// This test binary's own symbol table and line table, reached as the CLI reaches a
