@@ -111,7 +111,9 @@ final class FaultInjectionTests: XCTestCase {
             let (ok, _) = churn(steps: 3000, seed: UInt64(every), blocks: &blocks, stacks: &stacks)
             sysFaultEvery.store(0, ordering: .relaxed)
             XCTAssertGreaterThan(ok, 1000, "every \(every): most operations still succeed")
-            XCTAssertGreaterThan(sysFaultsInjected.load(ordering: .relaxed), injected, "every \(every): faults were injected")
+            let faults = sysFaultsInjected.load(ordering: .relaxed) - injected
+            XCTAssertGreaterThan(faults, 0, "every \(every): faults were injected")
+            print("fault injection, every \(every)th call: \(faults) faults, \(ok) operations succeeded")
             assertHeapInvariants()
             try finish(&blocks, &stacks)
         }
@@ -127,6 +129,7 @@ final class FaultInjectionTests: XCTestCase {
         sysFaultByteBudget.store(-1, ordering: .relaxed)
         XCTAssertGreaterThan(ok, 0)
         XCTAssertGreaterThan(failed, 0, "the budget ran out")
+        print("fault injection, 64 MiB budget: \(ok) operations succeeded, \(failed) returned nil")
         assertHeapInvariants()
         try finish(&blocks, &stacks)
     }
