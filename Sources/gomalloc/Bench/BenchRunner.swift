@@ -101,6 +101,10 @@ struct BenchRunner {
                     skippedWorkloads[w.name] = "\(error)" + (hint.map { "; install: \($0)" } ?? "")
                 }
             }
+            if let missing = w.requires.first(where: { !FileManager.default.isExecutableFile(atPath: $0) }) {
+                commands[w.name] = nil
+                skippedWorkloads[w.name] = "\(missing) not found" + (w.requiresHint.map { " (\($0))" } ?? "")
+            }
             if let why = skippedWorkloads[w.name] { say("workload \(w.name): SKIPPED: \(why)") }
         }
         let runnable = c.workloads.filter { commands[$0.name] != nil }

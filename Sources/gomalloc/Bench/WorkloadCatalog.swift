@@ -14,6 +14,9 @@ struct WorkloadSpec {
     /// Sample the workload's RSS every 100 ms while it runs (results.json's rssSeries) and
     /// draw it in this file of the output directory (RSSChartRenderer); nil: not sampled.
     var rssChart: String? = nil
+    /// Programs the workload runs (a real server): skipped, with `requiresHint`, when one is missing.
+    var requires: [String] = []
+    var requiresHint: String? = nil
 }
 
 /// The workloads with their sizes for each mode. Sizes were picked so that a quick run takes
@@ -74,6 +77,15 @@ func workloadCatalog(mode: BenchMode, threads: Int) -> [WorkloadSpec] {
             source: "idle-return.c", kind: .c(linkFlags: [], skipHint: nil), threads: 1,
             arguments: ["keep=256"] + pick(["mib=16", "idle=300"], ["mib=256", "idle=2000"], ["mib=1024", "idle=6000"]),
             rssChart: "idle-return.svg"),
+        WorkloadSpec(
+            name: "redis-flush", models: "real server (Redis)",
+            description: "redis-server under the allocator on loopback: values written and read back, redis-benchmark SET/GET, about 1 GiB of 1000-byte values loaded, FLUSHALL, idle; the server's RSS at each phase",
+            source: "redis-flush.c", kind: .c(linkFlags: [], skipHint: nil), threads: 1,
+            arguments: pick(["keys=500", "requests=2000", "mib=8", "idle=300"],
+                            ["keys=5000", "requests=20000", "mib=256", "idle=2000"],
+                            ["keys=20000", "requests=100000", "mib=1024", "idle=6000"]),
+            rssChart: "redis-flush.svg", requires: ["/usr/bin/redis-server", "/usr/bin/redis-benchmark"],
+            requiresHint: "apt-get install -y redis-server"),
         WorkloadSpec(
             name: "small-pairs-fixed", models: "glibc bench-malloc-simple",
             description: "one thread: batches of 1-1600 blocks of 16, 32, 64, 128, 256 B allocated, then freed in order",
