@@ -173,6 +173,8 @@ int main(int argc, char **argv) {
     // A first round of idle threads: libc caches their stacks with the TLS it allocated
     // with malloc, so the real round allocates nothing of libc's own.
     setvbuf(stdout, NULL, _IOLBF, 0);
+    // Before the warm-up: the scavenger thread takes a stack from glibc's cache too.
+    start_allocator_threads();
     pthread_t warm[MAX_THREADS + 1];
     for (int i = 0; i <= nthreads; i++) CHECK(pthread_create(&warm[i], NULL, idle, NULL) == 0);
     for (int i = 0; i <= nthreads; i++) CHECK(pthread_join(warm[i], NULL) == 0);

@@ -229,6 +229,8 @@ int main(int argc, char **argv) {
     // Small stacks, and a first round of idle threads: libc caches the stacks with their TLS
     // (allocated with malloc), so the real round allocates nothing of libc's own.
     pthread_attr_t attr;
+    // Before the warm-up: the scavenger thread takes a stack from glibc's cache too.
+    start_allocator_threads();
     CHECK(pthread_attr_init(&attr) == 0);
     CHECK(pthread_attr_setstacksize(&attr, 256 << 10) == 0);
     int nthreads = nconsumers + nproducers + 1;

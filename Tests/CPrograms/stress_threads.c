@@ -321,6 +321,8 @@ int main(int argc, char **argv) {
     printf("start\n");
     // A short first round warms up what libc keeps per thread (stacks and their TLS), so
     // that the in-use count after the real round can be compared with the one before it.
+    // Before the warm-up: the scavenger thread takes a stack from glibc's cache too.
+    start_allocator_threads();
     run_workers(nthreads, 20, 0, seed + 99);
     malloc_trim(0);
     size_t before = in_use();
