@@ -58,15 +58,8 @@ static size_t read_file(const char *path) {
     return n;
 }
 
-static long status_field(const char *name) {
-    read_file("/proc/self/status");
-    const char *p = strstr(text, name);
-    CHECK(p != NULL);
-    return atol(p + strlen(name));
-}
-
-static long rss_kib(void) { return status_field("VmRSS:"); }
-static long threads(void) { return status_field("Threads:"); }
+static long rss_kib(void) { return proc_status_field("VmRSS:"); }
+static long threads(void) { return proc_status_field("Threads:"); }
 
 /// Resident bytes of the mappings overlapping [lo, hi) (our arenas), from smaps.
 static unsigned long long arena_rss(unsigned long lo, unsigned long hi) {

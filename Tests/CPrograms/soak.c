@@ -167,17 +167,7 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-static long rss_kib(void) {
-    char b[4096];
-    int fd = open("/proc/self/status", O_RDONLY);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, b, sizeof b - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    b[n] = 0;
-    const char *p = strstr(b, "VmRSS:");
-    return p ? atol(p + 6) : -1;
-}
+static long rss_kib(void) { return proc_status_field("VmRSS:"); }
 
 /// A forked child: allocate, verify and free in the copied heap, with a thread of its own.
 static void *child_thread(void *arg) {
