@@ -222,10 +222,11 @@ static inline long maxrss_kib(void) {
 
 // ---- phase markers (workloads whose RSS `gomalloc bench` samples) -------------------
 
-/// Resident set size in KiB from /proc/self/statm, with open and read only (no heap call).
-static inline long rss_now_kib(void) {
+/// Resident set size in KiB from a statm file (/proc/PID/statm), with open and read only
+/// (no heap call); -1 when it cannot be read.
+static inline long rss_kib_from(const char *statm) {
     char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY);
+    int fd = open(statm, O_RDONLY);
     if (fd < 0) return -1;
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
@@ -237,15 +238,19 @@ static inline long rss_now_kib(void) {
     return pages * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+/// This process's resident set size in KiB.
+static inline long rss_now_kib(void) { return rss_kib_from("/proc/self/statm"); }
+
 /// Prints a phase boundary `phase=NAME mono_s=S rss_kib=N` (the harness parses it: RSSSampler)
-/// and returns the RSS.
-static inline long marker(const char *phase) {
-    double t = now_seconds();
-    long rss = rss_now_kib();
-    printf("phase=%s mono_s=%.6f rss_kib=%ld\n", phase, t, rss);
+/// with the RSS given; returns it.
+static inline long marker_rss(const char *phase, long rss) {
+    printf("phase=%s mono_s=%.6f rss_kib=%ld\n", phase, now_seconds(), rss);
     fflush(stdout);
     return rss;
 }
+
+/// A phase boundary with this process's RSS.
+static inline long marker(const char *phase) { return marker_rss(phase, rss_now_kib()); }
 
 /// Sleeps `ms` milliseconds without a heap call.
 static inline void sleep_ms(long ms) {

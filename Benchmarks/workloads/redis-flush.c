@@ -27,23 +27,12 @@ static int port;
 static pid_t server;
 
 static long server_rss_kib(void) {
-    char path[64], buf[128];
+    char path[64];
     snprintf(path, sizeof path, "/proc/%d/statm", (int)server);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    const char *p = buf;
-    while (*p && *p != ' ') p++;
-    return strtol(p, NULL, 10) * (sysconf(_SC_PAGESIZE) / 1024);
+    return rss_kib_from(path);
 }
 
-static void server_marker(const char *phase) {
-    printf("phase=%s mono_s=%.6f rss_kib=%ld\n", phase, now_seconds(), server_rss_kib());
-    fflush(stdout);
-}
+static void server_marker(const char *phase) { marker_rss(phase, server_rss_kib()); }
 
 static int connect_server(void) {
     for (int tries = 0; tries < 400; tries++) {
