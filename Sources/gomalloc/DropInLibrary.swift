@@ -1,5 +1,6 @@
 // DropInLibrary.swift: finding the GoMalloc drop-in library, the one rule `gomalloc run`,
-// `gomalloc bench` and `gomalloc install` share, and composing LD_PRELOAD.
+// `gomalloc bench` and `gomalloc install` share, composing LD_PRELOAD, and running a command
+// under the library so that it writes an at-exit dump (`gomalloc heapmap`, `gomalloc profile`).
 //
 // Candidates, best first:
 //   1. the path given on the command line (--library, --gomalloc-lib): then the only one;
@@ -85,5 +86,34 @@ enum DropInLibrary {
             .map(String.init)
             .filter { $0 != library }
         return ([library] + others).joined(separator: ":")
+    }
+
+    /// How a command run by `runWritingDump` ended, and the dump its own process wrote (nil:
+    /// none, as when it died or did not run under the library).
+    struct DumpRun {
+        let dump: Data?
+        let exitStatus: Int32?  // nil: killed by a signal
+    }
+
+    /// Run `commandLine` (through env(1), which execs it: the pid stays) under `library`, with
+    /// the variables `environment` gives for the dump path pattern `DIR/NAME.%p` (DIR a fresh
+    /// temporary directory, removed afterwards), and read the dump of that pid.
+    static func runWritingDump(_ commandLine: [String], library: String, dumpName: String,
+                               environment: (String) -> [String: String]) throws -> DumpRun {
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("gomalloc-\(dumpName)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["--"] + commandLine
+        var env = ProcessInfo.processInfo.environment
+        env["LD_PRELOAD"] = preloadValue(adding: library, to: env["LD_PRELOAD"])
+        env.merge(environment(dir.appendingPathComponent("\(dumpName).%p").path)) { _, new in new }
+        p.environment = env
+        try p.run()
+        p.waitUntilExit()
+        let dump = FileManager.default.contents(atPath: dir.appendingPathComponent("\(dumpName).\(p.processIdentifier)").path)
+        return DumpRun(dump: dump, exitStatus: p.terminationReason == .exit ? p.terminationStatus : nil)
     }
 }

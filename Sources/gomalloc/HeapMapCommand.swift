@@ -331,22 +331,13 @@ struct HeapMapCommand: ParsableCommand {
         } catch {
             throw fail("\(error)")
         }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gomalloc-heapmap-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["--"] + commandLine
-        var env = ProcessInfo.processInfo.environment
-        env["LD_PRELOAD"] = DropInLibrary.preloadValue(adding: lib, to: env["LD_PRELOAD"])
-        env["GOMALLOC_HEAPMAP"] = dir.appendingPathComponent("heap.%p").path
-        p.environment = env
-        do { try p.run() } catch { throw fail("cannot run \(commandLine[0]): \(error)") }
-        p.waitUntilExit()
-        // env(1) execs the command, which keeps its pid.
-        let dumpPath = dir.appendingPathComponent("heap.\(p.processIdentifier)").path
-        guard let data = FileManager.default.contents(atPath: dumpPath) else {
+        let r: DropInLibrary.DumpRun
+        do {
+            r = try DropInLibrary.runWritingDump(commandLine, library: lib, dumpName: "heap") { ["GOMALLOC_HEAPMAP": $0] }
+        } catch {
+            throw fail("cannot run \(commandLine[0]): \(error)")
+        }
+        guard let data = r.dump else {
             throw fail("\(commandLine[0]) left no heap dump (did it run under the library, and exit rather than die?)")
         }
         if let dump { try data.write(to: URL(fileURLWithPath: dump)) }
@@ -357,6 +348,6 @@ struct HeapMapCommand: ParsableCommand {
             try HeapMapSVG.render(parsed, title: title).write(toFile: out, atomically: true, encoding: .utf8)
         }
         if text || out == nil { print(parsed.textSummary(title: title), terminator: "") }
-        if p.terminationReason == .exit && p.terminationStatus != 0 { throw ExitCode(p.terminationStatus) }
+        if let status = r.exitStatus, status != 0 { throw ExitCode(status) }
     }
 }

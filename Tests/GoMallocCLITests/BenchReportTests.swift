@@ -184,37 +184,8 @@ final class BenchReportTests: XCTestCase {
 
     // MARK: - Chart
 
-    /// chart.svg parsed as XML: every element with its attributes and its own text.
-    private final class Collector: NSObject, XMLParserDelegate {
-        struct Element {
-            var name: String
-            var attributes: [String: String]
-            var text = ""
-            var parent: String?
-        }
-        var elements: [Element] = []
-        private var open: [Int] = []
-
-        func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
-                    attributes: [String: String] = [:]) {
-            elements.append(Element(name: name, attributes: attributes, parent: open.last.map { elements[$0].name }))
-            open.append(elements.count - 1)
-        }
-        func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
-            open.removeLast()
-        }
-        func parser(_ parser: XMLParser, foundCharacters string: String) {
-            if let i = open.last { elements[i].text += string }
-        }
-    }
-
-    private func parseChart(_ report: ReportJSON) throws -> [Collector.Element] {
-        let svg = renderChart(report)
-        let parser = XMLParser(data: Data(svg.utf8))
-        let collector = Collector()
-        parser.delegate = collector
-        XCTAssertTrue(parser.parse(), "chart.svg is not well-formed XML: \(parser.parserError.map { "\($0)" } ?? "?")")
-        return collector.elements
+    private func parseChart(_ report: ReportJSON) throws -> [SVGElement] {
+        parseSVG(renderChart(report), what: "chart.svg")
     }
 
     func testChartIsWellFormedSVGWithOnePanelPerMeasure() throws {

@@ -69,38 +69,11 @@ final class RSSChartTests: XCTestCase {
 
     // MARK: - The SVG
 
-    private struct Element {
-        var name: String
-        var attributes: [String: String]
-        var text = ""
-        var parent: String?
+    private func parse(_ svg: String) throws -> [SVGElement] {
+        parseSVG(svg, what: "rss-over-time.svg")
     }
 
-    private final class Collector: NSObject, XMLParserDelegate {
-        var elements: [Element] = []
-        private var open: [Int] = []
-        func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
-                    attributes: [String: String] = [:]) {
-            elements.append(Element(name: name, attributes: attributes, parent: open.last.map { elements[$0].name }))
-            open.append(elements.count - 1)
-        }
-        func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
-            open.removeLast()
-        }
-        func parser(_ parser: XMLParser, foundCharacters string: String) {
-            if let i = open.last { elements[i].text += string }
-        }
-    }
-
-    private func parse(_ svg: String) throws -> [Element] {
-        let parser = XMLParser(data: Data(svg.utf8))
-        let collector = Collector()
-        parser.delegate = collector
-        XCTAssertTrue(parser.parse(), "rss-over-time.svg is not well-formed XML: \(parser.parserError.map { "\($0)" } ?? "?")")
-        return collector.elements
-    }
-
-    private func points(_ polyline: Element) -> [(x: Double, y: Double)] {
+    private func points(_ polyline: SVGElement) -> [(x: Double, y: Double)] {
         (polyline.attributes["points"] ?? "").split(separator: " ").map { pair in
             let xy = pair.split(separator: ",").map { Double($0)! }
             return (xy[0], xy[1])

@@ -91,26 +91,19 @@ struct ProfileCommand: ParsableCommand {
         do { lib = try DropInLibrary.locate(explicit: library, for: .run) } catch { throw fail("\(error)") }
         let outDir = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gomalloc-profile-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["--"] + commandLine
-        var env = ProcessInfo.processInfo.environment
-        env["LD_PRELOAD"] = DropInLibrary.preloadValue(adding: lib, to: env["LD_PRELOAD"])
-        env["GOMALLOC_PROFILE"] = dir.appendingPathComponent("profile.%p").path
-        env["GOMALLOC_PROFILE_RATE"] = String(rate)
-        if let seed { env["GOMALLOC_PROFILE_SEED"] = String(seed) }
-        if unwind { env["GOMALLOC_PROFILE_UNWIND"] = "1" }
-        p.environment = env
         let started = Date()
-        do { try p.run() } catch { throw fail("cannot run \(commandLine[0]): \(error)") }
-        p.waitUntilExit()
-        // env(1) execs the command, which keeps its pid.
-        let dumpPath = dir.appendingPathComponent("profile.\(p.processIdentifier)").path
-        guard let data = FileManager.default.contents(atPath: dumpPath) else {
+        let r: DropInLibrary.DumpRun
+        do {
+            r = try DropInLibrary.runWritingDump(commandLine, library: lib, dumpName: "profile") { path in
+                var env = ["GOMALLOC_PROFILE": path, "GOMALLOC_PROFILE_RATE": String(rate)]
+                if let seed { env["GOMALLOC_PROFILE_SEED"] = String(seed) }
+                if unwind { env["GOMALLOC_PROFILE_UNWIND"] = "1" }
+                return env
+            }
+        } catch {
+            throw fail("cannot run \(commandLine[0]): \(error)")
+        }
+        guard let data = r.dump else {
             throw fail("\(commandLine[0]) left no profile (did it run under the library, and exit rather than die?)")
         }
         try data.write(to: outDir.appendingPathComponent("profile.txt"))
@@ -120,7 +113,7 @@ struct ProfileCommand: ParsableCommand {
         let title = "gomalloc profile: " + commandLine.joined(separator: " ")
         try ProfileOutput.write(profile, to: outDir, title: title, timeNanos: Int64(started.timeIntervalSince1970 * 1e9))
         print(ProfileOutput.report(profile, dump: dump, title: title, top: top, outDir: outDir.path), terminator: "")
-        if p.terminationReason == .exit && p.terminationStatus != 0 { throw ExitCode(p.terminationStatus) }
+        if let status = r.exitStatus, status != 0 { throw ExitCode(status) }
     }
 }
 
