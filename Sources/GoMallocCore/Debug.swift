@@ -81,8 +81,7 @@ func mallocDebug(_ h: UnsafeMutablePointer<MHeap>, size: Int, cABI: Bool, zero: 
 /// Go's largeAlloc in the hardened mode: one page more, made a guard (I3). The usable size
 /// stays the pages asked for, as without the guard (malloc of a block's usable size gives
 /// the same usable size).
-func mallocLargeGuarded(_ h: UnsafeMutablePointer<MHeap>, npages: Int, alignPages: Int, zero: Bool,
-                        noscan: Bool) -> UnsafeMutablePointer<MSpan>? {
+func mallocLargeGuarded(_ h: UnsafeMutablePointer<MHeap>, npages: Int, alignPages: Int, noscan: Bool) -> UnsafeMutablePointer<MSpan>? {
     let usable = npages &* pageSize
     if usable > Int(UInt32.max) {  // elemSizeWord cannot say it: no guard
         return h.allocSpan(npages: npages, spanClass: SpanClass(sizeClass: 0, noscan: noscan), alignPages: alignPages)

@@ -51,20 +51,12 @@ func mallocgc(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutabl
         // never cached), so that every request misses here and the slow path counts it.
         let spc = h.fastSpanClass(for: size, cABI: cABI, noscan: noscan)
         if let slot = h.tryAcquirePreferredP(needsMCache: true) {
-            let cache = slot.heldMCache
-            // The object this P freed last, else the span's next free one.
-            var v = cache.popRecent(spc.index)
-            var needzero = zero
-            if v == 0 {
-                let s = MCache.allocSlot(cache, spc).pointee
-                v = s.nextFreeFast()
-                needzero = zero && s.pointee.needzero
-            }
+            let (v, dirty) = takeCachedObject(slot.heldMCache, spc)
             if v != 0 {
                 slot.countMalloc(spc.index)
                 h.releaseP(slot)
                 let p = UnsafeMutableRawPointer(bitPattern: v).unsafelyUnwrapped
-                if needzero { gm_sys_memset(p, 0, size) }
+                if zero && dirty { gm_sys_memset(p, 0, size) }
                 return p
             }
             h.releaseP(slot)
@@ -110,26 +102,40 @@ private func mallocSmallProfiled(_ h: UnsafeMutablePointer<MHeap>, _ spc: SpanCl
                                  rate: Int) -> UnsafeMutableRawPointer? {
     guard let slot = h.tryAcquirePreferredP(needsMCache: true) else { return nil }
     let cache = slot.heldMCache
-    var v = cache.popRecent(spc.index)
-    var needzero = zero
-    if v == 0 {
-        let s = MCache.allocSlot(cache, spc).pointee
-        v = s.nextFreeFast()
-        needzero = zero && s.pointee.needzero
-    }
+    let (v, dirty) = takeCachedObject(cache, spc)
     if v == 0 {
         h.releaseP(slot)
         return nil
     }
     slot.countMalloc(spc.index)
+    profileCount(h, cache, spc, addr: v, rate: rate)
+    h.releaseP(slot)
+    let p = UnsafeMutableRawPointer(bitPattern: v).unsafelyUnwrapped
+    if zero && dirty { gm_sys_memset(p, 0, size) }
+    return p
+}
+
+/// The object P's mcache `cache` freed last in class `spc`, else the next free one of its
+/// span (0: neither, without a refill), and whether it may hold old data (a recent free
+/// always may; a span's object when the span says so). Caller holds the P. Inlined into
+/// the fast path.
+@inline(__always)
+private func takeCachedObject(_ cache: UnsafeMutablePointer<MCache>, _ spc: SpanClass) -> (addr: UInt, dirty: Bool) {
+    let v = cache.popRecent(spc.index)
+    if v != 0 { return (v, true) }
+    let s = MCache.allocSlot(cache, spc).pointee
+    return (s.nextFreeFast(), s.pointee.needzero)
+}
+
+/// Heap profiling's countdown for an object of class `spc` just taken (Profile.swift): the
+/// sample, when it is due, recorded holding the P.
+@inline(__always)
+private func profileCount(_ h: UnsafeMutablePointer<MHeap>, _ cache: UnsafeMutablePointer<MCache>, _ spc: SpanClass,
+                          addr v: UInt, rate: Int) {
     let bytes = Int(h.pointee.sizeClasses.classToSize[spc.sizeClass])
     if cache.profileCountdown(bytes, rate: rate), let s = h.spanOf(v) {
         profileRecord(addr: v, size: bytes, span: s)
     }
-    h.releaseP(slot)
-    let p = UnsafeMutableRawPointer(bitPattern: v).unsafelyUnwrapped
-    if needzero { gm_sys_memset(p, 0, size) }
-    return p
 }
 
 /// An object of span class `spc`, through any P, refilling as needed.
@@ -140,27 +146,15 @@ func mallocSmall(_ h: UnsafeMutablePointer<MHeap>, _ spc: SpanClass, size: Int, 
         return nil
     }
     // Recent frees first (MCache I3: refill below is reached only with the stack empty).
-    var v = cache.popRecent(spc.index)
-    var needzero = true
-    if v == 0 {
-        let s = MCache.allocSlot(cache, spc).pointee
-        v = s.nextFreeFast()
-        needzero = s.pointee.needzero
-    }
+    var (v, needzero) = takeCachedObject(cache, spc)
     if v == 0 {
         v = cache.nextFree(spc, heap: h)
         needzero = MCache.allocSlot(cache, spc).pointee.pointee.needzero
     }
     if v != 0 {
         slot.countMalloc(spc.index)
-        // Heap profiling (Profile.swift): this P's countdown, and the sample, holding the P.
         let rate = profileRate()
-        if rate != 0 {
-            let bytes = Int(h.pointee.sizeClasses.classToSize[spc.sizeClass])
-            if cache.profileCountdown(bytes, rate: rate), let s = h.spanOf(v) {
-                profileRecord(addr: v, size: bytes, span: s)
-            }
-        }
+        if rate != 0 { profileCount(h, cache, spc, addr: v, rate: rate) }
     }
     h.releaseP(slot)
     // A refill may have swept a span and found a bad free: report it before handing out.
@@ -177,7 +171,7 @@ func mallocLarge(_ h: UnsafeMutablePointer<MHeap>, size: Int, alignPages: Int, z
     if size > maxRequest { return nil }
     let npages = (size &+ pageMask) >> pageShift
     guard let s = h.pointee.debugMode
-        ? mallocLargeGuarded(h, npages: npages, alignPages: alignPages, zero: zero, noscan: noscan)
+        ? mallocLargeGuarded(h, npages: npages, alignPages: alignPages, noscan: noscan)
         : h.allocSpan(npages: npages, spanClass: SpanClass(sizeClass: 0, noscan: noscan), alignPages: alignPages)
     else { return nil }
     let ptr = UnsafeMutableRawPointer(bitPattern: s.pointee.startAddr).unsafelyUnwrapped
