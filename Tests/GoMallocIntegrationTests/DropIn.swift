@@ -220,6 +220,23 @@ enum DropIn {
                       timedOut: timedOut, stdout: stdoutText, stderr: stderrText)
     }
 
+    /// Compile and run a program of Tests/CPrograms under the allocator; it must exit 0, print
+    /// `OK <name>` last and write nothing to stderr (the dynamic loader's warnings would
+    /// appear there). Returns the run, for checks of its output.
+    @discardableResult
+    static func runProgram(_ file: String, _ args: [String] = [], env extra: [String: String] = [:],
+                           timeout: TimeInterval = 300, file testFile: StaticString = #filePath,
+                           line: UInt = #line) throws -> Result {
+        let exe = try compile(file)
+        let r = try run(exe, args, environment: environment(for: try allocator(), extra), timeout: timeout)
+        let name = (file as NSString).deletingPathExtension
+        XCTAssertTrue(r.exitedNormally && r.status == 0, "\(file) \(args): \(r.summary)", file: testFile, line: line)
+        XCTAssertEqual(r.stdout.split(separator: "\n").last.map(String.init), "OK \(name)",
+                       "\(file): \(r.summary)", file: testFile, line: line)
+        XCTAssertEqual(r.stderr, "", "\(file) wrote to stderr: \(r.summary)", file: testFile, line: line)
+        return r
+    }
+
     /// The environment that puts `allocator` under a process.
     static func environment(for allocator: Allocator, _ extra: [String: String] = [:]) -> [String: String?] {
         var env: [String: String?] = [:]

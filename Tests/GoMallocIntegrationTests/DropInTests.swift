@@ -38,18 +38,9 @@ final class DropInTests: XCTestCase {
         "profile.c": "ProfileTests (every test)",
     ]
 
-    /// Compile and run a program under the allocator; it must exit 0, print `OK <name>` last
-    /// and write nothing to stderr (the dynamic loader's warnings would appear there).
     private func runProgram(_ file: String, _ args: [String] = [], env extra: [String: String] = [:],
                             timeout: TimeInterval = 300, file testFile: StaticString = #filePath, line: UInt = #line) throws {
-        let allocator = try DropIn.allocator()
-        let exe = try DropIn.compile(file)
-        let r = try DropIn.run(exe, args, environment: DropIn.environment(for: allocator, extra), timeout: timeout)
-        let name = (file as NSString).deletingPathExtension
-        XCTAssertTrue(r.exitedNormally && r.status == 0, "\(file) \(args): \(r.summary)", file: testFile, line: line)
-        XCTAssertEqual(r.stdout.split(separator: "\n").last.map(String.init), "OK \(name)",
-                       "\(file): \(r.summary)", file: testFile, line: line)
-        XCTAssertEqual(r.stderr, "", "\(file) wrote to stderr: \(r.summary)", file: testFile, line: line)
+        try DropIn.runProgram(file, args, env: extra, timeout: timeout, file: testFile, line: line)
     }
 
     func testEveryProgramHasATest() throws {

@@ -7,16 +7,10 @@ import Foundation
 import XCTest
 
 final class MemoryReturnTests: XCTestCase {
-    /// Run memory_return.c in `mode`; it must exit 0, print `OK memory_return` and nothing on stderr.
+    /// Run memory_return.c in `mode` (DropIn.runProgram: exit 0, `OK memory_return`, no stderr).
     private func run(_ mode: String, env extra: [String: String] = [:],
                      file: StaticString = #filePath, line: UInt = #line) throws {
-        let allocator = try DropIn.allocator()
-        let exe = try DropIn.compile("memory_return.c")
-        let r = try DropIn.run(exe, [mode], environment: DropIn.environment(for: allocator, extra), timeout: 120)
-        XCTAssertTrue(r.exitedNormally && r.status == 0, "\(mode): \(r.summary)", file: file, line: line)
-        XCTAssertEqual(r.stdout.split(separator: "\n").last.map(String.init), "OK memory_return",
-                       "\(mode): \(r.summary)", file: file, line: line)
-        XCTAssertEqual(r.stderr, "", "\(mode) wrote to stderr: \(r.summary)", file: file, line: line)
+        try DropIn.runProgram("memory_return.c", [mode], env: extra, timeout: 120, file: file, line: line)
     }
 
     /// After freeing 255/256 of a 256 MiB heap, malloc_trim(0) releases every free page:
