@@ -1,9 +1,7 @@
 // redis-flush: Redis under the allocator, loaded, flushed and left idle (the real-server run
 // of the suite; Debian's redis-server, `apt-get install -y redis-server`).
 //
-// The process measured is redis-server itself: this program forks, the parent execs
-// `redis-server` on a loopback port (keeping the allocator's LD_PRELOAD and the pid that
-// `gomalloc bench` measures and samples), and the child drives it without LD_PRELOAD:
+// The server runs under the allocator and the driver without it (server.h):
 //   1. correctness: `keys` SETs of values 10 B - 8 KiB derived from the key, each read back
 //      with GET and compared (a mismatch exits 3: CORRUPTION);
 //   2. throughput: redis-benchmark SET and GET (`requests`, 20 clients, 256-byte values);
@@ -14,76 +12,20 @@
 // another allocator preloaded, malloc and free are that allocator's. Without one — the
 // glibc row — this program preloads glibc's libc.so.6, so that the row is glibc's malloc.)
 // The summary line gives the throughputs. Exit status 2: redis-server is not installed.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-
-#include "common.h"
-
-static int port;
-static pid_t server;
-
-static long server_rss_kib(void) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/statm", (int)server);
-    return rss_kib_from(path);
-}
+#include "server.h"
 
 static void server_marker(const char *phase) { marker_rss(phase, server_rss_kib()); }
-
-static int connect_server(void) {
-    for (int tries = 0; tries < 400; tries++) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            return fd;
-        }
-        close(fd);
-        sleep_ms(25);
-    }
-    die("redis-server did not accept connections on port %d", port);
-    return -1;
-}
-
-static void send_all(int fd, const char *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w <= 0) die("write to redis failed");
-        p += w;
-        n -= (size_t)w;
-    }
-}
 
 /// One RESP reply into buf (simple string, error, integer or bulk string); returns its
 /// payload length (bulk) or 0, -1 for a nil bulk.
 static long read_reply(int fd, char *buf, size_t cap) {
-    size_t n = 0;
-    // Read until the first line is complete.
-    for (;;) {
-        ssize_t r = read(fd, buf + n, 1);
-        if (r <= 0) die("read from redis failed");
-        n++;
-        if (n >= 2 && buf[n - 2] == '\r' && buf[n - 1] == '\n') break;
-        if (n + 1 >= cap) die("redis reply too long");
-    }
-    buf[n] = 0;
+    read_line(fd, buf, cap);
     if (buf[0] == '-') die("redis error: %s", buf);
     if (buf[0] != '$') return 0;
     long len = strtol(buf + 1, NULL, 10);
     if (len < 0) return -1;
-    size_t want = (size_t)len + 2, got = 0;
-    if (want > cap) die("redis value too long");
-    while (got < want) {
-        ssize_t r = read(fd, buf + got, want - got);
-        if (r <= 0) die("read from redis failed");
-        got += (size_t)r;
-    }
+    if ((size_t)len + 2 > cap) die("redis value too long");
+    read_full(fd, buf, (size_t)len + 2);
     return len;
 }
 
@@ -109,7 +51,7 @@ static size_t value_for(long k, char *v) {
 }
 
 static void check_values(long keys) {
-    int fd = connect_server();
+    int fd = server_connect();
     static char v[8192], reply[16384];
     char key[32];
     for (long k = 0; k < keys; k++) {
@@ -134,7 +76,7 @@ static void check_values(long keys) {
 
 /// A command of one or two words; SHUTDOWN gets no reply.
 static void simple(const char *cmd, const char *arg) {
-    int fd = connect_server();
+    int fd = server_connect();
     const char *a[] = {cmd, arg};
     size_t l[] = {strlen(cmd), arg ? strlen(arg) : 0};
     command(fd, arg ? 2 : 1, a, l);
@@ -147,7 +89,7 @@ static void simple(const char *cmd, const char *arg) {
 /// per second` line (the first, or the one for `test`).
 static double bench(const char *args, const char *test) {
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "redis-benchmark -p %d -q %s 2>/dev/null | tr '\\r' '\\n' | grep -E '^%s: [0-9.]+ requests'", port, args, test);
+    snprintf(cmd, sizeof cmd, "redis-benchmark -p %d -q %s 2>/dev/null | tr '\\r' '\\n' | grep -E '^%s: [0-9.]+ requests'", server_port, args, test);
     FILE *f = popen(cmd, "r");
     if (!f) die("popen failed");
     char line[512];
@@ -171,33 +113,20 @@ int main(int argc, char **argv) {
     };
     int nargs = (int)(sizeof args / sizeof args[0]);
     parse_args("redis-flush", argc, argv, args, nargs);
-    port = (int)arg_get(args, nargs, "port");
+    server_port = (int)arg_get(args, nargs, "port");
     long keys = arg_get(args, nargs, "keys"), requests = arg_get(args, nargs, "requests");
     long mib = arg_get(args, nargs, "mib"), idle = arg_get(args, nargs, "idle");
     if (access("/usr/bin/redis-server", X_OK) != 0 || access("/usr/bin/redis-benchmark", X_OK) != 0) {
         fprintf(stderr, "redis-flush: redis-server or redis-benchmark is not installed (apt-get install -y redis-server)\n");
         return 2;
     }
-    server = getpid();
-    fflush(stdout);
-    pid_t child = fork();
-    if (child < 0) die("fork failed");
-    if (child > 0) {
-        // The parent becomes the server (same pid: the process gomalloc bench measures). No
-        // allocator preloaded (the glibc row): preload glibc's own, or Debian's redis-server
-        // would run on the jemalloc it links.
-        const char *pre = getenv("LD_PRELOAD");
-        if (pre == NULL || *pre == 0) setenv("LD_PRELOAD", "libc.so.6", 1);
-        char portArg[16];
-        snprintf(portArg, sizeof portArg, "%d", port);
-        execl("/usr/bin/redis-server", "redis-server", "--port", portArg, "--bind", "127.0.0.1", "--save", "",
-              "--appendonly", "no", "--daemonize", "no", "--logfile", "/dev/null", (char *)NULL);
-        die("exec redis-server failed");
-    }
-    // The client: no allocator of the server's.
-    unsetenv("LD_PRELOAD");
+    char port_arg[16];
+    snprintf(port_arg, sizeof port_arg, "%d", server_port);
+    char *server_argv[] = {"/usr/bin/redis-server", "--port", port_arg, "--bind", "127.0.0.1", "--save", "",
+                           "--appendonly", "no", "--daemonize", "no", "--logfile", "/dev/null", NULL};
+    server_start(server_argv);
     double t0 = now_seconds();
-    close(connect_server());
+    close(server_connect());
     server_marker("start");
     check_values(keys);
     server_marker("check");
