@@ -89,6 +89,26 @@ final class BenchSmokeTests: XCTestCase {
         }
         XCTAssertEqual((json["geomean"] as? [Any])?.count, ran.count)
 
+        // The real servers (installed by .ci/run): each ran under every allocator, checked
+        // its own answers (a wrong value fails the run, above), and reported its throughputs
+        // and the server's memory after the load and at the end of the idle phase.
+        let servers = workloads.filter { $0["throughput"] != nil }
+        XCTAssertEqual(
+            Set(servers.compactMap { $0["name"] as? String }),
+            ["redis-flush", "memcached-flush", "nginx-static", "postgres-pgbench"])
+        for w in servers {
+            let name = w["name"] as? String ?? "?"
+            XCTAssertNil(w["skipped"], "\(name) skipped: \(w["skipped"] ?? "") (bash .ci/run installs the servers)")
+            let keys = (w["throughput"] as? [String]) ?? []
+            for r in results where r["workload"] as? String == name && r["ok"] as? Bool == true {
+                let metrics = (r["medianMetrics"] as? [String: Double]) ?? [:]
+                for k in keys { XCTAssertGreaterThan(metrics[k] ?? 0, 0, "\(name) under \(r["allocator"] ?? "?"): \(k)") }
+                XCTAssertGreaterThan(r["medianLoadedRSSKiB"] as? Double ?? 0, 0, "\(name): memory after the load")
+                XCTAssertGreaterThan(r["medianIdleEndRSSKiB"] as? Double ?? 0, 0, "\(name): memory after idle")
+            }
+            XCTAssertTrue(stdout.contains("\(name) \(keys.first ?? "")"), "the table's server section lists \(name)")
+        }
+
         // GoMalloc's drop-in library takes part whenever it has been built.
         var libraries = productsDirectories().map { $0.appendingPathComponent("libgomalloc-preload.so") }
         libraries.insert(gomalloc.deletingLastPathComponent().appendingPathComponent("libgomalloc-preload.so"), at: 0)

@@ -134,11 +134,13 @@ struct BenchRunner {
                         var o = try measuredRun(
                             shim: shim, exe: exe, arguments: args, preload: a.library, environment: environment(for: a),
                             resultPath: scratch.appendingPathComponent("run.result").path, stdoutPath: outPath,
-                            stderrPath: errPath, timeout: c.timeout, sampler: w.rssChart != nil ? RSSSampler() : nil)
-                        if let origin = o.rssOrigin {
-                            o.phases = parsePhaseMarkers(
-                                (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "", origin: origin)
+                            stderrPath: errPath, timeout: c.timeout, sampler: w.rssChart != nil || w.processTree ? RSSSampler(processTree: w.processTree) : nil)
+                        let stdoutText = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+                        if let origin = o.rssOrigin { o.phases = parsePhaseMarkers(stdoutText, origin: origin) }
+                        if w.processTree, let peak = ((o.rssSeries ?? []).map(\.rssKiB) + (o.phases ?? []).map(\.rssKiB)).max() {
+                            o.maxRSSKiB = peak  // the tree's, not the server process's alone
                         }
+                        if !w.throughput.isEmpty { o.metrics = parseSummaryMetrics(stdoutText, keys: w.throughput) }
                         let stderrText = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
                         if !o.ok {
                             errors[key] = describeFailure(o, stderrPath: errPath)
@@ -190,7 +192,7 @@ struct BenchRunner {
                     runs: rs.map {
                         RunJSON(
                             wallSeconds: $0.wallSeconds, maxRSSKiB: $0.maxRSSKiB, userSeconds: $0.userSeconds,
-                            systemSeconds: $0.systemSeconds, rssSeries: $0.rssSeries, phases: $0.phases)
+                            systemSeconds: $0.systemSeconds, rssSeries: $0.rssSeries, phases: $0.phases, metrics: $0.metrics)
                     })
                 if r.ok {
                     let t = median(rs.map(\.wallSeconds)), m = median(rs.map { Double($0.maxRSSKiB) })
@@ -200,6 +202,16 @@ struct BenchRunner {
                     if !idleEnds.isEmpty { r.medianIdleEndRSSKiB = median(idleEnds) }
                     let trimmed = rs.compactMap { $0.phases?.last { $0.name == "trimmed" }.map { Double($0.rssKiB) } }
                     if !trimmed.isEmpty { r.medianTrimmedRSSKiB = median(trimmed) }
+                    let loaded = rs.compactMap { $0.phases?.last { $0.name == "loaded" }.map { Double($0.rssKiB) } }
+                    if !loaded.isEmpty { r.medianLoadedRSSKiB = median(loaded) }
+                    if !w.throughput.isEmpty {
+                        var ms: [String: Double] = [:]
+                        for k in w.throughput {
+                            let xs = rs.compactMap { $0.metrics?[k] }
+                            if !xs.isEmpty { ms[k] = median(xs) }
+                        }
+                        r.medianMetrics = ms
+                    }
                     if let base, base.0 > 0, base.1 > 0 {
                         r.timeRatio = t / base.0
                         r.rssRatio = m / base.1
@@ -235,7 +247,8 @@ struct BenchRunner {
             workloads: c.workloads.map { w in
                 WorkloadJSON(
                     name: w.name, models: w.models, description: w.description, threads: w.threads,
-                    command: [w.source] + w.arguments, skipped: skippedWorkloads[w.name])
+                    command: [w.source] + w.arguments, skipped: skippedWorkloads[w.name],
+                    throughput: w.throughput.isEmpty ? nil : w.throughput)
             },
             results: results, geomean: geomeans, fastPath: fastPath)
 
@@ -259,6 +272,18 @@ struct BenchRunner {
         if failures > 0 { print("\(failures) workload/allocator combination(s) FAILED; see the errors above and in results.json") }
         return failures
     }
+}
+
+/// The numeric `key=value` fields named by `keys` in the workload's summary line (the last
+/// line starting with `workload=`).
+func parseSummaryMetrics(_ stdout: String, keys: [String]) -> [String: Double] {
+    guard let line = stdout.split(separator: "\n").last(where: { $0.hasPrefix("workload=") }) else { return [:] }
+    var out: [String: Double] = [:]
+    for part in line.split(separator: " ") {
+        let kv = part.split(separator: "=", maxSplits: 1)
+        if kv.count == 2, keys.contains(String(kv[0])), let v = Double(kv[1]) { out[String(kv[0])] = v }
+    }
+    return out
 }
 
 func median(_ xs: [Double]) -> Double {

@@ -26,6 +26,8 @@ struct RunOutcome {
     var rssOrigin: Double? = nil
     /// The workload's phase markers on that time axis (filled in by BenchRunner from stdout).
     var phases: [PhaseJSON]? = nil
+    /// A real server's throughputs from its summary line (filled in by BenchRunner).
+    var metrics: [String: Double]? = nil
     var ok: Bool { exitCode == 0 && !timedOut }
 }
 

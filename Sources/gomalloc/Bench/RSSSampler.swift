@@ -1,7 +1,8 @@
 // RSSSampler.swift: RSS over time for `gomalloc bench`: a thread that reads the running
 // workload's resident set from /proc/PID/statm every 100 ms while it runs (the workload is
-// the child of the run-measured shim, found by its parent pid), and the parser of the
-// phase markers a workload prints (`phase=NAME mono_s=S rss_kib=N`, server-churn.c).
+// the child of the run-measured shim, found by its parent pid) — or, for a server that
+// forks workers (nginx, PostgreSQL), the Pss summed over its process tree — and the parser
+// of the phase markers a workload prints (`phase=NAME mono_s=S rss_kib=N`, server-churn.c).
 
 import Foundation
 
@@ -16,6 +17,10 @@ import Musl
 /// spawned; a phase marker's CLOCK_MONOTONIC time is placed on the same axis (origin).
 final class RSSSampler: @unchecked Sendable {
     let interval: Double
+    /// Sum the proportional set size (smaps_rollup's Pss) over the workload and all its
+    /// descendants instead of reading the workload's RSS: pages shared between the
+    /// processes (a server's shared buffers, its binary) count once.
+    let processTree: Bool
     private let condition = NSCondition()
     private var stopped = false
     private var running = false
@@ -23,7 +28,10 @@ final class RSSSampler: @unchecked Sendable {
     private var samples: [RSSSampleJSON] = []
     private(set) var origin: Double = 0
 
-    init(interval: Double = 0.1) { self.interval = interval }
+    init(interval: Double = 0.1, processTree: Bool = false) {
+        self.interval = interval
+        self.processTree = processTree
+    }
 
     func start(shimPid: pid_t) {
         condition.lock()
@@ -68,7 +76,7 @@ final class RSSSampler: @unchecked Sendable {
             condition.unlock()
             let now = monotonicSeconds()
             if child == nil { child = childProcess(of: shimPid) }
-            if let pid = child, let kib = residentKiB(pid: pid) {
+            if let pid = child, let kib = processTree ? treePssKiB(root: pid) : residentKiB(pid: pid) {
                 condition.lock()
                 samples.append(RSSSampleJSON(timeMs: Int(((now - origin) * 1000).rounded()), rssKiB: kib))
                 condition.unlock()
@@ -87,6 +95,39 @@ func residentKiB(pid: pid_t) -> Int? {
     let fields = text.split(separator: " ")
     guard fields.count >= 2, let pages = Int(fields[1]), pages > 0 else { return nil }
     return pages * Int(getpagesize()) / 1024
+}
+
+/// The Pss (KiB) summed over `root` and those of its descendants that run the same program
+/// (same /proc/PID/comm: a server's forked workers and backends; the workload's load
+/// driver, forked before the server's exec, keeps the workload's name and is left out with
+/// everything it runs); nil when `root` is gone.
+func treePssKiB(root: pid_t) -> Int? {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc"),
+        let program = commandName(of: root), let rootPss = pssKiB(pid: root)
+    else { return nil }
+    var children: [pid_t: [pid_t]] = [:]
+    for name in entries {
+        if let pid = pid_t(name), let parent = parentPid(of: pid) { children[parent, default: []].append(pid) }
+    }
+    var total = rootPss, stack = children[root] ?? []
+    while let pid = stack.popLast() {
+        guard commandName(of: pid) == program else { continue }
+        total += pssKiB(pid: pid) ?? 0
+        stack += children[pid] ?? []
+    }
+    return total
+}
+
+func commandName(of pid: pid_t) -> String? {
+    (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)).map { $0.trimmingCharacters(in: .newlines) }
+}
+
+/// /proc/PID/smaps_rollup's Pss line, in KiB.
+func pssKiB(pid: pid_t) -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8),
+        let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Pss:") })
+    else { return nil }
+    return Int(line.dropFirst(4).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "")
 }
 
 /// The parent pid in /proc/PID/stat ("pid (comm) state ppid ..."; comm may hold spaces).

@@ -21,7 +21,8 @@
 //   "workloads": [                                // every selected workload
 //     { "name": "cross-thread-free", "models": "larson", "description": "...",
 //       "threads": 2, "command": ["cross-thread-free.c", "threads=2", "..."],
-//       "skipped": "reason" }                     // only when it could not be built
+//       "skipped": "reason",                      // only when it could not be built
+//       "throughput": ["set_rps", "get_rps"] }    // real servers: their throughput keys
 //   ],
 //   "results": [                                  // one per workload x available allocator
 //     { "workload": "cross-thread-free", "allocator": "jemalloc", "ok": true,
@@ -29,9 +30,12 @@
 //       "runs": [ { "wallSeconds": 0.123, "maxRSSKiB": 4321,
 //                   "userSeconds": 0.2, "systemSeconds": 0.01,
 //                   "rssSeries": [ { "timeMs": 100, "rssKiB": 5120 } ],  // sampled workloads
-//                   "phases": [ { "name": "idle", "timeMs": 2300, "rssKiB": 9000 } ] } ],
+//                   "phases": [ { "name": "idle", "timeMs": 2300, "rssKiB": 9000 } ],
+//                   "metrics": { "set_rps": 80000 } } ],   // real servers: throughputs
 //       "medianWallSeconds": 0.123, "medianMaxRSSKiB": 4321,     // absent when ok is false
 //       "medianIdleEndRSSKiB": 9000,              // phase "idle-end"'s RSS, median of runs
+//       "medianLoadedRSSKiB": 9000,               // phase "loaded"'s RSS (real servers)
+//       "medianMetrics": { "set_rps": 80000 },    // real servers: median throughputs
 //       "timeRatio": 1.05, "rssRatio": 0.98 }     // vs baseline; absent if either failed
 //   ],
 //   "geomean": [ { "allocator": "jemalloc", "timeRatio": 1.02, "rssRatio": 1.10,
@@ -80,6 +84,8 @@ struct WorkloadJSON: Codable {
     var threads: Int
     var command: [String]
     var skipped: String?
+    /// Real servers: the summary keys that are throughputs (results' metrics).
+    var throughput: [String]? = nil
 }
 
 /// One sample of a workload's RSS: milliseconds since the run started, resident KiB.
@@ -104,6 +110,8 @@ struct RunJSON: Codable {
     /// RSS every 100 ms (workloads with an RSS chart only).
     var rssSeries: [RSSSampleJSON]? = nil
     var phases: [PhaseJSON]? = nil
+    /// The summary line's throughputs (real servers: the workload's `throughput` keys).
+    var metrics: [String: Double]? = nil
 }
 
 struct ResultJSON: Codable {
@@ -120,6 +128,10 @@ struct ResultJSON: Codable {
     /// idle-return), and at "trimmed" (idle-return: after malloc_trim(0)).
     var medianIdleEndRSSKiB: Double? = nil
     var medianTrimmedRSSKiB: Double? = nil
+    /// Real servers: median over the runs of each throughput, and of the RSS at the
+    /// "loaded" phase marker (after the load, before any flush or idle).
+    var medianMetrics: [String: Double]? = nil
+    var medianLoadedRSSKiB: Double? = nil
 }
 
 struct GeomeanJSON: Codable {

@@ -1,6 +1,7 @@
 // TableRenderer.swift: the text table `gomalloc bench` prints: ratios to the baseline per
 // workload and allocator, a geometric-mean row, the RSS at the end of an idle phase (the
-// workloads whose RSS is sampled over time), instructions per pair, what was skipped.
+// workloads whose RSS is sampled over time), the real servers' throughput and memory,
+// instructions per pair, what was skipped.
 
 import Foundation
 
@@ -18,6 +19,13 @@ func formatBytes(kib: Double) -> String {
     if kib >= 1024 * 1024 { return String(format: "%.2f GiB", kib / 1024 / 1024) }
     if kib >= 1024 { return String(format: "%.1f MiB", kib / 1024) }
     return String(format: "%.0f KiB", kib)
+}
+
+/// A rate such as requests per second: 81.2k, 1.05M.
+func formatRate(_ x: Double) -> String {
+    if x >= 1e6 { return String(format: "%.2fM", x / 1e6) }
+    if x >= 1e4 { return String(format: "%.1fk", x / 1e3) }
+    return String(format: "%.0f", x)
 }
 
 func formatRatio(_ r: Double?) -> String {
@@ -83,7 +91,10 @@ func renderTable(_ report: ReportJSON) -> String {
         }
         s += line + "\n"
     }
-    for w in ranWorkloads where report.results.contains(where: { $0.workload == w && $0.medianIdleEndRSSKiB != nil }) {
+    let servers = report.workloads.filter { $0.skipped == nil && $0.throughput != nil }
+    for w in ranWorkloads where !servers.contains(where: { $0.name == w })
+        && report.results.contains(where: { $0.workload == w && $0.medianIdleEndRSSKiB != nil })
+    {
         let trims = report.results.contains { $0.workload == w && $0.medianTrimmedRSSKiB != nil }
         s += "\n" + "".rightPad(nameWidth)
             + "RSS at the end of \(w)'s idle phase, no trim call\(trims ? ", and after malloc_trim(0)" : "") (median of \(report.repetitions); sampled every 100 ms)\n"
@@ -98,6 +109,31 @@ func renderTable(_ report: ReportJSON) -> String {
                 line += (r.ok ? r[keyPath: field].map { formatBytes(kib: $0) } ?? "-" : "FAIL").rightPad(col)
             }
             s += line + "\n"
+        }
+    }
+    if !servers.isEmpty {
+        let labelWidth = max(nameWidth, servers.map { w in
+            w.name.count + 1 + max(8, (w.throughput ?? []).map(\.count).max() ?? 0) + 2 }.max() ?? 0)
+        s += "\n" + "".rightPad(labelWidth)
+            + "real servers: median throughput (per second) and the server's memory at its peak, after the load, at the end of the idle phase\n"
+        for w in servers {
+            let rows: [(String, (ResultJSON) -> String?)] =
+                (w.throughput ?? []).map { key in (key, { r in r.medianMetrics?[key].map(formatRate) }) } + [
+                    ("peak", { r in r.medianMaxRSSKiB.map { formatBytes(kib: $0) } }),
+                    ("loaded", { r in r.medianLoadedRSSKiB.map { formatBytes(kib: $0) } }),
+                    ("idle end", { r in r.medianIdleEndRSSKiB.map { formatBytes(kib: $0) } }),
+                ]
+            for (label, value) in rows {
+                var line = "\(w.name) \(label)".rightPad(labelWidth)
+                for a in allocs {
+                    guard let r = find(w.name, a) else {
+                        line += "-".rightPad(col)
+                        continue
+                    }
+                    line += (r.ok ? value(r) ?? "-" : "FAIL").rightPad(col)
+                }
+                s += line + "\n"
+            }
         }
     }
     if !report.fastPath.results.isEmpty {

@@ -17,6 +17,12 @@ struct WorkloadSpec {
     /// Programs the workload runs (a real server): skipped, with `requiresHint`, when one is missing.
     var requires: [String] = []
     var requiresHint: String? = nil
+    /// A server that forks workers or backends: its memory is the Pss summed over the
+    /// server's process tree (RSSSampler), and its peak the largest such sample.
+    var processTree = false
+    /// Keys of the summary line that are throughputs (requests per second): a real server,
+    /// listed with them in the table's server section.
+    var throughput: [String] = []
 }
 
 /// The workloads with their sizes for each mode. Sizes were picked so that a quick run takes
@@ -85,7 +91,26 @@ func workloadCatalog(mode: BenchMode, threads: Int) -> [WorkloadSpec] {
                             ["keys=5000", "requests=20000", "mib=256", "idle=2000"],
                             ["keys=20000", "requests=100000", "mib=1024", "idle=6000"]),
             rssChart: "redis-flush.svg", requires: ["/usr/bin/redis-server", "/usr/bin/redis-benchmark"],
-            requiresHint: "apt-get install -y redis-server"),
+            requiresHint: "apt-get install -y redis-server", throughput: ["set_rps", "get_rps"]),
+        WorkloadSpec(
+            name: "memcached-flush", models: "real server (memcached)",
+            description: "memcached under the allocator on loopback: values written and read back, 4 client threads of GET/SET (90/10, reconnecting every 500 requests, hits verified), about 1 GiB of 1000-byte values loaded, flush_all, idle; the server's RSS at each phase",
+            source: "memcached-flush.c", kind: .c(linkFlags: [], skipHint: nil), threads: 1,
+            arguments: pick(["keys=500", "ops=2000", "mib=8", "idle=300"],
+                            ["keys=5000", "ops=20000", "mib=256", "idle=2000"],
+                            ["keys=20000", "ops=50000", "mib=1024", "idle=6000"]),
+            rssChart: "memcached-flush.svg", requires: ["/usr/bin/memcached"],
+            requiresHint: "apt-get install -y memcached", throughput: ["ops_per_s"]),
+        WorkloadSpec(
+            name: "nginx-static", models: "real server (nginx)",
+            description: "nginx (master and 2 workers) under the allocator on loopback serving 200 B-1 MiB files, text gzipped per request: bodies checked byte for byte, wrk with keep-alive, then with Connection: close, idle; Pss of the server's processes at each phase",
+            source: "nginx-static.c", kind: .c(linkFlags: [], skipHint: nil), threads: 1,
+            arguments: pick(["seconds=1", "connections=16", "idle=300"],
+                            ["seconds=3", "idle=2000"],
+                            ["seconds=8", "idle=6000"]),
+            rssChart: "nginx-static.svg", requires: ["/usr/sbin/nginx", "/usr/bin/wrk"],
+            requiresHint: "apt-get install -y nginx-light wrk", processTree: true,
+            throughput: ["keepalive_rps", "close_rps"]),
         WorkloadSpec(
             name: "small-pairs-fixed", models: "glibc bench-malloc-simple",
             description: "one thread: batches of 1-1600 blocks of 16, 32, 64, 128, 256 B allocated, then freed in order",
