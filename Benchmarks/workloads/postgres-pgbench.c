@@ -20,7 +20,7 @@
 //      invariant is checked once more, the summary is printed; fast shutdown (SIGINT).
 // Phase markers carry the Pss summed over the postmaster and all its children (shared
 // buffers are shared; Pss counts them once), taken once the finished clients' backends
-// have exited: start, init, load, check, sort, idle, idle-end.
+// have exited: start, init, load, check, loaded (after the sort), idle, idle-end.
 // PostgreSQL refuses to run as root: run as root, this program becomes user postgres first
 // (a preloaded library must be readable by that user). The cluster's directory
 // (/tmp/gomalloc-pg-XXXXXX) is removed at the end. If the driver fails, it prints the tails
@@ -514,7 +514,7 @@ int main(int argc, char **argv) {
 
     session_open();
     sort_and_aggregate(scale);
-    server_marker("sort");
+    server_marker("loaded");  // after the load, the checks and the big queries
 
     server_marker("idle");  // the session's backend stays, idle
     sleep_ms(idle);

@@ -2,6 +2,8 @@
 // source file, threads, whether its RSS is sampled over time) and their sizes in full,
 // quick and smoke mode.
 
+import Foundation
+
 struct WorkloadSpec {
     enum Kind { case c(linkFlags: [String], skipHint: String?), python }
     var name: String
@@ -112,6 +114,15 @@ func workloadCatalog(mode: BenchMode, threads: Int) -> [WorkloadSpec] {
             requiresHint: "apt-get install -y nginx-light wrk", processTree: true,
             throughput: ["keepalive_rps", "close_rps"]),
         WorkloadSpec(
+            name: "postgres-pgbench", models: "real server (PostgreSQL)",
+            description: "PostgreSQL (postmaster and every backend) under the allocator on loopback: pgbench -i, a fixed-transaction pgbench TPC-B run, the balance invariant and amcheck checked, a big sort and hash aggregate in a session that stays connected through the idle phase; Pss of the server's processes at each phase",
+            source: "postgres-pgbench.c", kind: .c(linkFlags: [], skipHint: nil), threads: 1,
+            arguments: pick(["scale=1", "clients=4", "txns=50", "idle=300"],
+                            ["scale=15", "clients=8", "txns=3000", "idle=3000"],
+                            ["scale=25", "clients=8", "txns=8000", "idle=6000"]),
+            rssChart: "postgres-pgbench.svg", requires: [newestPostgres(), "/usr/bin/pgbench"],
+            requiresHint: "apt-get install -y postgresql", processTree: true, throughput: ["tps"]),
+        WorkloadSpec(
             name: "small-pairs-fixed", models: "glibc bench-malloc-simple",
             description: "one thread: batches of 1-1600 blocks of 16, 32, 64, 128, 256 B allocated, then freed in order",
             source: "small-pairs.c", kind: .c(linkFlags: [], skipHint: nil), threads: 1,
@@ -175,4 +186,12 @@ func workloadCatalog(mode: BenchMode, threads: Int) -> [WorkloadSpec] {
             arguments: ["threads=1"] + pick(
                 ["rows=3000", "lookups=2000"], ["rows=40000", "lookups=20000"], ["rows=200000", "lookups=100000"])),
     ]
+}
+
+/// The newest installed PostgreSQL server binary (Debian keeps each major version in
+/// /usr/lib/postgresql/VERSION/bin), or where Debian 12's would be when none is.
+func newestPostgres() -> String {
+    let root = "/usr/lib/postgresql"
+    let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).compactMap(Int.init)
+    return "\(root)/\(versions.max() ?? 15)/bin/postgres"
 }
