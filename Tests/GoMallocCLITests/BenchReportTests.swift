@@ -279,4 +279,54 @@ final class BenchReportTests: XCTestCase {
         XCTAssertFalse(String(decoding: data, as: UTF8.self).contains("null"))
         XCTAssertEqual(try JSONDecoder().decode(ReportJSON.self, from: data).results.count, 6, "it decodes back")
     }
+
+    // MARK: - Real servers
+
+    func testSummaryMetricsAreTheNamedNumericFieldsOfTheLastSummaryLine() {
+        let out = "phase=start mono_s=1.0 rss_kib=10\nworkload=old set_rps=1\nnoise\n"
+            + "workload=redis-flush set_rps=80000 get_rps=71429.5 seconds=0.9 checksum=0 maxrss_kib=0\n"
+        XCTAssertEqual(parseSummaryMetrics(out, keys: ["set_rps", "get_rps", "missing"]), ["set_rps": 80000, "get_rps": 71429.5])
+        XCTAssertEqual(parseSummaryMetrics("no summary\n", keys: ["set_rps"]), [:])
+    }
+
+    func testTableServerSectionListsThroughputsAndMemoryPerAllocator() throws {
+        var report = sampleReport()
+        report.workloads.append(WorkloadJSON(
+            name: "redis-flush", models: "m", description: "d", threads: 1, command: ["redis-flush.c"],
+            throughput: ["set_rps", "get_rps"]))
+        func server(_ a: String, _ set: Double, _ peak: Double, _ loaded: Double, _ idle: Double) -> ResultJSON {
+            var r = ResultJSON(
+                workload: "redis-flush", allocator: a, ok: true, error: nil,
+                runs: [RunJSON(wallSeconds: 5, maxRSSKiB: Int(peak), userSeconds: 1, systemSeconds: 1)],
+                medianWallSeconds: 5, medianMaxRSSKiB: peak, timeRatio: 1, rssRatio: 1)
+            r.medianMetrics = ["set_rps": set, "get_rps": set / 2]
+            r.medianLoadedRSSKiB = loaded
+            r.medianIdleEndRSSKiB = idle
+            return r
+        }
+        report.results += [
+            server("glibc", 73_000, 1_300_000, 1_250_000, 1_200_000),
+            server("mimalloc", 48_000, 1_310_000, 1_260_000, 1_210_000),
+            ResultJSON(workload: "redis-flush", allocator: "gomalloc", ok: false, error: "exit status 2", runs: []),
+        ]
+        let table = renderTable(report)
+        XCTAssertTrue(table.contains("real servers: median throughput"), table)
+        let set = try line(table, startingWith: "redis-flush set_rps")
+        XCTAssertEqual(set.split(separator: " ").map(String.init), ["redis-flush", "set_rps", "73.0k", "48.0k", "FAIL"])
+        let get = try line(table, startingWith: "redis-flush get_rps")
+        XCTAssertEqual(get.split(separator: " ").suffix(3).map(String.init), ["36.5k", "24.0k", "FAIL"])
+        XCTAssertTrue(try line(table, startingWith: "redis-flush peak").contains("1.24 GiB"))
+        XCTAssertTrue(try line(table, startingWith: "redis-flush loaded").contains("1.19 GiB"))
+        XCTAssertTrue(try line(table, startingWith: "redis-flush idle end").contains("1.14 GiB"))
+        XCTAssertEqual(table.components(separatedBy: "redis-flush idle end").count - 1, 1,
+                       "a server's end-of-idle memory is in its own section only")
+    }
+
+    func testTreePssCoversThisProcess() throws {
+        let mine = try XCTUnwrap(pssKiB(pid: getpid()), "smaps_rollup of this process")
+        XCTAssertGreaterThan(mine, 0)
+        let tree = try XCTUnwrap(treePssKiB(root: getpid()))
+        XCTAssertGreaterThanOrEqual(tree, mine / 2, "the tree includes its root (Pss moves a little between reads)")
+        XCTAssertNil(treePssKiB(root: 0x7fff_fff0), "no such process")
+    }
 }
