@@ -5,7 +5,8 @@
 // the freed site in the allocated view only, stay right with 8 threads (frees by another
 // thread) and across fork (parent and child each write their own profile of their own
 // heap); heap.pb.gz must decode with protoc (libprotobuf) against pprof's schema
-// (Tests/Protos/profile.proto) with Go's four sample types; the flame graphs must be
+// (Tests/Protos/profile.proto) with Go's four sample types, and `go tool pprof -top` (Go's
+// own reader) must rank the sites by in-use and allocated bytes; the flame graphs must be
 // well-formed XML. Built without frame pointers, the unwinder (--unwind) must still name the
 // sites and their caller.
 import Foundation
@@ -104,6 +105,29 @@ final class ProfileTests: XCTestCase {
         XCTAssertTrue(text.contains("sample {") && text.contains("location {") && text.contains("function {"))
         XCTAssertTrue(strings.contains { $0.hasSuffix("Tests/CPrograms/profile.c") }, "source file in the functions: \(strings)")
         XCTAssertTrue(text.contains("line: \(mallocLine)"), "the malloc call's line in a location")
+
+        // Go's own reader: `go tool pprof` (Debian's golang-go) ranks the sites as they are.
+        let go = try DropIn.tool("go", package: "golang-go")
+        let goEnv: [String: String?] = ["GOCACHE": DropIn.workDir.appendingPathComponent("gocache").path,
+                                        "HOME": DropIn.workDir.path, "GOFLAGS": nil, "GOPATH": nil]
+        func pprofTop(_ index: String) throws -> [(site: String, mib: Double)] {
+            let r = try DropIn.run(go, ["tool", "pprof", "-top", "-unit=MB", "-sample_index=\(index)",
+                                        dir.appendingPathComponent("heap.pb.gz").path], environment: goEnv, timeout: 120)
+            XCTAssertEqual(r.status, 0, r.summary)
+            XCTAssertTrue(r.stdout.contains("Type: \(index)"), r.stdout)
+            // Rows: flat flat% sum% cum cum% name; keep the sites with flat bytes.
+            return r.stdout.split(separator: "\n").compactMap { line in
+                let f = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard f.count == 6, f[0].hasSuffix("MB"), let v = Double(f[0].dropLast(2)), v > 0 else { return nil }
+                return (String(f[5]), v)
+            }
+        }
+        let pprofInuse = try pprofTop("inuse_space")
+        XCTAssertEqual(pprofInuse.map(\.site), ["site_kept_small", "site_kept_large"], "\(pprofInuse)")
+        assertNear(pprofInuse.first.map { $0.mib * 1_048_576 }, 20_480_000, "go tool pprof: site_kept_small in use")
+        let pprofAlloc = try pprofTop("alloc_space")
+        XCTAssertEqual(pprofAlloc.map(\.site), ["site_freed", "site_kept_small", "site_kept_large"], "\(pprofAlloc)")
+        assertNear(pprofAlloc.first.map { $0.mib * 1_048_576 }, 102_400_000, "go tool pprof: site_freed allocated")
 
         // The flame graphs parse as XML and name the sites.
         for name in ["inuse.svg", "alloc.svg"] {
