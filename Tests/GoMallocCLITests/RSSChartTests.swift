@@ -147,6 +147,17 @@ final class RSSChartTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(yTicks.last ?? 0, 160)
     }
 
+    func testServerThatForksIsChartedAsThePssOfItsProcesses() throws {
+        var report = sampleReport()
+        report.workloads[0].memory = "pss-tree"
+        let texts = try parse(try XCTUnwrap(renderRSSChart(report, workload: "server-churn")))
+            .filter { $0.name == "text" }.map(\.text)
+        XCTAssertEqual(texts.first, "Pss of the server's processes over time: server-churn (quick, 2 threads), sampled every 100 ms")
+        XCTAssertTrue(texts.contains("Pss of the server's processes (MiB)"))
+        XCTAssertTrue(texts.contains("Pss at the end of the idle phase"))
+        XCTAssertFalse(texts.contains("RSS (MiB)"))
+    }
+
     func testNoChartWithoutSamples() {
         XCTAssertNil(renderRSSChart(sampleReport(), workload: "cold-free"))
         XCTAssertNil(renderRSSChart(sampleReport(), workload: "no-such-workload"))

@@ -248,7 +248,7 @@ struct BenchRunner {
                 WorkloadJSON(
                     name: w.name, models: w.models, description: w.description, threads: w.threads,
                     command: [w.source] + w.arguments, skipped: skippedWorkloads[w.name],
-                    throughput: w.throughput.isEmpty ? nil : w.throughput)
+                    throughput: w.throughput.isEmpty ? nil : w.throughput, memory: w.processTree ? "pss-tree" : nil)
             },
             results: results, geomean: geomeans, fastPath: fastPath)
 

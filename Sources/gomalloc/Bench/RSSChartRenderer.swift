@@ -17,6 +17,8 @@ func representativeRun(_ result: ResultJSON) -> RunJSON? {
 
 /// The line chart of `workload`'s RSS over time; nil when no run of it has samples.
 func renderRSSChart(_ report: ReportJSON, workload: String) -> String? {
+    // A server that forks (nginx, PostgreSQL) is measured as the Pss of its processes.
+    let measure = report.workloads.first { $0.name == workload }?.memory == "pss-tree" ? "Pss of the server's processes" : "RSS"
     let allocs = report.allocators.filter(\.available).map(\.name)
     var lines: [(allocator: String, run: RunJSON, idleEnd: Double?)] = []
     for a in allocs {
@@ -52,7 +54,7 @@ func renderRSSChart(_ report: ReportJSON, workload: String) -> String? {
         """
     let m = report.machine
     let threads = report.workloads.first { $0.name == workload }?.threads ?? report.threads
-    svg += "<text x=\"\(left)\" y=\"24\" font-size=\"15\" font-weight=\"bold\">\(xmlEscape("RSS over time: \(workload) (\(report.mode.rawValue), \(threads) threads), sampled every 100 ms"))</text>\n"
+    svg += "<text x=\"\(left)\" y=\"24\" font-size=\"15\" font-weight=\"bold\">\(xmlEscape("\(measure) over time: \(workload) (\(report.mode.rawValue), \(threads) threads), sampled every 100 ms"))</text>\n"
     svg += "<text x=\"\(left)\" y=\"42\" fill=\"#444\">\(xmlEscape("each allocator's median run of \(report.repetitions), no malloc_trim; \(m.cpuModel), \(m.cpus) CPUs, \(m.os) \(m.arch)"))</text>\n"
 
     // Grid, ticks and axis labels.
@@ -71,7 +73,7 @@ func renderRSSChart(_ report: ReportJSON, workload: String) -> String? {
     svg += "<line x1=\"\(left)\" y1=\"\(f1(top + plotHeight))\" x2=\"\(f1(left + plotWidth))\" y2=\"\(f1(top + plotHeight))\" stroke=\"black\"/>\n"
     svg += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(f1(top + plotHeight))\" stroke=\"black\"/>\n"
     svg += "<text x=\"\(f1(left + plotWidth / 2))\" y=\"\(f1(height - 12))\" text-anchor=\"middle\">seconds since start</text>\n"
-    svg += "<text transform=\"translate(18,\(f1(top + plotHeight / 2))) rotate(-90)\" text-anchor=\"middle\">RSS (MiB)</text>\n"
+    svg += "<text transform=\"translate(18,\(f1(top + plotHeight / 2))) rotate(-90)\" text-anchor=\"middle\">\(xmlEscape(measure)) (MiB)</text>\n"
 
     // Phases: one strip per allocator under the axis, a segment from each phase marker of
     // its run to the next, shaded by phase and named where there is room.
@@ -100,7 +102,7 @@ func renderRSSChart(_ report: ReportJSON, workload: String) -> String? {
 
     // Legend: name and RSS at the end of the idle phase.
     let lx = left + plotWidth + 24
-    svg += "<text x=\"\(f1(lx))\" y=\"\(f1(top + 4))\" font-weight=\"bold\">RSS at the end of the idle phase</text>\n"
+    svg += "<text x=\"\(f1(lx))\" y=\"\(f1(top + 4))\" font-weight=\"bold\">\(measure == "RSS" ? "RSS" : "Pss") at the end of the idle phase</text>\n"
     for (i, l) in lines.enumerated() {
         let ly = top + 26 + Double(i) * 34
         svg += "<line x1=\"\(f1(lx))\" y1=\"\(f1(ly - 4))\" x2=\"\(f1(lx + 22))\" y2=\"\(f1(ly - 4))\" stroke=\"\(chartColors[l.allocator] ?? "#444")\" stroke-width=\"3\"/>"

@@ -22,7 +22,8 @@
 //     { "name": "cross-thread-free", "models": "larson", "description": "...",
 //       "threads": 2, "command": ["cross-thread-free.c", "threads=2", "..."],
 //       "skipped": "reason",                      // only when it could not be built
-//       "throughput": ["set_rps", "get_rps"] }    // real servers: their throughput keys
+//       "throughput": ["set_rps", "get_rps"],     // real servers: their throughput keys
+//       "memory": "pss-tree" }                    // Pss over the server's processes
 //   ],
 //   "results": [                                  // one per workload x available allocator
 //     { "workload": "cross-thread-free", "allocator": "jemalloc", "ok": true,
@@ -86,6 +87,9 @@ struct WorkloadJSON: Codable {
     var skipped: String?
     /// Real servers: the summary keys that are throughputs (results' metrics).
     var throughput: [String]? = nil
+    /// "pss-tree" when the workload's memory is the Pss summed over its process tree
+    /// (a server that forks workers); absent: the workload process's RSS.
+    var memory: String? = nil
 }
 
 /// One sample of a workload's RSS: milliseconds since the run started, resident KiB.
