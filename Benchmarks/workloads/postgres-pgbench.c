@@ -21,8 +21,9 @@
 // Phase markers carry the Pss summed over the postmaster and all its children (shared
 // buffers are shared; Pss counts them once), taken once the finished clients' backends
 // have exited: start, init, load, check, loaded (after the sort), idle, idle-end.
-// PostgreSQL refuses to run as root: run as root, this program becomes user postgres first
-// (a preloaded library must be readable by that user). The cluster's directory
+// PostgreSQL refuses to run as root: run as root, this program becomes user postgres first,
+// after copying the preloaded libraries into the cluster's directory (a build under /root is
+// not readable by that user). The cluster's directory
 // (/tmp/gomalloc-pg-XXXXXX) is removed at the end. If the driver fails, it prints the tails
 // of the server's and the clients' logs and kills the server (SIGKILL), so the run fails.
 // Exit status 2: PostgreSQL is not installed (or there is no postgres user to run it as).
@@ -99,6 +100,8 @@ static int find_postgres(void) {
     return 1;
 }
 
+static void copy_preload_for(const struct passwd *pw);
+
 /// PostgreSQL will not run as root: become user postgres for the whole workload.
 static void drop_root(void) {
     if (getuid() != 0 && geteuid() != 0) return;
@@ -108,6 +111,8 @@ static void drop_root(void) {
                         "(apt-get install -y postgresql creates it)\n");
         exit(2);
     }
+    if (chown(top_dir, pw->pw_uid, pw->pw_gid) != 0) die("postgres-pgbench: cannot chown %s", top_dir);
+    copy_preload_for(pw);
     pid_t parent = getppid();
     if (setgroups(1, &pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0 || getuid() == 0)
         die("postgres-pgbench: cannot become user postgres: %s", strerror(errno));
@@ -133,6 +138,41 @@ static void check_preload_readable(void) {
         if (lib[0] == '/' && access(lib, R_OK) != 0)
             die("postgres-pgbench: the preloaded library %s is not readable by uid %d (the server's user)", lib,
                 (int)getuid());
+}
+
+/// Run as root, before becoming user postgres: copy every absolute LD_PRELOAD library into
+/// the cluster's directory (owned by postgres) and point LD_PRELOAD at the copies, so that a
+/// library built under a directory only root may read (/root/...) is still the one preloaded.
+static void copy_preload_for(const struct passwd *pw) {
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre == NULL || *pre == 0) return;
+    char copy[4096], out[4096] = "", dir[128];
+    snprintf(copy, sizeof copy, "%s", pre);
+    snprintf(dir, sizeof dir, "%s/lib", top_dir);
+    if (mkdir(dir, 0755) != 0 || chown(dir, pw->pw_uid, pw->pw_gid) != 0) die("postgres-pgbench: cannot make %s", dir);
+    int n = 0;
+    for (char *save = NULL, *lib = strtok_r(copy, " :", &save); lib; lib = strtok_r(NULL, " :", &save), n++) {
+        char target[700];
+        if (lib[0] == '/') {
+            const char *base = strrchr(lib, '/') + 1;
+            snprintf(target, sizeof target, "%s/%d-%s", dir, n, base);
+            int in = open(lib, O_RDONLY), o = open(target, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (in < 0 || o < 0) die("postgres-pgbench: cannot copy %s to %s", lib, target);
+            char buf[65536];
+            ssize_t r;
+            while ((r = read(in, buf, sizeof buf)) > 0)
+                if (write(o, buf, (size_t)r) != r) die("postgres-pgbench: cannot write %s", target);
+            close(in);
+            close(o);
+            if (chown(target, pw->pw_uid, pw->pw_gid) != 0) die("postgres-pgbench: cannot chown %s", target);
+        } else {
+            snprintf(target, sizeof target, "%s", lib);  // a bare name: the loader's search path
+        }
+        if (strlen(out) + strlen(target) + 2 > sizeof out) die("postgres-pgbench: LD_PRELOAD too long");
+        if (out[0]) strcat(out, ":");
+        strcat(out, target);
+    }
+    setenv("LD_PRELOAD", out, 1);
 }
 
 /// Prints the last lines of a log file to stderr.
@@ -439,13 +479,15 @@ int main(int argc, char **argv) {
                         "is not installed (apt-get install -y postgresql)\n");
         return 2;
     }
+    // The cluster's directory (made before dropping root, so that the preloaded libraries
+    // can be copied into it).
+    snprintf(top_dir, sizeof top_dir, "/tmp/gomalloc-pg-XXXXXX");
+    if (mkdtemp(top_dir) == NULL) die("postgres-pgbench: mkdtemp failed: %s", strerror(errno));
     drop_root();
     if (chdir("/tmp") != 0) die("postgres-pgbench: cannot enter /tmp");
     check_preload_readable();
 
     // A fresh cluster, made without the allocator.
-    snprintf(top_dir, sizeof top_dir, "/tmp/gomalloc-pg-XXXXXX");
-    if (mkdtemp(top_dir) == NULL) die("postgres-pgbench: mkdtemp failed: %s", strerror(errno));
     snprintf(data_dir, sizeof data_dir, "%s/data", top_dir);
     char *preload = getenv("LD_PRELOAD") ? strdup(getenv("LD_PRELOAD")) : NULL;
     unsetenv("LD_PRELOAD");
