@@ -4,7 +4,7 @@
 // Built by Fuzz/build.sh (not by SwiftPM: libFuzzer brings its own main) as one module with
 // the hosted core, so it drives the same entry points the drop-in exports (gmMalloc,
 // gmCalloc, gmRealloc, gmReallocarray, the aligned family, free_sized, usable size, trim,
-// the stack allocator) on the hosted heap. Each input is read 4 bytes per operation: an
+// the stack allocator, heap profiling's switch) on the hosted heap. Each input is read 4 bytes per operation: an
 // opcode, a slot (of 64), and two bytes of size. The model keeps every live block's size,
 // requested alignment and a tag; after every operation it checks each touched block's
 // contents (a tag-derived pattern written when it was made), that usable size >= size,
@@ -103,7 +103,7 @@ func runFuzzInput(_ data: UnsafeRawBufferPointer) {
     var tag: UInt8 = 1
     var k = 0
     while k + 4 <= data.count {
-        let op = data[k] % 14, i = Int(data[k + 1]) % 64, n = size(data[k + 2], data[k + 3])
+        let op = data[k] % 15, i = Int(data[k + 1]) % 64, n = size(data[k + 2], data[k + 3])
         k += 4
         tag &+= 1
         var made: UInt = 0, align = 0, zeroed = false
@@ -145,6 +145,8 @@ func runFuzzInput(_ data: UnsafeRawBufferPointer) {
             let want = 2048 << (n % 10)
             if let p = gmStackAlloc(want) { slots[i] = Slot(p: UInt(bitPattern: p), n: want, align: 2048, tag: tag, stack: true); fill(slots[i]) }
         case 12: _ = gmMallocTrim(0)
+        case 14:  // heap profiling off, every allocation, or sampled (the fast path budgeted)
+            _ = setProfileRate([0, 1, 256, 65536][n % 4])
         default: release(i); made = UInt(bitPattern: gmReallocarray(nil, 1 + n % 16, max(n / 16, 1)))
         }
         if made != 0 {
@@ -160,6 +162,7 @@ func runFuzzInput(_ data: UnsafeRawBufferPointer) {
         if let v = checkInvariants() { fatalError("fuzz: invariant: \(v.message)") }
     }
     for i in 0..<64 { release(i) }
+    _ = setProfileRate(0)
     if let v = checkInvariants() { fatalError("fuzz: invariant at the end: \(v.message)") }
 }
 

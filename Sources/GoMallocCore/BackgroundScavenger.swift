@@ -201,7 +201,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         var n: UInt64 = 0
         for i in 0..<pointee.nprocs {
             let p = proc(i)
-            for spc in 0..<numSpanClasses { n &+= p.mallocs[spc] &+ p.frees[spc] }
+            for spc in 0..<numSpanClasses { n &+= p.mallocs[spc] &+ p.freeCount(spc) }
             n &+= p.tinyCounters[TinyCounter.allocs.rawValue] &+ p.tinyCounters[TinyCounter.frees.rawValue]
         }
         pointee.lock.lock()

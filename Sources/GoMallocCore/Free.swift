@@ -139,7 +139,8 @@ func freeSlow(_ addr: UInt, function: StaticString) {
         }
         if h.pointee.debugMode { poisonFreed(addr, size: s.elemSize) }
         s.freeBits[w] = s.freeBits[w] | bit
-        let c = s.spanClass.index
+        // The fast path's ring and counter (heap profiling's while it is on: MSpan.ownedSpanClassByte).
+        let c = s.ownedSpanClassIndex
         // The span is cached by this P, which therefore has an mcache.
         slot.heldMCache.pushRecent(c, addr: addr, span: s, index: i)
         slot.countFree(c)

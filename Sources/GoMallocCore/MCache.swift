@@ -26,7 +26,9 @@
 //        them is alloc[c]; retiredPages is the sum of their pages and never exceeds
 //        maxRetiredPages.
 //   I2. A span is in at most one mcache.
-//   I3. The live entries of recent ring c are the nonzero ones, a run ending just below
+//   I3. (Rings c < numSpanClasses; the rings after them take the local frees of cached noscan
+//       spans while heap profiling is on, and are never read: profileFreeRing, Profile.swift.)
+//       The live entries of recent ring c are the nonzero ones, a run ending just below
 //       `top` (every other entry is zero). Each is (addr, bit) with addr the start of object
 //       i of an ordinary (not tiny) span cached by this P, of span class index c, and bit the address of that span's
 //       freeBits bit i, which is set; no addr appears twice. Entries are only pushed by
@@ -85,14 +87,23 @@ struct MCache {
     /// free/malloc patterns of the suite's workloads; past it the oldest are forgotten (left
     /// to the sweep).
     static let recentCapacity = 32
+    /// Rings: one per span class, then, while heap profiling is on, one per size class that
+    /// the local frees of cached noscan spans go to instead (profileFreeRing; Profile.swift:
+    /// the malloc fast path never pops them, so that its allocations can be budgeted).
+    static let ringCount = numSpanClasses + numSizeClasses
     /// The recent-free rings follow the struct in the mcache's block: their tops
-    /// (numSpanClasses UInt32s, padded to a cache line), then the entries, recentCapacity
-    /// per span class (the large classes unused; only the rings of classes used are ever
-    /// touched, so the block's untouched pages stay unbacked).
+    /// (ringCount UInt32s, padded to a cache line), then the entries, recentCapacity
+    /// per ring (the large classes unused; only the rings of classes used are ever
+    /// touched, so the block's untouched pages stay unbacked); then heap profiling's
+    /// per-class countdowns (profileLeftOffset: bytes until the next sample, Int, one per
+    /// span class) and the P's malloc count of each class when it was last looked at
+    /// (profileSeenOffset, UInt64).
     static let recentTopsOffset = (MemoryLayout<MCache>.stride + 63) & ~63
-    static let recentEntriesOffset = recentTopsOffset + ((numSpanClasses * 4 + 63) & ~63)
+    static let recentEntriesOffset = recentTopsOffset + ((ringCount * 4 + 63) & ~63)
+    static let profileLeftOffset = recentEntriesOffset + ringCount * recentCapacity * MemoryLayout<RecentFree>.stride
+    static let profileSeenOffset = profileLeftOffset + numSpanClasses * 8
     /// Bytes of an mcache's block (MHeap's cacheAlloc), a multiple of 64.
-    static let blockBytes = recentEntriesOffset + numSpanClasses * recentCapacity * MemoryLayout<RecentFree>.stride
+    static let blockBytes = (profileSeenOffset + numSpanClasses * 8 + 63) & ~63
 
     init(p: UnsafeMutablePointer<PSlot>, emptySpan: UnsafeMutablePointer<MSpan>) {
         alloc = InlineArray(repeating: emptySpan)
@@ -239,9 +250,28 @@ extension UnsafeMutablePointer where Pointee == MCache {
         return recentEntries(c)[pos & (MCache.recentCapacity &- 1)]
     }
 
+    /// Heap profiling's countdown of span class index `c`: bytes until its next sample (0:
+    /// not drawn yet). Owner: P.
+    @inline(__always)
+    func profileLeft(_ c: Int) -> UnsafeMutablePointer<Int> {
+        (UnsafeMutableRawPointer(self) + MCache.profileLeftOffset).assumingMemoryBound(to: Int.self) + c
+    }
+
+    /// The P's malloc count of span class index `c` when heap profiling last looked at it.
+    /// Owner: P.
+    @inline(__always)
+    func profileSeen(_ c: Int) -> UnsafeMutablePointer<UInt64> {
+        (UnsafeMutableRawPointer(self) + MCache.profileSeenOffset).assumingMemoryBound(to: UInt64.self) + c
+    }
+
+    /// Forget the recent frees of ring `c` (their objects stay free in freeBits).
+    func clearRecent(_ c: Int) {
+        for k in 0..<MCache.recentCapacity where recentEntries(c)[k].addr != 0 { recentEntries(c)[k].addr = 0 }
+    }
+
     /// Forget every recent free (their objects stay free in freeBits). Before spans leave.
     func clearRecent() {
-        for c in 0..<numSpanClasses {
+        for c in 0..<MCache.ringCount {
             // Only entries in use are written: the rings of classes never used stay untouched
             // (unbacked) pages.
             for k in 0..<MCache.recentCapacity where recentEntries(c)[k].addr != 0 { recentEntries(c)[k].addr = 0 }

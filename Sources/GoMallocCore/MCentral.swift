@@ -90,6 +90,9 @@ extension UnsafeMutablePointer where Pointee == MCentral {
         while let s = popPartialLocked() {
             _ = s.sweep()
             if s.allocCount < s.nelems {
+                // The ring the owner's local frees go to (heap profiling keeps them from the
+                // fast path's, Profile.swift), set before the span is ours.
+                s.setFreeRing(profiling: profileRate() != 0)
                 // Publishes the sweep to remote freers: from now on they see cached(p).
                 s.pointee.location.store(SpanLocation.cached(p), ordering: .sequentiallyConsistent)
                 pointee.lock.unlock()
@@ -104,6 +107,7 @@ extension UnsafeMutablePointer where Pointee == MCentral {
         let spc = pointee.spanClass
         guard let s = heap.allocSpan(npages: Int(heap.pointee.sizeClasses.classToNPages[spc.sizeClass]),
                                      spanClass: spc, kind: pointee.kind, p: p) else { return nil }
+        s.setFreeRing(profiling: profileRate() != 0)
         s.pointee.location.store(SpanLocation.cached(p), ordering: .sequentiallyConsistent)
         return s
     }

@@ -19,8 +19,9 @@
 //   I1. startAddr is page-aligned; the span covers [startAddr, startAddr + npages * pageSize).
 //   I2. Small span: nelems == (npages * pageSize) / elemSize; 0 <= freeIndex <= nelems.
 //   I3. allocCache holds the complement of allocBits from bit freeIndex of its word onwards,
-//       shifted so that bit 0 is object freeIndex — or 0 when freeIndex sits on a word boundary
-//       the fast path reached without refilling (nextFreeIndex refills it).
+//       shifted so that bit 0 is object freeIndex, or a subset of it: 0 when freeIndex sits
+//       on a word boundary the fast path reached without refilling, fewer bits while heap
+//       profiling budgets the fast path (limitAllocCache). nextFreeIndex re-derives it.
 //   I3b. allocBits bits at and above nelems are 1 ("allocated"), so the cache never offers a
 //       slot past the end and nextFreeFast needs no bounds check.
 //   I4. After a sweep: freeBits == 0, allocCount == popcount(allocBits), freeIndex == 0.
@@ -159,9 +160,11 @@ struct MSpan: ~Copyable {
     let state: Atomic<UInt8>
     /// Words per bitmap (1, 2, 4, 8, 16; 0 for a large span). Immutable while in use.
     var bitmapWordsWord: UInt8
-    /// The span class (SpanClass.raw) again, for the owner's fast paths (the index of its
-    /// recent-free ring and counters): one byte load, no atomic. Written with spanClassWord
-    /// at set-up; read only by a thread that owns the span (remote freers, who may hold a
+    /// The index of the recent-free ring and free counter the owner's local frees go to:
+    /// SpanClass.raw again (one byte load, no atomic), or while heap profiling is on and the
+    /// span is a cached noscan one, its profiling ring (profileFreeRing). Written with
+    /// spanClassWord at set-up, by cacheSpan, and by heap profiling's switch with the world
+    /// stopped; read only by a thread that owns the span (remote freers, who may hold a
     /// stale pointer, read spanClassWord).
     var ownedSpanClassByte: UInt8
     /// SpanClass.raw. Written when the span is set up (heap lock); read by remote freers that
@@ -265,8 +268,16 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         }
     }
 
-    /// The span class index, for the span's owner (see MSpan.ownedSpanClassByte).
+    /// The ring and counter index of the owner's local frees (see MSpan.ownedSpanClassByte).
     @inline(__always) var ownedSpanClassIndex: Int { Int(pointee.ownedSpanClassByte) }
+
+    /// Point the owner's local frees at the ring for the profiling state (cacheSpan, and the
+    /// switch with the world stopped). Owner.
+    @inline(__always)
+    func setFreeRing(profiling: Bool) {
+        let spc = spanClass
+        pointee.ownedSpanClassByte = profiling ? profileFreeRing(spc) : spc.raw
+    }
 
     /// A tiny span (MSpan.kindByte)?
     @inline(__always) var isTiny: Bool { pointee.kindWord.load(ordering: .relaxed) == SpanKind.tiny }
@@ -313,6 +324,22 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         pointee.allocCache = ~allocBits[index >> 6]
     }
 
+    /// Heap profiling's budget: let the fast path take at most `k` more objects from the
+    /// allocCache window (its lowest k bits are kept; I3 allows a subset). Owner.
+    func limitAllocCache(_ k: Int) {
+        var c = pointee.allocCache
+        if k >= c.nonzeroBitCount { return }
+        var kept: UInt64 = 0
+        var n = 0
+        while n < k {
+            let low = c & (0 &- c)
+            kept |= low
+            c ^= low
+            n &+= 1
+        }
+        pointee.allocCache = kept
+    }
+
     /// Go's nextFreeIndex: the index of the next free object at or after freeIndex, or
     /// nelems. Owner.
     @inline(never)
@@ -320,8 +347,9 @@ extension UnsafeMutablePointer where Pointee == MSpan {
         var sfreeindex = freeIndex
         let snelems = nelems
         if sfreeindex >= snelems { return snelems }
-        // The fast path can leave freeIndex on a word boundary with the cache used up.
-        if sfreeindex & 63 == 0 { refillAllocCache(sfreeindex) }
+        // The fast path can leave freeIndex on a word boundary with the cache used up, and
+        // heap profiling can leave the cache a subset (I3): re-derive it from allocBits.
+        pointee.allocCache = ~allocBits[sfreeindex >> 6] &>> UInt64(sfreeindex & 63)
         var aCache = pointee.allocCache
         var bitIndex = aCache.trailingZeroBitCount
         while bitIndex == 64 {
@@ -491,4 +519,12 @@ struct SpanList {
         remove(s)
         return s
     }
+}
+
+/// Heap profiling's ring (and free counter) for local frees of a cached noscan span of class
+/// `spc`: numSpanClasses + its size class (MCache.ringCount); scan spans keep their own (their
+/// requests all take the slow path while profiling).
+@inline(__always)
+func profileFreeRing(_ spc: SpanClass) -> UInt8 {
+    spc.noscan && spc.sizeClass != 0 ? UInt8(numSpanClasses &+ spc.sizeClass) : spc.raw
 }

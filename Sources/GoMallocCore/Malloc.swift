@@ -108,7 +108,7 @@ private func mallocSmallProfiled(_ h: UnsafeMutablePointer<MHeap>, _ spc: SpanCl
         return nil
     }
     slot.countMalloc(spc.index)
-    profileCount(h, cache, spc, addr: v, rate: rate)
+    profileCount(h, slot, cache, spc, addr: v, rate: rate)
     h.releaseP(slot)
     let p = UnsafeMutableRawPointer(bitPattern: v).unsafelyUnwrapped
     if zero && dirty { gm_sys_memset(p, 0, size) }
@@ -127,13 +127,14 @@ private func takeCachedObject(_ cache: UnsafeMutablePointer<MCache>, _ spc: Span
     return (s.nextFreeFast(), s.pointee.needzero)
 }
 
-/// Heap profiling's countdown for an object of class `spc` just taken (Profile.swift): the
-/// sample, when it is due, recorded holding the P.
+/// Heap profiling's countdown for an object of class `spc` just taken and counted on P
+/// `slot` (Profile.swift, MCache.profileCountClass): the sample, when it is due, recorded
+/// holding the P.
 @inline(__always)
-private func profileCount(_ h: UnsafeMutablePointer<MHeap>, _ cache: UnsafeMutablePointer<MCache>, _ spc: SpanClass,
-                          addr v: UInt, rate: Int) {
+private func profileCount(_ h: UnsafeMutablePointer<MHeap>, _ slot: UnsafeMutablePointer<PSlot>,
+                          _ cache: UnsafeMutablePointer<MCache>, _ spc: SpanClass, addr v: UInt, rate: Int) {
     let bytes = Int(h.pointee.sizeClasses.classToSize[spc.sizeClass])
-    if cache.profileCountdown(bytes, rate: rate), let s = h.spanOf(v) {
+    if cache.profileCountClass(spc, slot: slot, bytes: bytes, rate: rate), let s = h.spanOf(v) {
         profileRecord(addr: v, size: bytes, span: s)
     }
 }
@@ -154,7 +155,7 @@ func mallocSmall(_ h: UnsafeMutablePointer<MHeap>, _ spc: SpanClass, size: Int, 
     if v != 0 {
         slot.countMalloc(spc.index)
         let rate = profileRate()
-        if rate != 0 { profileCount(h, cache, spc, addr: v, rate: rate) }
+        if rate != 0 { profileCount(h, slot, cache, spc, addr: v, rate: rate) }
     }
     h.releaseP(slot)
     // A refill may have swept a span and found a bad free: report it before handing out.

@@ -95,6 +95,6 @@ private func createHeap() -> UnsafeMutablePointer<MHeap>? {
     if cpuProcs != 0 { gm_sys_rseq_set_cpus(Int32(cpuProcs)) }
     // GOMALLOC_PROFILE / GOMALLOC_PROFILE_RATE: sampling from the first allocation on.
     let rate = profileRateFromOptions()
-    if rate != 0 { profileSetRate(h, rate) }
+    if rate != 0 { profileSetRate(h, rate, starting: true) }
     return h
 }

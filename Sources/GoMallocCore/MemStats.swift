@@ -127,7 +127,7 @@ package func readMemStats() -> MemStatsSnapshot {
         let p = h.proc(i)
         for spc in 2..<numSpanClasses {
             let c = spc >> 1
-            let n = p.mallocs[spc], f = p.frees[spc]
+            let n = p.mallocs[spc], f = p.freeCount(spc)
             m.classMallocs[c] &+= n
             m.classFrees[c] &+= f
             if spc & 1 != 0 {

@@ -63,15 +63,18 @@ struct PSlot: ~Copyable {
 }
 
 /// The slot's header (PSlot, then the P's page cache at pageCacheOffset, PageCache.swift) is
-/// padded to this; the counters follow it (numSpanClasses mallocs, then numSpanClasses
+/// padded to this; the counters follow it (numSpanClasses mallocs, then freeCounterWords
 /// frees, then the tiny allocator's four, then the stack allocator's five, 8 bytes each).
 let pSlotHeaderBytes = 128
+/// Free counters: one per span class, then one per size class for the frees that went to
+/// heap profiling's rings (MCache.ringCount; all of noscan objects: profileFreeRing).
+let freeCounterWords = numSpanClasses + numSizeClasses
 /// Bytes between Ps: a power of two (the rseq section indexes Ps by a shift,
 /// gomalloc_sys.h), a multiple of 128 so that two Ps never share a cache line (or an
 /// adjacent-line prefetch pair), and room for the header and counters (a test checks it).
 let pSlotStride = 1 << Int(GM_PSLOT_SHIFT)
 /// Bytes of a slot's header and counters (a test checks that pSlotStride holds them).
-let pSlotUsedBytes = pSlotHeaderBytes + (2 * numSpanClasses + TinyCounter.count + StackCounter.count) * 8
+let pSlotUsedBytes = pSlotHeaderBytes + (numSpanClasses + freeCounterWords + TinyCounter.count + StackCounter.count) * 8
 
 /// The tiny allocator's per-P counters (Tiny.swift).
 enum TinyCounter: Int {
@@ -107,18 +110,27 @@ extension UnsafeMutablePointer where Pointee == PSlot {
         AtomicWords(base: (UnsafeMutableRawPointer(self) + pSlotHeaderBytes).assumingMemoryBound(to: UInt64.self))
     }
 
-    /// Objects of each span class freed through this P.
+    /// Objects of each span class freed through this P; from index numSpanClasses on, objects
+    /// of noscan size class k freed through heap profiling's ring numSpanClasses + k
+    /// (profileFreeRing, MSpan.swift), which count as frees of span class (k << 1) | 1.
     @inline(__always)
     var frees: AtomicWords {
         AtomicWords(base: (UnsafeMutableRawPointer(self) + pSlotHeaderBytes + numSpanClasses &* 8)
             .assumingMemoryBound(to: UInt64.self))
     }
 
+    /// Objects of span class index `c` freed through this P, those counted on heap
+    /// profiling's ring of its size class included (noscan classes).
+    func freeCount(_ c: Int) -> UInt64 {
+        let f = frees[c]
+        return c & 1 != 0 ? f &+ frees[numSpanClasses &+ c &>> 1] : f
+    }
+
     /// The tiny allocator's counters (TinyCounter): sub-objects allocated and freed, 16-byte
     /// blocks opened and freed through this P.
     @inline(__always)
     var tinyCounters: AtomicWords {
-        AtomicWords(base: (UnsafeMutableRawPointer(self) + pSlotHeaderBytes + 2 &* numSpanClasses &* 8)
+        AtomicWords(base: (UnsafeMutableRawPointer(self) + pSlotHeaderBytes + (numSpanClasses &+ freeCounterWords) &* 8)
             .assumingMemoryBound(to: UInt64.self))
     }
 

@@ -208,7 +208,7 @@ extension UnsafeMutablePointer where Pointee == PSlot {
     @inline(__always)
     var stackCounters: AtomicWords {
         AtomicWords(base: (UnsafeMutableRawPointer(self) + pSlotHeaderBytes
-            + (2 &* numSpanClasses &+ TinyCounter.count) &* 8).assumingMemoryBound(to: UInt64.self))
+            + (numSpanClasses &+ freeCounterWords &+ TinyCounter.count) &* 8).assumingMemoryBound(to: UInt64.self))
     }
 
     /// Add `delta` (wrapping) to a stack counter. Caller holds the P (the only writer).
