@@ -94,7 +94,7 @@ package enum Option: Int {
         case .profileRate:
             Row(name: "GOMALLOC_PROFILE_RATE", defaultValue: 524_288, min: 0, max: 1 << 40,
                 defaultDoc: "524288 with GOMALLOC_PROFILE set, else 0", rangeDoc: "0 or bytes",
-                doc: "Heap profiling's mean sampling interval in bytes, as Go's `MemProfileRate`: each P counts the bytes it allocates down from a random threshold drawn from an exponential distribution with this mean, and the allocation that crosses it records its call stack (frame pointers) and size; 1 samples every allocation, 0 turns sampling off. Set on its own it turns sampling on without a file (`gomalloc_profile_dump`, `GoAllocator.heapProfile()`). While sampling is on every allocation takes the slow path (DESIGN.md, \"Heap profiling\").")
+                doc: "Heap profiling's mean sampling interval in bytes, as Go's `MemProfileRate`: each P counts the bytes it allocates of each size class down from a random threshold drawn from an exponential distribution with this mean, and the allocation that crosses it records its call stack (frame pointers) and size; 1 samples every allocation, 0 turns sampling off. Set on its own it turns sampling on without a file (`gomalloc_profile_dump`, `GoAllocator.heapProfile()`). While sampling is on the fast path stays, budgeted so that the sampled allocation reaches the slow path (DESIGN.md, \"Heap profiling\").")
         case .profileSeed:
             Row(name: "GOMALLOC_PROFILE_SEED", defaultValue: 0, min: 0, max: Int(UInt32.max),
                 defaultDoc: "0", rangeDoc: "0–4294967295",
