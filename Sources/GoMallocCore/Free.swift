@@ -39,7 +39,7 @@ func freeAddress(_ addr: UInt, function: StaticString) {
     if let h = theHeap(), let s = h.spanOf(addr) {
         let i = s.objIndex(addr)
         // fastFreeLimit is 0 for a tiny span, whose blocks hold sub-objects (Tiny.swift).
-        if i < Int(s.pointee.fastFreeLimit), UInt(bitPattern: i &* Int(s.pointee.elemSizeWord)) == addr &- s.pointee.startAddr,
+        if UInt32(truncatingIfNeeded: i) < UInt32(s.fastFreeLimit), UInt(bitPattern: i &* Int(s.pointee.elemSizeWord)) == addr &- s.pointee.startAddr,
            let slot = h.tryAcquirePreferredP(needsMCache: false) {
             if s.pointee.location.load(ordering: .relaxed) == SpanLocation.cached(slot) {
                 // We hold the P whose mcache allocates from `s`: the span is ours and its
@@ -119,7 +119,7 @@ func freeSlow(_ addr: UInt, function: StaticString) {
     if addr == 0 { return }
     let (h, s, i) = findObject(addr, function: function)
     // A span holding sampled objects sends every free here (Profile.swift I2).
-    if s.pointee.profiledObjects != 0 { profileFree(h, s, addr: addr) }
+    if s.profiledObjects != 0 { profileFree(h, s, addr: addr) }
     if s.spanClass.sizeClass == 0 {
         freeLarge(h, s, addr: addr, function: function)
         return

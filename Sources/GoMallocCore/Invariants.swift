@@ -61,11 +61,11 @@ private func checkHeapLocked(_ h: UnsafeMutablePointer<MHeap>) -> InvariantViola
             }
             // First page: check the span once.
             if let v = checkSpan(h, s) { return v }
-            if s.pointee.profiledObjects != 0 {
-                if s.pointee.fastFreeLimit != 0 {
+            if s.profiledObjects != 0 {
+                if s.fastFreeLimit != 0 {
                     return InvariantViolation(message: "Profile.I2: a span with sampled objects lets frees take the fast path", address: addr)
                 }
-                profiled &+= Int(s.pointee.profiledObjects)
+                profiled &+= Int(s.profiledObjects)
             }
             spanPages &+= s.pointee.npages
             if s.spanClass.sizeClass == 0 {

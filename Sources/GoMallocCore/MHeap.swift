@@ -406,8 +406,8 @@ extension UnsafeMutablePointer where Pointee == MHeap {
         s.pointee.nelemsWord = UInt16(nelems)
         // 0 sends every free of the span to the slow path: tiny blocks, and every span in the
         // hardened mode (Debug.swift).
-        s.pointee.fastFreeLimit = kind == SpanKind.ordinary && !pointee.debugMode ? UInt16(nelems) : 0
-        s.pointee.profiledObjects = 0
+        s.fastFreeLimit = kind == SpanKind.ordinary && !pointee.debugMode ? UInt16(nelems) : 0
+        s.profiledObjects = 0
         s.pointee.bitmapWordsWord = UInt8(words)
         if c != 0 {
             s.pointee.elemSizeWord = pointee.sizeClasses.classToSize[c]

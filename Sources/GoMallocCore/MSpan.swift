@@ -118,10 +118,11 @@ struct MSpan: ~Copyable {
     /// True when some object may hold old data (calloc must clear it). Owner.
     var needzero: Bool
     /// Sampled objects of this span in the heap profile's object table (Profile.swift I2);
-    /// nonzero sends every free of the span to the slow path. Guarded by: the profile lock
-    /// (racy read by free's slow path: only a span holding the object being freed can read
-    /// nonzero for it, and it was written before that object was handed out).
-    var profiledObjects: UInt32
+    /// nonzero sends every free of the span to the slow path. Written under the profile lock;
+    /// read by any free's slow path. Atomic, relaxed: the free of a sampled object is ordered
+    /// after its sampling by the program's own hand-off of the pointer (it was written before
+    /// that object was handed out); frees of other objects may read either value.
+    let profiledObjectsWord: Atomic<UInt32>
     /// Fills line 0, so that line 1 starts at offset 64.
     private var padding: (UInt64, UInt64, UInt32)
 
@@ -151,9 +152,11 @@ struct MSpan: ~Copyable {
     let allocCountWord: Atomic<UInt16>
     /// Objects the free fast path may index: nelems, or 0 for a span none of whose frees it
     /// may take (a tiny span, whose 16-byte blocks hold sub-objects: Tiny.swift; the dummy
-    /// spans), so that its index check sends every such free to the slow path at no cost.
-    /// Immutable while in use.
-    var fastFreeLimit: UInt16
+    /// spans; a span holding sampled objects, Profile.swift I2), so that its index check
+    /// sends every such free to the slow path at no cost. Atomic, relaxed (a plain load on
+    /// the fast path): set at span set-up, and by heap profiling under its lock while other
+    /// threads free into the span; ordered for the sampled object as profiledObjectsWord.
+    let fastFreeLimitWord: Atomic<UInt16>
     /// SpanState. Atomic: written under the heap lock (release), read with acquire (every
     /// free's validation checks it); large spans CAS inUse -> free in free() to catch double
     /// frees without a lock.
@@ -184,9 +187,9 @@ struct MSpan: ~Copyable {
     /// A span with every field zero (the dummy spans; FixAlloc memory is the same bytes).
     init() {
         allocCache = 0; freeIndexWord = Atomic(0); startAddr = 0; location = Atomic(SpanLocation.none)
-        allocCountWord = Atomic(0); nelemsWord = 0; fastFreeLimit = 0; elemSizeWord = 0; divMul = 0
+        allocCountWord = Atomic(0); nelemsWord = 0; fastFreeLimitWord = Atomic(0); elemSizeWord = 0; divMul = 0
         bitmapWordsWord = 0; spanClassWord = Atomic(0); needzero = false; ownedSpanClassByte = 0; kindWord = Atomic(0)
-        npages = 0; next = nil; prev = nil; profiledObjects = 0; padding = (0, 0, 0)
+        npages = 0; next = nil; prev = nil; profiledObjectsWord = Atomic(0); padding = (0, 0, 0)
         state = Atomic(SpanState.free.rawValue)
     }
 
@@ -266,6 +269,18 @@ extension UnsafeMutablePointer where Pointee == MSpan {
             pointee.spanClassWord.store(newValue.raw, ordering: .relaxed)
             pointee.ownedSpanClassByte = newValue.raw
         }
+    }
+
+    /// MSpan.fastFreeLimitWord (relaxed).
+    var fastFreeLimit: UInt16 {
+        @inline(__always) get { pointee.fastFreeLimitWord.load(ordering: .relaxed) }
+        @inline(__always) nonmutating set { pointee.fastFreeLimitWord.store(newValue, ordering: .relaxed) }
+    }
+
+    /// MSpan.profiledObjectsWord (relaxed).
+    var profiledObjects: UInt32 {
+        @inline(__always) get { pointee.profiledObjectsWord.load(ordering: .relaxed) }
+        @inline(__always) nonmutating set { pointee.profiledObjectsWord.store(newValue, ordering: .relaxed) }
     }
 
     /// The ring and counter index of the owner's local frees (see MSpan.ownedSpanClassByte).

@@ -84,8 +84,9 @@ struct ProfileHeader: ~Copyable {
     let droppedSamples: Atomic<Int>
     /// Sampled objects not remembered (full object table). Atomic: relaxed.
     let droppedObjects: Atomic<Int>
-    /// Live sampled objects. Guarded by: lock.
-    var objects: Int
+    /// Live sampled objects. Guarded by: lock (written only under it; an Atomic, relaxed, so
+    /// that no write is a mutating access to the header other threads read the lock through).
+    let objects: Atomic<Int>
     /// Seed of the per-P generators (GOMALLOC_PROFILE_SEED, or the time and pid). Immutable.
     let seed: UInt64
     /// Generators seeded so far: the n-th P to draw a threshold gets mix64(seed + n), so that
@@ -239,7 +240,7 @@ private func profileStateCreate(_ h: UnsafeMutablePointer<MHeap>) -> UnsafeMutab
     var seed = UInt64(Option.profileSeed.read())
     if seed == 0 { seed = gm_sys_nanotime() ^ (UInt64(gm_sys_getpid()) << 32) }
     header(st).initialize(to: ProfileHeader(lock: RuntimeLock(rank: .profile), bucketCount: Atomic(0),
-                                            droppedSamples: Atomic(0), droppedObjects: Atomic(0), objects: 0, seed: seed,
+                                            droppedSamples: Atomic(0), droppedObjects: Atomic(0), objects: Atomic(0), seed: seed,
                                             seeded: Atomic(0)))
     profileStateWord.store(UInt(bitPattern: st), ordering: .releasing)
     return st
@@ -392,7 +393,7 @@ func profileRecord(addr: UInt, size: Int, span s: UnsafeMutablePointer<MSpan>) {
     bucketWord(st, bucket, BucketField.allocs).pointee.add(1, ordering: .relaxed)
     bucketWord(st, bucket, BucketField.allocBytes).pointee.add(UInt(size), ordering: .relaxed)
     // The object (I2). Half full at most: probes stay short.
-    if hd.pointee.objects >= profileObjectCapacity / 2 {
+    if hd.pointee.objects.load(ordering: .relaxed) >= profileObjectCapacity / 2 {
         hd.pointee.droppedObjects.add(1, ordering: .relaxed)
         return
     }
@@ -400,12 +401,12 @@ func profileRecord(addr: UInt, size: Int, span s: UnsafeMutablePointer<MSpan>) {
     var o = objectSlot(addr)
     while objects[o &* 2] != 0 && objects[o &* 2] != addr { o = (o &+ 1) & (profileObjectCapacity &- 1) }
     if objects[o &* 2] == 0 {
-        hd.pointee.objects &+= 1
-        s.pointee.profiledObjects &+= 1
+        hd.pointee.objects.add(1, ordering: .relaxed)
+        s.profiledObjects &+= 1
     }
     objects[o &* 2] = addr
     objects[o &* 2 &+ 1] = UInt(bucket)
-    s.pointee.fastFreeLimit = 0
+    s.fastFreeLimit = 0
 }
 
 @inline(__always)
@@ -449,13 +450,13 @@ func profileFree(_ h: UnsafeMutablePointer<MHeap>, _ s: UnsafeMutablePointer<MSp
         }
         objects[hole &* 2] = 0
         objects[hole &* 2 &+ 1] = 0
-        hd.pointee.objects &-= 1
-        if s.pointee.profiledObjects > 0 {
-            s.pointee.profiledObjects &-= 1
+        hd.pointee.objects.subtract(1, ordering: .relaxed)
+        if s.profiledObjects > 0 {
+            s.profiledObjects &-= 1
             // (In the hardened mode every span keeps 0: Debug.swift checks every free.)
-            if s.pointee.profiledObjects == 0 && s.spanClass.sizeClass != 0 && s.kind == SpanKind.ordinary
+            if s.profiledObjects == 0 && s.spanClass.sizeClass != 0 && s.kind == SpanKind.ordinary
                 && !h.pointee.debugMode {
-                s.pointee.fastFreeLimit = s.pointee.nelemsWord
+                s.fastFreeLimit = s.pointee.nelemsWord
             }
         }
     }
@@ -488,13 +489,13 @@ func checkProfileObjects(_ h: UnsafeMutablePointer<MHeap>, spansSay: Int) -> Inv
         if addr == 0 { continue }
         n &+= 1
         guard let s = h.spanOf(addr), s != h.pointee.tombstone,
-              s.pointee.state.load(ordering: .relaxed) == SpanState.inUse.rawValue, s.pointee.profiledObjects != 0,
+              s.pointee.state.load(ordering: .relaxed) == SpanState.inUse.rawValue, s.profiledObjects != 0,
               s.spanClass.sizeClass == 0 ? addr == s.pointee.startAddr : s.isLive(s.objIndex(addr)),
               Int(objects[o &* 2 &+ 1]) < header(st).pointee.bucketCount.load(ordering: .relaxed) else {
             return InvariantViolation(message: "Profile.I2: a remembered sampled object is not a live object of a flagged span", address: addr)
         }
     }
-    if n != spansSay || n != header(st).pointee.objects {
+    if n != spansSay || n != header(st).pointee.objects.load(ordering: .relaxed) {
         return InvariantViolation(message: "Profile.I2: sampled objects in the table differ from the spans' counts", address: UInt(n))
     }
     for b in 0..<profileBucketCount() {

@@ -49,7 +49,7 @@ func reallocObject(_ ptr: UnsafeMutableRawPointer, size: Int, cABI: Bool) -> Uns
             return ptr
         }
         if h.growLargeInPlace(s, to: npages) { return ptr }
-        if s.pointee.npages >= moveLargeMinPages && s.pointee.profiledObjects != 0 {
+        if s.pointee.npages >= moveLargeMinPages && s.profiledObjects != 0 {
             profileFree(h, s, addr: UInt(bitPattern: ptr))  // its span is freed below (Profile.swift I2)
         }
         if s.pointee.npages >= moveLargeMinPages, let t = moveLarge(h, s, to: npages) {

@@ -144,7 +144,7 @@ final class LayoutTests: XCTestCase {
             withUnsafePointer(to: &span.pointee.divMul) { offset($0) },
             withUnsafePointer(to: span.pointee.state) { offset($0) },
             withUnsafePointer(to: &span.pointee.nelemsWord) { offset($0) },
-            withUnsafePointer(to: &span.pointee.fastFreeLimit) { offset($0) },
+            withUnsafePointer(to: span.pointee.fastFreeLimitWord) { offset($0) },
             withUnsafePointer(to: span.pointee.allocCountWord) { offset($0) },
             withUnsafePointer(to: &span.pointee.bitmapWordsWord) { offset($0) },
             withUnsafePointer(to: &span.pointee.ownedSpanClassByte) { offset($0) },
