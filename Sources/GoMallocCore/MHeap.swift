@@ -59,7 +59,8 @@ struct MHeap: ~Copyable {
     var centrals: UnsafeMutableRawPointer
     /// The flat size-to-class tables of the malloc fast path (SizeClasses.swift:
     /// fastSpanClass(for:)), read without bounds checks: classTable, or while heap profiling
-    /// is on a table of zeros (Profile.swift). Racy read: a pointer store, either table valid.
+    /// is on its table (noscan classes as they are, scan classes 0; Profile.swift). Changed
+    /// only with the world stopped (or before the heap is published).
     var fastClassTable: UnsafeMutablePointer<UInt8>
     /// The flat size-to-class tables everyone else reads (spanClass(for:)). Immutable.
     var classTable: UnsafeMutablePointer<UInt8>

@@ -47,8 +47,9 @@ func mallocgc(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutabl
         // 0...maxTinySize bytes, packed (malloc(0) gets a 1-byte object) with GOMALLOC_TINY=1
         // (tinyLimit is 0 otherwise). The slow path takes them (a tail call keeps this path a leaf).
         if noscan && UInt(bitPattern: size) < h.tinyLimit { return mallocSlow(size, cABI: cABI, zero: zero, noscan: noscan) }
-        // The table only this path reads: with heap profiling on, all zeros (span class 0,
-        // never cached), so that every request misses here and the slow path counts it.
+        // The table only this path reads: with heap profiling on, scan requests map to span
+        // class 0 (never cached) and miss here, so that the slow path counts them; noscan
+        // ones are served from windows the slow path cut to the next sample (Profile.swift).
         let spc = h.fastSpanClass(for: size, cABI: cABI, noscan: noscan)
         if let slot = h.tryAcquirePreferredP(needsMCache: true) {
             let (v, dirty) = takeCachedObject(slot.heldMCache, spc)
@@ -69,8 +70,9 @@ func mallocgc(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutabl
 
 @inline(never)
 func mallocSlow(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutableRawPointer? {
-    // Heap profiling on (Profile.swift): the fast path sent every small request here; serve
-    // it as the fast path would, with the countdown, before starting over.
+    // Heap profiling on (Profile.swift): the fast path sent scan requests here, and noscan
+    // ones whose window its budget emptied; serve them as the fast path would, with the
+    // countdown, before starting over.
     let rate = profileRate()
     if rate != 0 && UInt(bitPattern: size) <= UInt(maxSmallSize), let h = theHeap(),
        !(noscan && UInt(bitPattern: size) < packingLimit(h)),

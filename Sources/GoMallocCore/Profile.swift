@@ -28,7 +28,8 @@
 //   one (the P's malloc count, MCache.profileSeen) are charged, and the allocation that reaches
 //   the threshold is the sampled one. Large objects count down the P's own threshold
 //   (MCache.nextSample), which is a Poisson process of its own. With profiling off the fast
-//   path is the same instructions (149 per malloc+free pair, callgrind); on, 163-173.
+//   path is the same instructions but one (150 per malloc+free pair, callgrind, 149 before:
+//   fastFreeLimit is a relaxed atomic); on, 164-174.
 //   The dump (writeProfile; at exit, on SIGUSR2, or gomalloc_profile_dump), version 1:
 //     gomalloc-profile 1 rate <R> pid <pid>
 //     sample <allocs> <alloc bytes> <frees> <free bytes> <object bytes> 0x<pc> ...

@@ -149,7 +149,7 @@ extension UnsafeMutablePointer where Pointee == MHeap {
     }
 
     /// The same lookup in the table the malloc fast path reads (MHeap.fastClassTable): the
-    /// real one, or while heap profiling is on a table of zeros (Profile.swift).
+    /// real one, or while heap profiling is on one whose scan classes are 0 (Profile.swift).
     @inline(__always)
     func fastSpanClass(for size: Int, cABI: Bool, noscan: Bool) -> SpanClass {
         let table = (cABI ? 2 : 0) &+ (noscan ? 1 : 0)
