@@ -63,9 +63,10 @@ struct MCache {
     var stackCache: InlineArray<4, StackCacheList>
     /// The P that owns this cache. Immutable.
     let p: UnsafeMutablePointer<PSlot>
-    /// Heap profiling (Profile.swift): bytes this P may still allocate before the next
-    /// sample (Go's mcache.nextSample; 0 = not drawn yet), and its random generator's state
-    /// (0 = not seeded yet). Owner: P.
+    /// Heap profiling (Profile.swift): bytes of large objects this P may still allocate
+    /// before the next sample (Go's mcache.nextSample; 0 = not drawn yet; small classes count
+    /// down profileLeft instead), and its random generator's state (0 = not seeded yet).
+    /// Owner: P.
     var nextSample: Int
     var sampleRandom: UInt64
 

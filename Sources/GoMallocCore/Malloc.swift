@@ -70,20 +70,20 @@ func mallocgc(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutabl
 
 @inline(never)
 func mallocSlow(_ size: Int, cABI: Bool, zero: Bool, noscan: Bool) -> UnsafeMutableRawPointer? {
-    // Heap profiling on (Profile.swift): the fast path sent scan requests here, and noscan
-    // ones whose window its budget emptied; serve them as the fast path would, with the
-    // countdown, before starting over.
+    // Heap profiling on (Profile.swift): the fast path sent every small scan request here;
+    // serve it as the fast path would, with the countdown, before starting over. (A noscan
+    // request here found its window empty — a word boundary, or the sampling budget — so
+    // the copy would miss too: mallocSmall takes it.)
     let rate = profileRate()
-    if rate != 0 && UInt(bitPattern: size) <= UInt(maxSmallSize), let h = theHeap(),
-       !(noscan && UInt(bitPattern: size) < packingLimit(h)),
+    if rate != 0 && !noscan && UInt(bitPattern: size) <= UInt(maxSmallSize), let h = theHeap(),
        let p = mallocSmallProfiled(h, h.spanClass(for: size, cABI: cABI, noscan: noscan), size: size, zero: zero, rate: rate) {
         return p
     }
     var p: UnsafeMutableRawPointer? = nil
     if size >= 0 && size <= maxRequest, let h = heap() {
-        // The real bound (while heap profiling is on, tinyLimit sends every noscan request
-        // here, Profile.swift); with GOMALLOC_DEBUG=1 every noscan request is below it.
-        if noscan && UInt(bitPattern: size) < packingLimit(h) {
+        // The bound the fast path sent them here by; with GOMALLOC_DEBUG=1 every noscan
+        // request is below it.
+        if noscan && UInt(bitPattern: size) < h.tinyLimit {
             return h.pointee.debugMode ? mallocDebug(h, size: size, cABI: cABI, zero: zero) : mallocTiny(h, size: size, zero: zero)
         }
         p = size > maxSmallSize

@@ -29,7 +29,7 @@
 //   the threshold is the sampled one. Large objects count down the P's own threshold
 //   (MCache.nextSample), which is a Poisson process of its own. With profiling off the fast
 //   path is the same instructions but one (150 per malloc+free pair, callgrind, 149 before:
-//   fastFreeLimit is a relaxed atomic); on, 164-174.
+//   fastFreeLimit is a relaxed atomic); on, 163-172.
 //   The dump (writeProfile; at exit, on SIGUSR2, or gomalloc_profile_dump), version 1:
 //     gomalloc-profile 1 rate <R> pid <pid>
 //     sample <allocs> <alloc bytes> <frees> <free bytes> <object bytes> 0x<pc> ...
@@ -122,13 +122,6 @@ func profilePrimeUnwinder() {
     if profileUnwinderWord.load(ordering: .relaxed) || Option.profileUnwind.read() == 0 { return }
     if gm_sys_backtrace_prime() != 0 { profileUnwinderWord.store(true, ordering: .relaxed) }
 }
-
-/// The bound below which mallocSlow packs noscan requests (Tiny.swift).
-@inline(__always)
-func packingLimit(_ h: UnsafeMutablePointer<MHeap>) -> UInt { h.tinyLimit }
-
-/// Change the tiny allocator's bound (setTinyPacking).
-func setPackingLimit(_ h: UnsafeMutablePointer<MHeap>, _ limit: UInt) { h.pointee.tinyLimitValue = limit }
 
 /// The sampling rate now (0: off). Slow paths only.
 @inline(__always)

@@ -160,7 +160,7 @@ extension UnsafeMutablePointer where Pointee == MSpan {
 /// already packed stay valid: frees find them by their span's kind.
 package func setTinyPacking(_ on: Bool) {
     guard let h = heap() else { return }
-    setPackingLimit(h, on ? UInt(maxTinySize + 1) : 0)
+    h.pointee.tinyLimitValue = on ? UInt(maxTinySize + 1) : 0
 }
 
 /// A packed object of `size` (0...maxTinySize) bytes, zeroed if `zero`. nil when out of memory.
