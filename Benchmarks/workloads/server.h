@@ -170,7 +170,7 @@ static inline long server_tree_pss_kib(void) {
                 if (tree[i] == pid) known = 1;
                 if (tree[i] == ppid) parent_known = 1;
             }
-            if (!known && parent_known && !(ppid == server_pid && pid == getpid())) {
+            if (!known && parent_known) {
                 tree[count++] = pid;
                 added = 1;
             }

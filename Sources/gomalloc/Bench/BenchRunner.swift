@@ -278,11 +278,9 @@ struct BenchRunner {
 /// line starting with `workload=`).
 func parseSummaryMetrics(_ stdout: String, keys: [String]) -> [String: Double] {
     guard let line = stdout.split(separator: "\n").last(where: { $0.hasPrefix("workload=") }) else { return [:] }
+    let fields = keyValueFields(line)
     var out: [String: Double] = [:]
-    for part in line.split(separator: " ") {
-        let kv = part.split(separator: "=", maxSplits: 1)
-        if kv.count == 2, keys.contains(String(kv[0])), let v = Double(kv[1]) { out[String(kv[0])] = v }
-    }
+    for k in keys { if let v = fields[k].flatMap(Double.init) { out[k] = v } }
     return out
 }
 

@@ -153,14 +153,20 @@ func childProcess(of parent: pid_t) -> pid_t? {
 
 /// The phase markers in a workload's stdout, `phase=NAME mono_s=S rss_kib=N` lines, with
 /// their times in milliseconds since `origin` (CLOCK_MONOTONIC seconds, RSSSampler's).
+/// The `key=value` fields of a workload's output line (a phase marker, the summary).
+func keyValueFields(_ line: Substring) -> [String: String] {
+    var fields: [String: String] = [:]
+    for part in line.split(separator: " ") {
+        let kv = part.split(separator: "=", maxSplits: 1)
+        if kv.count == 2 { fields[String(kv[0])] = String(kv[1]) }
+    }
+    return fields
+}
+
 func parsePhaseMarkers(_ stdout: String, origin: Double) -> [PhaseJSON] {
     var phases: [PhaseJSON] = []
     for line in stdout.split(separator: "\n") where line.hasPrefix("phase=") {
-        var fields: [String: String] = [:]
-        for part in line.split(separator: " ") {
-            let kv = part.split(separator: "=", maxSplits: 1)
-            if kv.count == 2 { fields[String(kv[0])] = String(kv[1]) }
-        }
+        let fields = keyValueFields(line)
         guard let name = fields["phase"], let mono = Double(fields["mono_s"] ?? ""), let kib = Int(fields["rss_kib"] ?? "")
         else { continue }
         phases.append(PhaseJSON(name: name, timeMs: Int(((mono - origin) * 1000).rounded()), rssKiB: kib))
